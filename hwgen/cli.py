@@ -1,0 +1,110 @@
+"""The `hwgen` command line: one subcommand per pipeline step (SPEC §1).
+
+Heavy imports (torch, amaranth) happen inside the subcommands so `--help` is
+instant. Any HwgenError becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from quant.errors import HwgenError
+
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "quant" / "checkpoints" / "digits-tiny.pt"
+BUNDLED_MODEL = BUNDLED_CHECKPOINT.with_suffix(".hwq")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from quant.train import train_digits
+
+    result = train_digits(out=Path(args.out), epochs=args.epochs, seed=args.seed,
+                          progress=not args.quiet)
+    print(f"float test accuracy {result['test_accuracy'] * 100:.2f}% "
+          f"({result['seconds']:.1f} s); checkpoint written to {args.out}")
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from quant.model_file import save_model
+    from quant.quantize import quantize_checkpoint, report_accuracy
+
+    model = quantize_checkpoint(Path(args.checkpoint), weight_bits=args.bits)
+    report = report_accuracy(Path(args.checkpoint), model, other_bits=(4,) if args.bits == 8 else ())
+    save_model(model, Path(args.output))
+    print(report)
+    print(f"integer model written to {args.output}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from quant.model_file import load_model, summary
+
+    model = load_model(Path(args.model))
+    print(summary(model, accuracy=not args.no_accuracy))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from quant.quantize import quantize_checkpoint, report_accuracy
+
+    model = quantize_checkpoint(BUNDLED_CHECKPOINT, weight_bits=8)
+    print(report_accuracy(BUNDLED_CHECKPOINT, model, other_bits=(4,)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hwgen",
+        description="Spiking transformer (SAFormer) to verified FPGA/ASIC accelerator.",
+        epilog="Run 'hwgen COMMAND --help' for the options of one command.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train digits-tiny on scikit-learn's digits (CPU)",
+                       description="Train the float digits-tiny SAFormer on scikit-learn's "
+                                   "digits (fixed split and seed) and save a checkpoint.")
+    t.add_argument("-o", "--out", default="digits-tiny.pt", help="checkpoint to write")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("quantize", help="quantise a checkpoint to an integer model file",
+                       description="Fold BN, quantise weights and LIF thresholds "
+                                   "(docs/arithmetic.md), print float vs integer accuracy, "
+                                   "write the integer model file.")
+    q.add_argument("checkpoint", help="float checkpoint written by 'hwgen train'")
+    q.add_argument("-o", "--output", required=True, help="integer model file to write (.hwq)")
+    q.add_argument("--bits", type=int, choices=(4, 8), default=8, help="weight bits (default 8)")
+    q.set_defaults(func=_cmd_quantize)
+
+    i = sub.add_parser("inspect", help="summarise an integer model file",
+                       description="Print layers, shapes, bit widths, parameter count and "
+                                   "weight memory of an integer model file, and the golden "
+                                   "model's digits accuracy for digits-tiny.")
+    i.add_argument("model", help="integer model file (.hwq)")
+    i.add_argument("--no-accuracy", action="store_true", help="skip the accuracy run")
+    i.set_defaults(func=_cmd_inspect)
+
+    d = sub.add_parser("demo", help="the main job on the bundled model",
+                       description="Quantise the bundled digits-tiny checkpoint and print "
+                                   "float vs integer accuracy.")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HwgenError as e:
+        print(f"hwgen {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hwgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
