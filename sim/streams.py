@@ -1,0 +1,164 @@
+"""cocotb stream verification components for `amaranth.lib.stream` ports.
+
+Typed driver (random valid gaps), monitor with random ready backpressure, and
+a scoreboard that raises at the first difference, saying which beat. Inputs
+are driven and outputs sampled around the falling edge so the DUT's
+combinational ready/valid have settled, which works the same on Verilator
+and Icarus. All randomness comes from a seeded `random.Random`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+
+
+def load_stimulus() -> dict:
+    with open(os.environ["HWGEN_SIM_DATA"]) as f:
+        return json.load(f)
+
+
+def save_result(result: dict) -> None:
+    with open(os.environ["HWGEN_SIM_RESULT"], "w") as f:
+        json.dump(result, f)
+
+
+def pack(values: Sequence[int], width: int) -> int:
+    """Lane 0 in the low bits: the layout of an Amaranth ArrayLayout payload."""
+    mask = (1 << width) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * width)
+    return word
+
+
+def unpack(word: int, width: int, count: int, signed: bool = True) -> list[int]:
+    mask = (1 << width) - 1
+    out = []
+    for i in range(count):
+        v = (word >> (i * width)) & mask
+        if signed and v >> (width - 1):
+            v -= 1 << width
+        out.append(v)
+    return out
+
+
+@dataclass
+class Port:
+    """Handles of one stream port `name` of the DUT (Amaranth flattens to name__payload etc.)."""
+
+    payload: object
+    valid: object
+    ready: object | None
+
+    @classmethod
+    def of(cls, dut, name: str) -> Port:
+        ready = getattr(dut, f"{name}__ready", None)
+        return cls(getattr(dut, f"{name}__payload"), getattr(dut, f"{name}__valid"), ready)
+
+
+class StreamDriver:
+    """Sends payloads into a stream sink of the DUT, idling `gap` of the cycles at random."""
+
+    def __init__(self, dut, name: str, rng: random.Random, gap: float = 0.0):
+        self.port = Port.of(dut, name)
+        self.clk = dut.clk
+        self.rng = rng
+        self.gap = gap
+        self.sent = 0
+        self.port.valid.value = 0
+
+    async def send(self, payloads: Sequence[int]) -> None:
+        for word in payloads:
+            while True:
+                await FallingEdge(self.clk)
+                if self.gap and self.rng.random() < self.gap:
+                    self.port.valid.value = 0
+                    continue
+                self.port.valid.value = 1
+                self.port.payload.value = int(word)
+                await ReadOnly()
+                if self.port.ready is None or self.port.ready.value:
+                    break  # accepted at the coming rising edge
+            self.sent += 1
+        await FallingEdge(self.clk)
+        self.port.valid.value = 0
+
+
+class StreamMonitor:
+    """Collects payloads from a stream source of the DUT, holding ready low `backpressure` of the time."""
+
+    def __init__(self, dut, name: str, rng: random.Random, backpressure: float = 0.0,
+                 on_beat: Callable[[int, int], None] | None = None):
+        self.port = Port.of(dut, name)
+        self.clk = dut.clk
+        self.rng = rng
+        self.backpressure = backpressure
+        self.received: list[int] = []
+        self.cycles: list[int] = []  # cycle of each accepted beat
+        self.on_beat = on_beat
+        self.cycle = 0
+        if self.port.ready is not None:
+            self.port.ready.value = 0
+
+    async def collect(self, count: int, timeout_cycles: int) -> list[int]:
+        while len(self.received) < count:
+            await FallingEdge(self.clk)
+            self.cycle += 1
+            if self.cycle > timeout_cycles:
+                raise AssertionError(
+                    f"timeout: {len(self.received)} of {count} beats after {timeout_cycles} cycles")
+            ready = not (self.backpressure and self.rng.random() < self.backpressure)
+            if self.port.ready is not None:
+                self.port.ready.value = int(ready)
+            await ReadOnly()
+            if ready and self.port.valid.value:
+                word = self.port.payload.value.to_unsigned()
+                self.received.append(word)
+                self.cycles.append(self.cycle)
+                if self.on_beat:
+                    self.on_beat(len(self.received) - 1, word)
+        await FallingEdge(self.clk)
+        if self.port.ready is not None:
+            self.port.ready.value = 0
+        return self.received
+
+
+@dataclass
+class Scoreboard:
+    """Compares observed beats with expected ones in order; raises at the first difference."""
+
+    name: str
+    expected: list[int]
+    describe: Callable[[int, int, int], str] | None = None  # (beat, expected, got) -> text
+    checked: int = field(default=0)
+
+    def check(self, beat: int, got: int) -> None:
+        if beat >= len(self.expected):
+            raise AssertionError(f"{self.name}: extra beat {beat} (only {len(self.expected)} expected)")
+        want = self.expected[beat]
+        if want != got:
+            where = self.describe(beat, want, got) if self.describe else f"expected {want:#x}, got {got:#x}"
+            raise AssertionError(f"{self.name}: mismatch at beat {beat}: {where}")
+        self.checked += 1
+
+
+async def start_clock(dut, period_ns: int = 10) -> None:
+    cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+def seeded_rng(stimulus: dict) -> random.Random:
+    seed = int(stimulus.get("seed", 0))
+    cocotb.log.info(f"hwgen: random seed {seed}")
+    return random.Random(seed)
