@@ -8,8 +8,15 @@ port, the cycle of every input/output beat, and the total cycle count.
 import cocotb
 from cocotb.triggers import Combine, FallingEdge
 
-from sim.streams import (Scoreboard, StreamDriver, StreamMonitor, load_stimulus, save_result,
-                         seeded_rng, start_clock)
+from sim.streams import (
+    Scoreboard,
+    StreamDriver,
+    StreamMonitor,
+    load_stimulus,
+    save_result,
+    seeded_rng,
+    start_clock,
+)
 
 
 @cocotb.test()
