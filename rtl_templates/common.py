@@ -80,5 +80,5 @@ def bram_count(depth: int, width: int, family: str) -> int:
     try:
         shapes = _BRAM_SHAPES[family]
     except KeyError:
-        raise ValueError(f"family must be one of {', '.join(_BRAM_SHAPES)}, not {family!r}")
+        raise ValueError(f"family must be one of {', '.join(_BRAM_SHAPES)}, not {family!r}") from None
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
