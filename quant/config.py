@@ -7,10 +7,10 @@ integer model file and the hardware compiler all read the same object.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class SasaMode(str, Enum):
+class SasaMode(StrEnum):
     """How SASA aggregates Q AND K (SPEC §2)."""
 
     CHANNEL = "channel"  # per token, popcount over the channels of a head: fully streaming
@@ -132,7 +132,7 @@ class ModelConfig:
         try:
             d["sasa_mode"] = SasaMode(d["sasa_mode"])
         except ValueError:
-            raise ValueError(f"sasa_mode must be 'channel' or 'token', not {d['sasa_mode']!r}")
+            raise ValueError(f"sasa_mode must be 'channel' or 'token', not {d['sasa_mode']!r}") from None
         d["image_size"] = tuple(d["image_size"])
         d["stem_channels"] = tuple(d["stem_channels"])
         d["stem_pool"] = tuple(bool(p) for p in d["stem_pool"])
@@ -166,4 +166,4 @@ def get_config(name: str) -> ModelConfig:
     try:
         return REFERENCE_CONFIGS[name]
     except KeyError:
-        raise ValueError(f"unknown config {name!r}; known: {', '.join(REFERENCE_CONFIGS)}")
+        raise ValueError(f"unknown config {name!r}; known: {', '.join(REFERENCE_CONFIGS)}") from None

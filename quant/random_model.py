@@ -9,8 +9,17 @@ from __future__ import annotations
 import torch
 
 from quant.config import ModelConfig
-from quant.ir import (Block, Conv3x3Layer, DWConvLayer, Head, IntModel, LIFLayer, LinearLayer,
-                      StemStage, derive_widths)
+from quant.ir import (
+    Block,
+    Conv3x3Layer,
+    DWConvLayer,
+    Head,
+    IntModel,
+    LIFLayer,
+    LinearLayer,
+    StemStage,
+    derive_widths,
+)
 
 
 def random_int_model(cfg: ModelConfig, weight_bits: int = 8, seed: int = 0) -> IntModel:
