@@ -146,15 +146,17 @@ class ModelConfig:
 
 REFERENCE_CONFIGS: dict[str, ModelConfig] = {
     # Trained in the repo on scikit-learn's digits; sized so every integer weight
-    # fits the iCE40 UP5K's 30 x 4 kbit block RAM at 8 bits.
+    # fits the iCE40 UP5K's 30 x 4 kbit block RAM at 8 bits with room for the
+    # accelerator's buffers (about 81 kbit of weights; docs/hardware.md).
     "digits-tiny": ModelConfig(
         name="digits-tiny", image_channels=1, image_size=(8, 8), time_steps=4,
         depth=1, dim=32, heads=2, mlp_ratio=2, sasa_mode=SasaMode.CHANNEL,
-        stem_channels=(16,), stem_pool=(True,), num_classes=10),
+        stem_channels=(8,), stem_pool=(True,), num_classes=10),
+    # Sized for the ECP5-85F's 208 x 18 kbit block RAM: about 2.2 Mbit of 8-bit weights.
     "cifar-mid": ModelConfig(
         name="cifar-mid", image_channels=3, image_size=(32, 32), time_steps=4,
-        depth=2, dim=128, heads=4, mlp_ratio=4, sasa_mode=SasaMode.CHANNEL,
-        stem_channels=(32, 64), stem_pool=(True, True), num_classes=10),
+        depth=2, dim=128, heads=4, mlp_ratio=2, sasa_mode=SasaMode.CHANNEL,
+        stem_channels=(16, 32), stem_pool=(True, True), num_classes=10),
     "cifar-paper": ModelConfig(
         name="cifar-paper", image_channels=3, image_size=(32, 32), time_steps=4,
         depth=4, dim=384, heads=12, mlp_ratio=4, sasa_mode=SasaMode.CHANNEL,
