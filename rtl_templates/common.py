@@ -1,19 +1,20 @@
-"""Stream conventions shared by every block, and the resource-estimate type.
+"""Stream conventions shared by every block, their software twins, and the resource-estimate type.
 
-Every stream is token-major, time-minor (the T steps of one token travel
-together). Two payload kinds join the blocks:
-
-- spike vector: `unsigned(C)`, bit c is channel c, one beat per (token, t);
-- values: `ArrayLayout(signed(width), lanes)`, one fold of an integer vector;
-  a (token, t) vector of C channels is C // lanes beats, group g carrying
-  channels g*lanes .. g*lanes+lanes-1 (lane j = channel g*lanes + j).
+Streams are token-major, time-minor (docs/hardware.md): a spike stream carries
+one `unsigned(C)` beat per (token, t); a values stream carries
+`ArrayLayout(signed(width), lanes)` beats, for each token group-major then
+time (`for g: for t:`), lane j of group g being channel g*lanes + j.
+`pack_spikes`/`pack_values` produce exactly those beat words from integer
+arrays, so the testbenches and the compiler's taps compare like with like.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream
 
@@ -39,6 +40,24 @@ def values_layout(width: int, lanes: int) -> data.ArrayLayout:
 
 def values_signature(width: int, lanes: int) -> stream.Signature:
     return stream.Signature(values_layout(width, lanes))
+
+
+def check_choice(name: str, value, choices: Sequence) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def check_ints(name: str, values, count: int, bits: int | None = None) -> list[int]:
+    """A flat list of `count` Python ints (each fitting signed `bits` when given)."""
+    flat = [int(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+    if len(flat) != count:
+        raise ValueError(f"{name} must have {count} entries, not {len(flat)}")
+    if bits is not None:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        bad = [v for v in flat if not lo <= v <= hi]
+        if bad:
+            raise ValueError(f"{name} must fit signed {bits} bits, not {bad[0]!r}")
+    return flat
 
 
 def bits_for(count: int) -> int:
@@ -82,3 +101,64 @@ def bram_count(depth: int, width: int, family: str) -> int:
     except KeyError:
         raise ValueError(f"family must be one of {', '.join(_BRAM_SHAPES)}, not {family!r}") from None
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
+
+
+# --------------------------------------------------------------------------- software twins
+
+def pack_spikes(spikes) -> list[int]:
+    """Beat words of a spike stream. `spikes`: array [tokens, T, C] of 0/1 -> tokens*T words."""
+    s = np.asarray(spikes, dtype=np.uint8)
+    if s.ndim != 3:
+        raise ValueError(f"spikes must be [tokens, T, C], not shape {s.shape}")
+    flat = s.reshape(-1, s.shape[2])
+    packed = np.packbits(flat, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def unpack_spikes(words: Sequence[int], time_steps: int, channels: int) -> np.ndarray:
+    """Inverse of pack_spikes: words -> array [tokens, T, C]."""
+    bits = [[(w >> c) & 1 for c in range(channels)] for w in words]
+    return np.asarray(bits, dtype=np.int64).reshape(-1, time_steps, channels)
+
+
+def pack_values(values, width: int, lanes: int) -> list[int]:
+    """Beat words of a values stream. `values`: int array [tokens, steps, C];
+    per token, groups of `lanes` channels in order, each group's steps in order."""
+    v = np.asarray(values, dtype=object)
+    if v.ndim != 3:
+        raise ValueError(f"values must be [tokens, steps, C], not shape {v.shape}")
+    n, steps, c = v.shape
+    check_divides("lanes", lanes, c)
+    mask = (1 << width) - 1
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    words = []
+    for tok in range(n):
+        for g in range(c // lanes):
+            for t in range(steps):
+                word = 0
+                for j in range(lanes):
+                    x = int(v[tok, t, g * lanes + j])
+                    if not lo <= x <= hi:
+                        raise ValueError(f"value {x} (token {tok}, t {t}, channel "
+                                         f"{g * lanes + j}) does not fit signed {width} bits")
+                    word |= (x & mask) << (j * width)
+                words.append(word)
+    return words
+
+
+def unpack_values(words: Sequence[int], width: int, lanes: int, steps: int,
+                  channels: int) -> np.ndarray:
+    """Inverse of pack_values: words -> int array [tokens, steps, C]."""
+    groups = channels // lanes
+    per_token = groups * steps
+    if len(words) % per_token:
+        raise ValueError(f"{len(words)} words is not a whole number of tokens of {per_token}")
+    out = np.zeros((len(words) // per_token, steps, channels), dtype=np.int64)
+    mask, sign = (1 << width) - 1, 1 << (width - 1)
+    for k, w in enumerate(words):
+        tok, rest = divmod(k, per_token)
+        g, t = divmod(rest, steps)
+        for j in range(lanes):
+            x = (w >> (j * width)) & mask
+            out[tok, t, g * lanes + j] = x - (1 << width) if x & sign else x
+    return out

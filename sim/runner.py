@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -67,6 +68,18 @@ def _prepare_env(simulator: str) -> None:
         os.environ.pop("VERILATOR_ROOT", None)
 
 
+# Yosys makes every `always @*` block read a dummy register initialised to 0, so that the
+# block runs at time 0; Icarus 11 may start the block after that initialisation and leave
+# combinational outputs of never-changing inputs (a mux on a counter still at 0) X until
+# their inputs change. Toggling the register at 1 ns wakes every such block once.
+_YOSYS_WAKE = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s+= 0;$", re.M)
+
+
+def _icarus_wake(verilog_text: str) -> str:
+    return _YOSYS_WAKE.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1'h1;",
+                           verilog_text)
+
+
 def verilog_of(component, name: str = "top") -> str:
     """Verilog text of an Amaranth component (ports from its signature)."""
     from amaranth.back import verilog
@@ -95,6 +108,8 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     from cocotb_tools.runner import get_runner
 
     _prepare_env(simulator)
+    if simulator == "icarus":
+        verilog_text = _icarus_wake(verilog_text)
     digest = hashlib.sha256(f"{simulator}{waves}{verilog_text}".encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)

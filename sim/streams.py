@@ -1,17 +1,18 @@
 """cocotb stream verification components for `amaranth.lib.stream` ports.
 
-Typed driver (random valid gaps), monitor with random ready backpressure, and
-a scoreboard that raises at the first difference, saying which beat. Inputs
-are driven and outputs sampled around the falling edge so the DUT's
-combinational ready/valid have settled, which works the same on Verilator
-and Icarus. All randomness comes from a seeded `random.Random`.
+Typed driver (input gaps), monitor (output backpressure) and a scoreboard that
+raises at the first difference, saying which beat. Gaps and stalls follow
+explicit per-cycle bit patterns (docs/hardware.md, "Cycle numbering"), made
+from a seeded RNG on the Python side, so the block's cycle model can be run
+in exactly the same environment. Inputs are driven and outputs sampled
+around the falling edge so the DUT's combinational ready/valid have settled,
+which works the same on Verilator and Icarus.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -64,22 +65,28 @@ class Port:
         return cls(getattr(dut, f"{name}__payload"), getattr(dut, f"{name}__valid"), ready)
 
 
-class StreamDriver:
-    """Sends payloads into a stream sink of the DUT, idling `gap` of the cycles at random."""
+def pattern_bit(pattern: Sequence[int], cycle: int) -> bool:
+    """Bit of an idle/stall pattern for 1-based `cycle` (same rule as rtl_templates.timing)."""
+    return bool(pattern) and bool(pattern[(cycle - 1) % len(pattern)])
 
-    def __init__(self, dut, name: str, rng: random.Random, gap: float = 0.0):
+
+class StreamDriver:
+    """Sends payloads into a stream sink of the DUT; in cycle k it idles when `idle` says so."""
+
+    def __init__(self, dut, name: str, idle: Sequence[int] = ()):
         self.port = Port.of(dut, name)
         self.clk = dut.clk
-        self.rng = rng
-        self.gap = gap
+        self.idle = list(idle)
         self.sent = 0
+        self.cycle = 0
         self.port.valid.value = 0
 
     async def send(self, payloads: Sequence[int]) -> None:
         for word in payloads:
             while True:
                 await FallingEdge(self.clk)
-                if self.gap and self.rng.random() < self.gap:
+                self.cycle += 1
+                if pattern_bit(self.idle, self.cycle):
                     self.port.valid.value = 0
                     continue
                 self.port.valid.value = 1
@@ -93,14 +100,13 @@ class StreamDriver:
 
 
 class StreamMonitor:
-    """Collects payloads from a stream source of the DUT, holding ready low `backpressure` of the time."""
+    """Collects payloads from a stream source of the DUT; in cycle k it stalls when `stall` says so."""
 
-    def __init__(self, dut, name: str, rng: random.Random, backpressure: float = 0.0,
+    def __init__(self, dut, name: str, stall: Sequence[int] = (),
                  on_beat: Callable[[int, int], None] | None = None):
         self.port = Port.of(dut, name)
         self.clk = dut.clk
-        self.rng = rng
-        self.backpressure = backpressure
+        self.stall = list(stall)
         self.received: list[int] = []
         self.cycles: list[int] = []  # cycle of each accepted beat
         self.on_beat = on_beat
@@ -115,7 +121,7 @@ class StreamMonitor:
             if self.cycle > timeout_cycles:
                 raise AssertionError(
                     f"timeout: {len(self.received)} of {count} beats after {timeout_cycles} cycles")
-            ready = not (self.backpressure and self.rng.random() < self.backpressure)
+            ready = not pattern_bit(self.stall, self.cycle)
             if self.port.ready is not None:
                 self.port.ready.value = int(ready)
             await ReadOnly()
@@ -158,7 +164,5 @@ async def start_clock(dut, period_ns: int = 10) -> None:
     await RisingEdge(dut.clk)
 
 
-def seeded_rng(stimulus: dict) -> random.Random:
-    seed = int(stimulus.get("seed", 0))
-    cocotb.log.info(f"hwgen: random seed {seed}")
-    return random.Random(seed)
+def log_seed(stimulus: dict) -> None:
+    cocotb.log.info(f"hwgen: random seed {int(stimulus.get('seed', 0))}")

@@ -1,52 +1,95 @@
-"""The cocotb harness itself: a stream FIFO passes data under gaps and backpressure, and a
-wrong expectation is reported as a mismatch (so block tests can fail)."""
+"""The cocotb harness and the cycle-model kernel: plumbing blocks pass data under gaps and
+backpressure, their models predict every output beat's cycle, and a wrong expectation or a
+wrong model is reported (so block tests can fail)."""
 
 import random
 
 import pytest
-from amaranth import Module
-from amaranth.lib import fifo, stream, wiring
-from amaranth.lib.wiring import In, Out
 
-from sim.block_sim import simulate_block
-from sim.runner import SimulationFailed, simulator_missing_reason
-
-
-class StreamFIFO(wiring.Component):
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = width, depth
-        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.q = q = fifo.SyncFIFOBuffered(width=self.width, depth=self.depth)
-        m.d.comb += [q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
-                     self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready)]
-        return m
-
-
-def _sim(simulator):
-    reason = simulator_missing_reason(simulator)
-    if reason:
-        pytest.skip(reason)
-    return simulator
+from rtl_templates.plumbing import FIFOModel, Fork, StreamFIFO
+from rtl_templates.timing import BlockModel, Network, Sink, Source, run_single
+from sim.block_sim import check_cycle_model, simulate_block, verify_block
+from sim.runner import SimulationFailed
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-def test_fifo_under_gaps_and_backpressure(simulator):
-    _sim(simulator)
-    rng = random.Random(1)
+@pytest.mark.parametrize("depth", [2, 4, 5])
+def test_fifo_under_gaps_and_backpressure(simulator, depth):
+    rng = random.Random(depth)
     data = [rng.randrange(1 << 12) for _ in range(300)]
-    res = simulate_block(StreamFIFO(12, 4), {"i": data}, {"o": data}, simulator=simulator,
-                         seed=7, gap=0.4, backpressure=0.4, tag="fifo")
-    assert res.data["outputs"]["o"] == data
+    run = verify_block(StreamFIFO(12, depth), {"i": data}, {"o": data}, simulator=simulator,
+                       seed=7, gap=0.4, backpressure=0.4, tag="fifo")
+    assert run.sim.data["outputs"]["o"] == data
 
 
 @pytest.mark.sim
-def test_mismatch_is_reported():
-    _sim("verilator")
+def test_fifo_full_rate(verilator):
+    data = list(range(50))
+    run = verify_block(StreamFIFO(8, 3), {"i": data}, {"o": data}, simulator=verilator, tag="fifo")
+    # Two cycles of latency, then one beat per cycle.
+    assert run.out_cycles["o"] == list(range(3, 53))
+
+
+@pytest.mark.sim
+def test_fork_under_gaps_and_backpressure(simulator):
+    rng = random.Random(3)
+    data = [rng.randrange(1 << 9) for _ in range(200)]
+    verify_block(Fork(9, 3), {"i": data}, {"o0": data, "o1": data, "o2": data},
+                 simulator=simulator, seed=11, gap=0.3, backpressure=0.5, tag="fork")
+
+
+@pytest.mark.sim
+def test_mismatch_is_reported(verilator):
     data = list(range(20))
     wrong = data[:5] + [99] + data[6:]
     with pytest.raises(SimulationFailed, match="mismatch at beat 5"):
         simulate_block(StreamFIFO(8, 4), {"i": data}, {"o": wrong}, tag="fifo")
+
+
+class _LateFIFO(BlockModel):
+    """A deliberately wrong model: claims one cycle more latency than the FIFO has."""
+
+    def __init__(self):
+        self.inner = FIFOModel(4)
+        self.delay = False
+
+    def valid(self, port):
+        return self.inner.out_valid and self.delay
+
+    def ready(self, port):
+        return self.inner.ready(port)
+
+    def tick(self, fired):
+        self.delay = self.inner.out_valid and not fired["o"]
+        self.inner.tick(fired)
+
+
+@pytest.mark.sim
+def test_wrong_cycle_model_is_reported(verilator):
+    data = list(range(20))
+    fifo = StreamFIFO(8, 4)
+    run = simulate_block(fifo, {"i": data}, {"o": data}, tag="fifo")
+    fifo.model = _LateFIFO
+    with pytest.raises(AssertionError, match="cycle model differs"):
+        check_cycle_model(fifo, run)
+
+
+def test_kernel_chain_of_fifos_skips_idle_stretches():
+    net = Network()
+    net.add("src", Source(10, idle=[0] * 5 + [1] * 95))
+    net.add("a", FIFOModel(2))
+    net.add("b", FIFOModel(2))
+    sink = net.add("sink", Sink())
+    net.connect(("src", "o"), ("a", "i"))
+    net.connect(("a", "o"), ("b", "i"))
+    net.connect(("b", "o"), ("sink", "i"))
+    last = net.run(lambda: sink.received == 10, 10_000)
+    # 5 beats per 100-cycle period; each beat needs 2 + 2 cycles through the FIFOs.
+    assert sink.cycles == [5, 6, 7, 8, 9, 105, 106, 107, 108, 109]
+    assert last == 109
+
+
+def test_kernel_reports_deadlock():
+    model = FIFOModel(2)
+    with pytest.raises(RuntimeError, match="did not finish"):
+        run_single(model, {"i": 3}, {"o": 4}, max_cycles=1000)

@@ -1,20 +1,21 @@
 """Generic cocotb test for a block with stream ports: drive, collect, score, time.
 
-Stimulus (JSON): seed, gap, backpressure, timeout, inputs {port: [payload ints]},
-outputs {port: [expected payload ints]}. Result: observed payloads per output
-port, the cycle of every input/output beat, and the total cycle count.
+Stimulus (JSON): seed, timeout, inputs {port: [payload ints]}, outputs {port:
+[expected payload ints]}, idle {port: [bits]} and stall {port: [bits]} (the
+per-cycle gap and backpressure patterns). Result: observed payloads per output
+port, the cycle of every output beat, and the total cycle count.
 """
 
 import cocotb
-from cocotb.triggers import Combine, FallingEdge
+from cocotb.triggers import FallingEdge, gather
 
 from sim.streams import (
     Scoreboard,
     StreamDriver,
     StreamMonitor,
     load_stimulus,
+    log_seed,
     save_result,
-    seeded_rng,
     start_clock,
 )
 
@@ -22,28 +23,21 @@ from sim.streams import (
 @cocotb.test()
 async def stream_block(dut):
     stim = load_stimulus()
-    rng = seeded_rng(stim)
-    await start_clock(dut)
+    log_seed(stim)
     for name, value in stim.get("constants", {}).items():
         getattr(dut, name).value = int(value)
-    cycle = [0]
-
-    async def count():
-        while True:
-            await FallingEdge(dut.clk)
-            cycle[0] += 1
-
-    cocotb.start_soon(count())
-    drivers = {n: StreamDriver(dut, n, rng, stim.get("gap", 0.0)) for n in stim["inputs"]}
+    drivers = {n: StreamDriver(dut, n, stim.get("idle", {}).get(n, [])) for n in stim["inputs"]}
     boards = {n: Scoreboard(n, list(exp)) for n, exp in stim["outputs"].items()}
     monitors = {}
     for n in stim["outputs"]:
-        monitors[n] = StreamMonitor(dut, n, rng, stim.get("backpressure", 0.0),
+        monitors[n] = StreamMonitor(dut, n, stim.get("stall", {}).get(n, []),
                                     on_beat=boards[n].check)
-    in_tasks = [cocotb.start_soon(d.send(stim["inputs"][n])) for n, d in drivers.items()]
-    out_tasks = [cocotb.start_soon(m.collect(len(stim["outputs"][n]), stim.get("timeout", 100000)))
-                 for n, m in monitors.items()]
-    await Combine(*in_tasks, *out_tasks)
+    # Drivers and monitors drive valid/ready low before reset ends (Icarus is 4-state).
+    await start_clock(dut)
+    # gather: the first failure (a mismatch, a timeout) ends the test at once.
+    await gather(*[d.send(stim["inputs"][n]) for n, d in drivers.items()],
+                 *[m.collect(len(stim["outputs"][n]), stim.get("timeout", 100000))
+                   for n, m in monitors.items()])
     # Nothing more may come out: watch a few idle cycles with ready high.
     for m in monitors.values():
         if m.port.ready is not None:

@@ -1,0 +1,202 @@
+"""Integer LIF neurons over the channels of one token (docs/arithmetic.md, "LIF in integers").
+
+Reads a values stream group by group, keeps membrane state for one group of
+lanes across the T steps of a token, and emits the token's T spike vectors.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.hdl import signed
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import (
+    Resources,
+    bits_for,
+    check_divides,
+    check_int,
+    check_ints,
+    spike_signature,
+    values_signature,
+)
+from rtl_templates.timing import BlockModel
+
+
+class LIFArray(wiring.Component):
+    """``channels`` integer LIF neurons, ``lanes`` of them updated per cycle.
+
+    For each input value ``x`` of channel ``c`` at step ``t``:
+    ``H = (x << input_shift) + V >> 1`` (arithmetic shift: floor), ``S = H >= vth[c]``,
+    ``V = 0 if S else H``, with ``V = 0`` before ``t = 0`` of every token.
+
+    Parameters: ``channels``, ``lanes`` (divides ``channels``), ``time_steps``,
+    ``in_width`` (signed width of the input values), ``vth`` (one integer
+    threshold >= 1 per channel), ``input_shift`` (>= 0), ``state_bits`` (signed
+    width that holds ``x << input_shift``, ``H`` and ``V``: docs/arithmetic.md
+    "Widths"), ``repeat`` (the input carries one beat per group instead of one
+    per group and step, and that value drives all ``time_steps`` steps: the
+    pixel conv's direct encoding).
+
+    Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
+    ``channels``-bit beat per step).
+
+    Timing per token: the input beats are taken one per cycle (with
+    ``repeat``, one beat then ``time_steps - 1`` cycles for the other steps),
+    ``channels / lanes * time_steps`` cycles in all; then the ``time_steps``
+    output beats are offered one per cycle, during which no input is taken.
+    So a token costs ``(channels / lanes + 1) * time_steps`` cycles when the
+    neighbours never stall. Backpressure: ``i.ready`` and ``o.valid`` depend
+    only on the block's state.
+    """
+
+    def __init__(self, *, channels: int, lanes: int, time_steps: int, in_width: int, vth,
+                 input_shift: int = 0, state_bits: int, repeat: bool = False):
+        self.channels = check_int("channels", channels)
+        self.lanes = check_int("lanes", lanes)
+        check_divides("lanes", lanes, channels)
+        self.time_steps = check_int("time_steps", time_steps)
+        self.in_width = check_int("in_width", in_width)
+        self.input_shift = check_int("input_shift", input_shift, 0)
+        self.state_bits = check_int("state_bits", state_bits, 2)
+        self.vth = check_ints("vth", vth, channels)
+        if min(self.vth) < 1:
+            raise ValueError(f"vth must be >= 1 everywhere, not {min(self.vth)!r}")
+        if max(self.vth) > (1 << (state_bits - 1)) - 1:
+            raise ValueError(f"vth must fit signed state_bits ({state_bits}), not {max(self.vth)!r}")
+        self.repeat = bool(repeat)
+        super().__init__({"i": In(values_signature(in_width, lanes)),
+                          "o": Out(spike_signature(channels))})
+
+    @property
+    def groups(self) -> int:
+        return self.channels // self.lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        T, L, G = self.time_steps, self.lanes, self.groups
+        g = Signal(range(G))
+        t = Signal(range(T))
+        t_out = Signal(range(T))
+        spikes = [Signal(self.channels, name=f"spikes{k}") for k in range(T)]
+        v = [Signal(signed(self.state_bits), name=f"v{j}") for j in range(L)]
+        held = [Signal(signed(self.in_width), name=f"held{j}") for j in range(L)]
+
+        class Phase(enum.Enum):
+            COLLECT = 0
+            EMIT = 1
+
+        phase = Signal(Phase)
+        # With `repeat`, steps t > 0 reuse the value taken at t = 0 instead of a new beat.
+        internal_step = Signal()
+        if self.repeat:
+            m.d.comb += internal_step.eq(t != 0)
+        step = Signal()
+        m.d.comb += [
+            self.i.ready.eq((phase == Phase.COLLECT) & ~internal_step),
+            step.eq((phase == Phase.COLLECT) & (internal_step | self.i.valid)),
+        ]
+
+        vth = [Signal(signed(self.state_bits), name=f"vth{j}") for j in range(L)]
+        with m.Switch(g):
+            for gi in range(G):
+                with m.Case(gi):
+                    m.d.comb += [vth[j].eq(self.vth[gi * L + j]) for j in range(L)]
+
+        sum_width = max(self.in_width + self.input_shift, self.state_bits) + 1
+        fired_bits = []
+        for j in range(L):
+            x = Mux(internal_step, held[j], self.i.payload[j]) if self.repeat else self.i.payload[j]
+            v_prev = Mux(t == 0, 0, v[j])
+            total = Signal(signed(sum_width), name=f"sum{j}")
+            h = Signal(signed(self.state_bits), name=f"h{j}")
+            s = Signal(name=f"s{j}")
+            m.d.comb += [total.eq((x << self.input_shift) + v_prev), h.eq(total >> 1),
+                         s.eq(h >= vth[j])]
+            fired_bits.append(s)
+            with m.If(step):
+                m.d.sync += v[j].eq(Mux(s, 0, h))
+                if self.repeat:
+                    with m.If(~internal_step):
+                        m.d.sync += held[j].eq(self.i.payload[j])
+
+        with m.If(step):
+            for k in range(T):
+                with m.If(t == k):
+                    for gi in range(G):
+                        with m.If(g == gi):
+                            m.d.sync += spikes[k][gi * L:(gi + 1) * L].eq(
+                                Cat(*fired_bits))
+            with m.If(t == T - 1):
+                m.d.sync += t.eq(0)
+                with m.If(g == G - 1):
+                    m.d.sync += [g.eq(0), phase.eq(Phase.EMIT)]
+                with m.Else():
+                    m.d.sync += g.eq(g + 1)
+            with m.Else():
+                m.d.sync += t.eq(t + 1)
+
+        m.d.comb += self.o.valid.eq(phase == Phase.EMIT)
+        with m.Switch(t_out):
+            for k in range(T):
+                with m.Case(k):
+                    m.d.comb += self.o.payload.eq(spikes[k])
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(t_out == T - 1):
+                m.d.sync += [t_out.eq(0), phase.eq(Phase.COLLECT)]
+            with m.Else():
+                m.d.sync += t_out.eq(t_out + 1)
+        return m
+
+    # -- estimates ------------------------------------------------------------
+    def model(self) -> LIFArrayModel:
+        return LIFArrayModel(self.groups, self.time_steps, self.repeat)
+
+    def cycles_per_token(self) -> int:
+        """Cycles per token when inputs are always valid and the output always ready."""
+        return (self.groups + 1) * self.time_steps
+
+    def resources(self, family: str) -> Resources:
+        L, T = self.lanes, self.time_steps
+        per_lane = 2 * self.state_bits + 4  # add, compare, reset mux
+        ff = T * self.channels + L * self.state_bits + bits_for(self.groups) + 2 * bits_for(T) + 1
+        if self.repeat:
+            ff += L * self.in_width
+        lut = L * per_lane + self.channels + T * self.channels // 4 + 10
+        return Resources(lut=lut, ff=ff)
+
+
+class LIFArrayModel(BlockModel):
+    """Control mirror of LIFArray: COLLECT groups*T steps, then EMIT T beats."""
+
+    def __init__(self, groups: int, time_steps: int, repeat: bool):
+        self.groups, self.T, self.repeat = groups, time_steps, repeat
+        self.collecting = True
+        self.step = 0  # steps done in COLLECT (0 .. groups*T)
+        self.emitted = 0
+
+    def _internal(self) -> bool:
+        return self.repeat and self.step % self.T != 0
+
+    def valid(self, port):
+        return not self.collecting
+
+    def ready(self, port):
+        return self.collecting and not self._internal()
+
+    def tick(self, fired):
+        if self.collecting:
+            if self._internal() or fired["i"]:
+                self.step += 1
+                if self.step == self.groups * self.T:
+                    self.step, self.collecting = 0, False
+        elif fired["o"]:
+            self.emitted += 1
+            if self.emitted == self.T:
+                self.emitted, self.collecting = 0, True
+
+    def quiet(self):
+        return 1 if self._internal() else 1 << 30
+
+    def skip(self, cycles):
+        pass

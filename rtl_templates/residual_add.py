@@ -1,0 +1,95 @@
+"""The membrane residual add: U + branch (+ branch), lane by lane, as a join of values streams."""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import Resources, check_int, values_signature
+from rtl_templates.timing import BlockModel
+
+
+class ResidualAdd(wiring.Component):
+    """Adds two or three values streams of the same fold: ``o = i0 + i1 (+ i2)``.
+
+    Parameters: ``in_widths`` (one signed width per input, 2 or 3 inputs),
+    ``out_width`` (the residual stream's width; the compiler derives it from
+    worst-case bounds, docs/arithmetic.md, so the sum never wraps), ``lanes``.
+
+    Ports: sinks ``i0``, ``i1`` (and ``i2``), source ``o``; every input carries
+    the same channels in the same order (docs/hardware.md).
+
+    Latency: one cycle (registered output). Throughput: one beat per cycle.
+    Backpressure: the inputs are taken together, in a cycle where all are valid
+    and the output register is empty or emptying; ``ready`` of each input
+    depends on the other inputs' ``valid`` (a join).
+    """
+
+    def __init__(self, in_widths, out_width: int, lanes: int):
+        self.in_widths = tuple(check_int("in_widths entry", w) for w in in_widths)
+        if len(self.in_widths) not in (2, 3):
+            raise ValueError(f"in_widths must name 2 or 3 inputs, not {len(self.in_widths)}")
+        self.out_width = check_int("out_width", out_width)
+        if self.out_width < max(self.in_widths):
+            raise ValueError(f"out_width must be >= every input width, not {out_width!r}")
+        self.lanes = check_int("lanes", lanes)
+        members = {f"i{k}": In(values_signature(w, lanes)) for k, w in enumerate(self.in_widths)}
+        members["o"] = Out(values_signature(out_width, lanes))
+        super().__init__(members)
+
+    @property
+    def inputs(self) -> list:
+        return [getattr(self, f"i{k}") for k in range(len(self.in_widths))]
+
+    def elaborate(self, platform):
+        m = Module()
+        ins = self.inputs
+        all_valid = ins[0].valid
+        for i in ins[1:]:
+            all_valid = all_valid & i.valid
+        advance = ~self.o.valid | self.o.ready
+        for i in ins:
+            m.d.comb += i.ready.eq(all_valid & advance)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(all_valid)
+            with m.If(all_valid):
+                for j in range(self.lanes):
+                    total = ins[0].payload[j]
+                    for i in ins[1:]:
+                        total = total + i.payload[j]
+                    m.d.sync += self.o.payload[j].eq(total)
+        return m
+
+    def model(self) -> ResidualAddModel:
+        return ResidualAddModel(len(self.in_widths))
+
+    def cycles_per_beat(self) -> int:
+        return 1
+
+    def resources(self, family: str) -> Resources:
+        adders = (len(self.in_widths) - 1) * self.lanes * self.out_width
+        return Resources(lut=adders + 2, ff=self.lanes * self.out_width + 1)
+
+
+class ResidualAddModel(BlockModel):
+    def __init__(self, n: int):
+        self.inputs = tuple(f"i{k}" for k in range(n))
+        self.out_valid = False
+
+    def valid(self, port):
+        return self.out_valid
+
+    def ready(self, port):
+        return all(self.in_valid(p) for p in self.inputs) and (
+            not self.out_valid or self.out_ready("o"))
+
+    def tick(self, fired):
+        if not self.out_valid or fired["o"]:
+            self.out_valid = fired["i0"]
+
+    def quiet(self):
+        return 1 << 30  # changes only when a beat fires
+
+    def skip(self, cycles):
+        pass

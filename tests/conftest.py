@@ -1,0 +1,23 @@
+"""Shared fixtures: simulators that are absent skip the test with a reason, never pass it."""
+
+import pytest
+
+from sim.runner import simulator_missing_reason
+
+
+def require(simulator: str) -> str:
+    reason = simulator_missing_reason(simulator)
+    if reason:
+        pytest.skip(reason)
+    return simulator
+
+
+@pytest.fixture
+def verilator() -> str:
+    return require("verilator")
+
+
+@pytest.fixture(params=["verilator", "icarus"])
+def simulator(request) -> str:
+    """Both simulators, for the representative subset of block tests run on Icarus too."""
+    return require(request.param)
