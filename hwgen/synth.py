@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -186,7 +186,7 @@ def _stats_from_json(stat: dict, family: str, keep_hierarchy: bool) -> SynthStat
         return total
     per_module = {m.removeprefix("\\"): SynthStats.from_cells(family, v["num_cells_by_type"])
                   for m, v in sorted(stat["modules"].items())}
-    return SynthStats(**{**total.__dict__, "per_module": per_module})
+    return replace(total, per_module=per_module)
 
 
 def _cached(key: str, compute) -> dict:
