@@ -1,0 +1,156 @@
+"""The multiplier-free datapath shared by SpikeLinear and Head: a weight memory whose rows hold
+``pe`` lanes of ``simd`` weights, and a pipelined adder tree summing the weights whose spike is 1.
+
+Also the parameter checks and the estimate pieces the two blocks have in common.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth import Module, Mux, Signal, Value
+from amaranth.hdl import signed
+
+from rtl_templates.common import check_int, check_ints
+
+# Adder levels between two registers of the tree. The AND gating and three levels of
+# weight_bits-wide adds (simd <= 8) fit one stage; simd = 16 gets a second stage.
+LEVELS_PER_STAGE = 3
+
+
+def ceil_log2(n: int) -> int:
+    return max(0, math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Smallest two's-complement width holding every integer in [lo, hi]."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def check_matrix(weight, bias, weight_bits: int) -> tuple[list[list[int]], list[int]]:
+    """`weight` [out][in] as a list of int rows fitting signed `weight_bits`, `bias` [out] ints."""
+    arr = np.asarray(weight, dtype=object)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"weight must be a non-empty [out][in] matrix, not shape {arr.shape!r}")
+    rows, cols = arr.shape
+    flat = check_ints("weight", arr, rows * cols, weight_bits)
+    matrix = [flat[r * cols:(r + 1) * cols] for r in range(rows)]
+    return matrix, check_ints("bias", bias, rows)
+
+
+def check_acc_bits(acc_bits, weight: list[list[int]], bias: list[int], max_count: int) -> int:
+    """`acc_bits` must hold bias + max_count * (any subset sum of a row): every partial sum
+    the accumulator passes through lies in the final range, so it never wraps."""
+    check_int("acc_bits", acc_bits, 2)
+    lo = min(b + max_count * sum(min(w, 0) for w in row) for row, b in zip(weight, bias, strict=True))
+    hi = max(b + max_count * sum(max(w, 0) for w in row) for row, b in zip(weight, bias, strict=True))
+    need = signed_width(lo, hi)
+    if acc_bits < need:
+        raise ValueError(f"acc_bits must be >= {need} (outputs span [{lo}, {hi}]), not {acc_bits!r}")
+    return acc_bits
+
+
+def weight_rows(weight: list[list[int]], pe: int, simd: int, weight_bits: int) -> list[int]:
+    """Memory contents: row ``g * (in/simd) + k`` holds, for lane ``j`` and ``s < simd``,
+    ``weight[g*pe + j][k*simd + s]`` (two's complement) in bits ``[(j*simd + s)*wb, +wb)``."""
+    mask = (1 << weight_bits) - 1
+    n_out, n_in = len(weight), len(weight[0])
+    rows = []
+    for g in range(n_out // pe):
+        for k in range(n_in // simd):
+            word = 0
+            for j in range(pe):
+                for s in range(simd):
+                    word |= (weight[g * pe + j][k * simd + s] & mask) << ((j * simd + s) * weight_bits)
+            rows.append(word)
+    return rows
+
+
+def tree_stages(simd: int) -> int:
+    """Register stages of the gated adder tree (at least one: it follows the memory read)."""
+    return max(1, math.ceil(ceil_log2(simd) / LEVELS_PER_STAGE))
+
+
+def gated_sum(m: Module, *, words: Value, gates: Value, pe: int, simd: int, weight_bits: int,
+              advance: Value, tags: dict[str, Value]) -> tuple[list[Signal], dict[str, Signal]]:
+    """Per lane ``j``: sum over ``s`` of ``gates[s] ? w[j][s] : 0``, through `tree_stages(simd)`
+    register stages that move when `advance` is high.
+
+    `words` is the memory's read data (layout of `weight_rows`), `gates` and `tags` the
+    values that belong with it in the same cycle; the tags come out delayed alongside the
+    sums. Returns (registered lane sums, delayed tags).
+    """
+    lanes = []
+    for j in range(pe):
+        terms = []
+        for s in range(simd):
+            lo = (j * simd + s) * weight_bits
+            terms.append(Mux(gates[s], words[lo:lo + weight_bits].as_signed(), 0))
+        lanes.append(terms)
+    width = weight_bits
+    remaining = ceil_log2(simd)
+    for stage in range(tree_stages(simd)):
+        for _ in range(min(LEVELS_PER_STAGE, remaining)):
+            lanes = [[t[i] + t[i + 1] if i + 1 < len(t) else t[i] for i in range(0, len(t), 2)]
+                     for t in lanes]
+            width += 1
+            remaining -= 1
+        regs = []
+        for j, t in enumerate(lanes):
+            row = []
+            for i, term in enumerate(t):
+                reg = Signal(signed(width), name=f"sum{stage}_{j}_{i}")
+                with m.If(advance):
+                    m.d.sync += reg.eq(term)
+                row.append(reg)
+            regs.append(row)
+        new_tags = {}
+        for name, value in tags.items():
+            reg = Signal(len(value), name=f"{name}_t{stage}")
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            new_tags[name] = reg
+        lanes, tags = regs, new_tags
+    return [t[0] for t in lanes], tags
+
+
+# --------------------------------------------------------------------------- estimates
+
+def mux_luts(inputs: int) -> int:
+    """LUT4s of an ``inputs``:1 multiplexer of one bit (a LUT4 takes a 2:1 mux plus a bit of
+    select decoding; Yosys/ABC packs about 3 data inputs per LUT4 in wide muxes)."""
+    return 0 if inputs <= 1 else math.ceil((inputs - 1) * 2 / 3)
+
+
+def rom_luts(entries: int) -> int:
+    """LUT4s of one output bit of a constant table with `entries` rows (a boolean function of
+    ceil(log2 entries) inputs: one LUT4 per 16 rows, then a mux of the leaves)."""
+    leaves = math.ceil(entries / 16)
+    return leaves + mux_luts(leaves) if entries > 1 else 0
+
+
+def tree_luts(pe: int, simd: int, weight_bits: int) -> int:
+    """LUT4s of the gated adder trees: the AND gates (one LUT per weight bit) and the adders
+    (one LUT per sum bit, the carry rides on the carry chain)."""
+    adders, width, n = 0, weight_bits, simd
+    while n > 1:
+        adders += (n // 2) * (width + 1)
+        n = n - n // 2
+        width += 1
+    return pe * (simd * weight_bits + adders)
+
+
+def tree_ffs(pe: int, simd: int, weight_bits: int) -> int:
+    """Flip-flops of the tree's stage registers (lane sums only; tags are counted by the block)."""
+    ff, width, remaining, terms = 0, weight_bits, ceil_log2(simd), simd
+    for _ in range(tree_stages(simd)):
+        for _ in range(min(LEVELS_PER_STAGE, remaining)):
+            terms = math.ceil(terms / 2)
+            width += 1
+            remaining -= 1
+        ff += pe * width * terms
+    return ff

@@ -1,0 +1,348 @@
+"""Spike linear (a linear or 1x1 conv on spike vectors) without multipliers: each output is its
+bias plus the weights of the inputs whose spike is 1 (golden: `quant.golden.spike_linear`).
+
+Dense mode sums ``simd`` inputs per cycle through an AND-gated adder tree; event mode lets a
+priority encoder visit only the set bits, so its cycles follow the spike count.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import (
+    Resources,
+    bits_for,
+    check_choice,
+    check_divides,
+    check_int,
+    spike_signature,
+    values_signature,
+)
+from rtl_templates.gated_sum import (
+    check_acc_bits,
+    check_matrix,
+    gated_sum,
+    mux_luts,
+    rom_luts,
+    tree_ffs,
+    tree_luts,
+    tree_stages,
+    weight_rows,
+)
+from rtl_templates.timing import BlockModel
+
+MODES = ("dense", "event")
+
+
+class SpikeLinear(wiring.Component):
+    """``out[o] = bias[o] + sum of weight[o][i] over the inputs i whose spike is 1``.
+
+    Parameters: ``weight`` ([out][in] ints fitting signed ``weight_bits``), ``bias``
+    ([out] ints of any size: they are constants), ``time_steps`` (T), ``weight_bits``,
+    ``acc_bits`` (signed width of the outputs; must hold bias + any subset sum of a weight
+    row, so no partial sum wraps), ``pe`` (output lanes, divides out), ``simd`` (inputs
+    summed per cycle, divides in; must be 1 in event mode), ``mode`` ("dense" or "event").
+
+    Ports: sink ``i`` (spikes, ``unsigned(in)``, T beats per token); source ``o`` (values,
+    ``pe`` lanes of ``signed(acc_bits)``: per token, for group g: for t: one beat holding
+    outputs ``g*pe .. g*pe+pe-1`` at step t; docs/hardware.md).
+
+    Weight memory: depth ``(out/pe) * (in/simd)``, width ``pe * simd * weight_bits``; row
+    ``g*(in/simd) + k`` holds ``weight[g*pe + j][k*simd + s]`` in bits
+    ``[(j*simd + s) * weight_bits, +weight_bits)`` (lane-major; `gated_sum.weight_rows`).
+    Event mode is the same layout with ``simd = 1``: row ``g*in + i`` is input i's
+    ``pe`` weights. One synchronous read port: block RAM on both families.
+
+    Token buffer: one register of ``in`` bits per step ("slot"), T slots in all, each with
+    a full flag. Slot t of the next token loads as soon as the last group has read step t
+    of the current one, so loading overlaps computing and, for ``T >= 2``, the datapath
+    never waits for input in free flow (for ``T = 1``, one bubble cycle per token).
+
+    Timing: one operation per cycle, each reading one memory row. Dense: a beat (g, t)
+    takes ``in/simd`` operations; event: ``max(1, popcount(spikes[t]))`` operations, one
+    per set bit, lowest first (a step without spikes costs one cycle, which emits the
+    bias). Free-flow cycles per token: ``(out/pe) * (sum over t of ops(t)) + (T == 1)``.
+    Latency: an output beat fires ``latency = stages + 1`` cycles after its last
+    operation was issued, ``stages = 1 + tree_stages(simd)`` (memory read, then the
+    adder tree's registers; the final stage accumulates into the output register).
+
+    Backpressure: ``i.ready`` depends only on the slot flags. The output register doubles
+    as the accumulator, so the datapath stalls (``advance`` low, including the memory's
+    read enable) whenever its final stage holds an operation while an unaccepted beat sits
+    in the output register; ``advance`` depends on ``o.ready`` in the same cycle.
+    """
+
+    def __init__(self, weight, bias, *, time_steps: int, weight_bits: int, acc_bits: int,
+                 pe: int = 1, simd: int = 1, mode: str = "dense"):
+        self.weight_bits = check_int("weight_bits", weight_bits, 2)
+        self.weight, self.bias = check_matrix(weight, bias, weight_bits)
+        self.out_features, self.in_features = len(self.weight), len(self.weight[0])
+        self.time_steps = check_int("time_steps", time_steps)
+        self.pe = check_int("pe", pe)
+        check_divides("pe", pe, self.out_features)
+        self.simd = check_int("simd", simd)
+        check_divides("simd", simd, self.in_features)
+        check_choice("mode", mode, MODES)
+        if mode == "event" and simd != 1:
+            raise ValueError(f"simd must be 1 in event mode, not {simd!r}")
+        self.mode = mode
+        self.acc_bits = check_acc_bits(acc_bits, self.weight, self.bias, 1)
+        super().__init__({"i": In(spike_signature(self.in_features)),
+                          "o": Out(values_signature(acc_bits, pe))})
+
+    @property
+    def groups(self) -> int:
+        return self.out_features // self.pe
+
+    @property
+    def chunks(self) -> int:
+        """Memory rows per group (dense: operations per beat)."""
+        return self.in_features // self.simd
+
+    @property
+    def stages(self) -> int:
+        """Pipeline stages after the issue stage: the memory read, then the tree registers."""
+        return 1 + tree_stages(self.simd)
+
+    @property
+    def latency(self) -> int:
+        return self.stages + 1
+
+    def memory_shape(self) -> tuple[int, int]:
+        """(depth, width) of the weight memory."""
+        return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        T, G, K, IN = self.time_steps, self.groups, self.chunks, self.in_features
+        depth, width = self.memory_shape()
+        m.submodules.weights = mem = Memory(
+            shape=unsigned(width), depth=depth,
+            init=weight_rows(self.weight, self.pe, self.simd, self.weight_bits))
+        rd = mem.read_port(domain="sync")
+
+        # -- token buffer: T slots, each loaded by one input beat ------------------
+        buf = Cat(*[Signal(IN, name=f"slot{t}") for t in range(T)])
+        slot_full = Signal(T)
+        t_in = _counter(T, "t_in")
+        m.d.comb += self.i.ready.eq(~slot_full.bit_select(t_in, 1))
+        with m.If(self.i.valid & self.i.ready):
+            with m.Switch(t_in):
+                for k in range(T):
+                    with m.Case(k):
+                        m.d.sync += [buf[k * IN:(k + 1) * IN].eq(self.i.payload),
+                                     slot_full[k].eq(1)]
+            _wrap_inc(m, t_in, T)
+
+        # -- issue stage: one operation (one memory row) per cycle -----------------
+        advance = Signal()
+        go = Signal()
+        g, t = _counter(G, "g"), _counter(T, "t")
+        base = Signal(range(depth), name="base")  # g * K: the group's first row
+        first, last = Signal(), Signal()
+        gates = Signal(self.simd)
+        m.d.comb += [go.eq(slot_full.bit_select(t, 1) & advance), rd.en.eq(advance)]
+        if self.mode == "dense":
+            k = _counter(K, "k")
+            c = _counter(T * K, "chunk")  # t*K + k: the group's chunks in issue order
+            m.d.comb += [first.eq(k == 0), last.eq(k == K - 1),
+                         gates.eq(buf.word_select(c, self.simd)), rd.addr.eq(base + k)]
+            with m.If(go):
+                _wrap_inc(m, k, K)
+                _wrap_inc(m, c, T * K)
+        else:
+            fresh = Signal(init=1)  # the beat's first operation: read the slot, not `pending`
+            pending = Signal(IN)  # the beat's spikes not yet visited
+            cur, rest, low = Signal(IN), Signal(IN), Signal(IN)
+            idx = Signal(range(max(IN, 2)))
+            m.d.comb += [
+                cur.eq(Mux(fresh, buf.word_select(t, IN), pending)),
+                rest.eq(cur & (cur - 1)),  # clears the lowest set bit
+                low.eq(cur & ~rest),
+                first.eq(fresh), last.eq(rest == 0), gates.eq(cur != 0),
+                rd.addr.eq(base + idx),
+            ]
+            for b in range(len(idx)):  # one-hot `low` to binary
+                m.d.comb += idx[b].eq(Cat(*[low[i] for i in range(IN) if i >> b & 1]).any())
+            with m.If(go):
+                m.d.sync += [fresh.eq(last), pending.eq(rest)]
+        with m.If(go & last):
+            with m.If(g == G - 1):  # the last group is done with this step's slot
+                with m.Switch(t):
+                    for k in range(T):
+                        with m.Case(k):
+                            m.d.sync += slot_full[k].eq(0)
+            with m.If(t == T - 1):
+                m.d.sync += t.eq(0)
+                with m.If(g == G - 1):
+                    m.d.sync += [g.eq(0), base.eq(0)]
+                with m.Else():
+                    m.d.sync += [g.eq(g + 1), base.eq(base + K)]
+            with m.Else():
+                m.d.sync += t.eq(t + 1)
+
+        # -- memory read, gated adder tree --------------------------------------
+        tags = {name: Signal(len(v), name=f"{name}_s1") for name, v in
+                (("valid", go), ("first", first), ("last", last), ("g", g))}
+        gates1 = Signal(self.simd)
+        with m.If(advance):
+            m.d.sync += [tags["valid"].eq(go), tags["first"].eq(first), tags["last"].eq(last),
+                         tags["g"].eq(g), gates1.eq(gates)]
+        sums, tags = gated_sum(m, words=rd.data, gates=gates1, pe=self.pe, simd=self.simd,
+                               weight_bits=self.weight_bits, advance=advance, tags=tags)
+
+        # -- final stage: accumulate into the output register ----------------------
+        bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(self.pe)]
+        with m.Switch(tags["g"]):
+            for gi in range(G):
+                with m.Case(gi):
+                    m.d.comb += [bias[j].eq(self.bias[gi * self.pe + j]) for j in range(self.pe)]
+        m.d.comb += advance.eq(~(tags["valid"] & self.o.valid & ~self.o.ready))
+        with m.If(advance & tags["valid"]):
+            m.d.sync += self.o.valid.eq(tags["last"])
+            for j in range(self.pe):
+                acc = Mux(tags["first"], bias[j], self.o.payload[j])
+                m.d.sync += self.o.payload[j].eq(acc + sums[j])
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+    # -- estimates ------------------------------------------------------------
+    def model(self) -> SpikeLinearModel:
+        return SpikeLinearModel(self.groups, self.time_steps, self.chunks, self.stages,
+                                event=self.mode == "event")
+
+    def _ops(self, spike_counts) -> int:
+        T = self.time_steps
+        if self.mode == "dense":
+            return self.groups * T * self.chunks
+        if spike_counts is None:
+            raise ValueError("spike_counts must be given in event mode, not None")
+        counts = [int(c) for c in spike_counts]
+        if len(counts) != T or not all(0 <= c <= self.in_features for c in counts):
+            raise ValueError(f"spike_counts must be {T} counts in [0, {self.in_features}], "
+                             f"not {spike_counts!r}")
+        return self.groups * sum(max(1, c) for c in counts)
+
+    def cycles_per_token(self, spike_counts=None) -> int:
+        """Cycles per token in free flow (inputs always valid, output always ready).
+
+        Dense: ``(out/pe) * T * (in/simd)``; event: ``(out/pe) * sum_t max(1, spike_counts[t])``
+        (`spike_counts`: the token's spike count at each step); plus one when T = 1.
+        """
+        return self._ops(spike_counts) + (self.time_steps == 1)
+
+    def cycles(self, tokens: int, spike_counts=None) -> int:
+        """Cycle in which the last output beat fires when `tokens` tokens flow freely from
+        cycle 1 (the testbench's cycle count). Event mode: `spike_counts` [tokens][T]."""
+        check_int("tokens", tokens)
+        if self.mode == "event":
+            if spike_counts is None or len(spike_counts) != tokens:
+                raise ValueError(f"spike_counts must list {tokens} tokens, not {spike_counts!r}")
+            per_token = [self.cycles_per_token(c) for c in spike_counts]
+        else:
+            per_token = [self.cycles_per_token()] * tokens
+        return 1 + sum(per_token) - (self.time_steps == 1) + self.latency
+
+    def resources(self, family: str) -> Resources:
+        """LUT4/FF estimate (the same for 'ice40' and 'ecp5' LUT4s), calibrated with Yosys.
+
+        FF: token buffer ``T*in`` plus slot flags, counters, pipeline tags, tree registers,
+        output register ``pe*acc_bits``; event mode adds the ``in``-bit pending register.
+        LUT: dense: chunk multiplexer ``simd * mux(T*in/simd)``; event: slot multiplexer
+        ``in * mux(T + 1)``, the clear-lowest-bit chain and the one-hot encoder; both: gated
+        adder trees, accumulators with their bias table, counters.
+        """
+        from rtl_templates.common import bram_count  # validates the family name
+
+        bram_count(1, 1, family)
+        T, G, K, IN, pe = self.time_steps, self.groups, self.chunks, self.in_features, self.pe
+        depth, width = self.memory_shape()
+        counters = 2 * bits_for(T) + bits_for(G) + bits_for(depth)
+        tags = 3 + bits_for(G)
+        ff = (T * IN + T + counters + (tags + self.simd)
+              + tags * tree_stages(self.simd) + tree_ffs(pe, self.simd, self.weight_bits)
+              + pe * self.acc_bits + 1)
+        lut = (tree_luts(pe, self.simd, self.weight_bits)
+               + pe * self.acc_bits * (2 + rom_luts(G))  # bias mux, add, and the bias table
+               + 2 * counters + bits_for(depth) + T + 8)
+        if self.mode == "dense":
+            ff += bits_for(K) + bits_for(T * K)
+            lut += self.simd * mux_luts(T * K) + 2 * (bits_for(K) + bits_for(T * K))
+        else:
+            ff += IN + 1
+            lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN // 3
+        return Resources(lut=lut, ff=ff, memories=((depth, width),))
+
+
+def _counter(n: int, name: str) -> Signal:
+    return Signal(range(max(n, 2)), name=name)
+
+
+def _wrap_inc(m: Module, counter: Signal, n: int) -> None:
+    with m.If(counter == n - 1):
+        m.d.sync += counter.eq(0)
+    with m.Else():
+        m.d.sync += counter.eq(counter + 1)
+
+
+class SpikeLinearModel(BlockModel):
+    """Control mirror of SpikeLinear: slot flags, the issue counters, the pipeline's
+    (valid, last) tags and the output register. Event mode reads each input beat's
+    popcount from the stream's words when the beat fires."""
+
+    def __init__(self, groups: int, time_steps: int, chunks: int, stages: int, *, event: bool):
+        self.G, self.T, self.K, self.event = groups, time_steps, chunks, event
+        self.slot_full = [False] * time_steps
+        self.slot_ops = [0] * time_steps
+        self.t_in = self.g = self.t = self.op = 0
+        self.pipe: list[bool | None] = [None] * stages  # None: empty; else the op's `last`
+        self.out_valid = False
+        self._offered_ops = 0
+
+    def valid(self, port):
+        return self.out_valid
+
+    def ready(self, port):
+        ready = not self.slot_full[self.t_in]
+        if ready and self.event and self.in_valid("i"):
+            self._offered_ops = max(1, bin(self.in_word("i")).count("1"))
+        return ready
+
+    def tick(self, fired):
+        final = self.pipe[-1]
+        advance = not (final is not None and self.out_valid and not fired["o"])
+        if advance and final is not None:
+            self.out_valid = final
+        elif fired["o"]:
+            self.out_valid = False
+        if advance:
+            item = None
+            if self.slot_full[self.t]:
+                item = self.op == self.slot_ops[self.t] - 1
+                self.op = 0 if item else self.op + 1
+                if item:
+                    if self.g == self.G - 1:
+                        self.slot_full[self.t] = False
+                    self.t = (self.t + 1) % self.T
+                    if self.t == 0:
+                        self.g = (self.g + 1) % self.G
+            self.pipe = [item] + self.pipe[:-1]
+        if fired["i"]:
+            self.slot_full[self.t_in] = True
+            self.slot_ops[self.t_in] = self._offered_ops if self.event else self.K
+            self.t_in = (self.t_in + 1) % self.T
+
+    def quiet(self):
+        if self.pipe[-1] is not None and self.out_valid:
+            return 1 << 30  # stalled on the output: nothing moves until it fires
+        if self.slot_full[self.t] or any(p is not None for p in self.pipe):
+            return 1
+        return 1 << 30
+
+    def skip(self, cycles):
+        pass
