@@ -1,0 +1,289 @@
+"""The classification head: per image, logits[k] = bias[k] + the sum of weight[k][c] over every
+spike S[t, n, c] of the image, and the index of the first maximum logit (golden:
+`quant.golden.head_logits`, `argmax_first`). No multipliers: the gated adder tree of
+`gated_sum` adds a class's weights wherever a spike is 1, beat after beat.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import (
+    Resources,
+    bits_for,
+    bram_count,
+    check_divides,
+    check_int,
+    spike_signature,
+)
+from rtl_templates.gated_sum import (
+    check_acc_bits,
+    check_matrix,
+    gated_sum,
+    mux_luts,
+    tree_ffs,
+    tree_luts,
+    tree_stages,
+    weight_rows,
+)
+from rtl_templates.timing import BlockModel
+
+
+def result_layout(classes: int, acc_bits: int) -> data.StructLayout:
+    """Payload of the head's output: the class (first maximum) and all logits."""
+    return data.StructLayout({"cls": unsigned(bits_for(classes)),
+                              "logits": data.ArrayLayout(signed(acc_bits), classes)})
+
+
+class Phase(enum.Enum):
+    ACCUM = 0  # adding the image's beats
+    DRAIN = 1  # the last operations pass the tree
+    SCAN = 2  # argmax, one class per cycle
+    EMIT = 3  # the result beat is offered
+
+
+class Head(wiring.Component):
+    """Logits and class of each image from its spike beats.
+
+    Parameters: ``weight`` ([classes][D] ints fitting signed ``weight_bits``), ``bias``
+    ([classes] ints, already in the summed domain: added once per image), ``time_steps``
+    (T), ``tokens`` (N per image), ``weight_bits``, ``acc_bits`` (signed width of the
+    logits; must hold ``bias + T*N * [sum of negative, sum of positive weights]``), ``pe``
+    (classes added per operation, divides classes), ``simd`` (inputs per operation,
+    divides D).
+
+    Ports: sink ``i`` (spikes, ``unsigned(D)``, ``T*N`` beats per image, token-major);
+    source ``o`` (one beat per image, `result_layout(classes, acc_bits)`).
+
+    Weight memory: depth ``(classes/pe) * (D/simd)``, width ``pe * simd * weight_bits``,
+    the layout of `gated_sum.weight_rows` (row ``g*(D/simd) + k`` holds classes
+    ``g*pe ..`` over inputs ``k*simd ..``, lane-major). The order of summation does not
+    matter, so the head holds one beat (``D`` bits), not a token.
+
+    Accumulators: ``classes`` registers of ``acc_bits``, arranged as a ring of
+    ``classes/pe`` groups that turns by one group after each group's last operation
+    (back in order after every beat), so only the front group is ever added to. They
+    start at the bias, and are the output beat's ``logits`` directly.
+
+    Timing: per beat ``(classes/pe) * (D/simd)`` operations, one per cycle; the next beat
+    is taken in the cycle of the current one's last operation, so in free flow beats
+    cost nothing extra. After an image's last operation: ``stages = 1 +
+    tree_stages(simd)`` cycles of drain, ``classes`` cycles of argmax scan (upwards,
+    strict ``>``), then the result is offered. Free flow: ``cycles_per_image() = T*N *
+    (classes/pe) * (D/simd) + stages + classes + 1``.
+
+    Backpressure: ``i.ready`` and ``o.valid`` depend only on the block's state; while the
+    result waits, the head takes at most one beat of the next image.
+    """
+
+    def __init__(self, weight, bias, *, time_steps: int, tokens: int, weight_bits: int,
+                 acc_bits: int, pe: int = 1, simd: int = 1):
+        self.weight_bits = check_int("weight_bits", weight_bits, 2)
+        self.weight, self.bias = check_matrix(weight, bias, weight_bits)
+        self.classes, self.in_features = len(self.weight), len(self.weight[0])
+        self.time_steps = check_int("time_steps", time_steps)
+        self.tokens = check_int("tokens", tokens)
+        self.pe = check_int("pe", pe)
+        check_divides("pe", pe, self.classes)
+        self.simd = check_int("simd", simd)
+        check_divides("simd", simd, self.in_features)
+        self.acc_bits = check_acc_bits(acc_bits, self.weight, self.bias, time_steps * tokens)
+        super().__init__({"i": In(spike_signature(self.in_features)),
+                          "o": Out(stream.Signature(result_layout(self.classes, acc_bits)))})
+
+    @property
+    def groups(self) -> int:
+        return self.classes // self.pe
+
+    @property
+    def chunks(self) -> int:
+        return self.in_features // self.simd
+
+    @property
+    def beats(self) -> int:
+        """Input beats per image."""
+        return self.time_steps * self.tokens
+
+    @property
+    def stages(self) -> int:
+        return 1 + tree_stages(self.simd)
+
+    def memory_shape(self) -> tuple[int, int]:
+        return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        G, K, B, C = self.groups, self.chunks, self.beats, self.classes
+        depth, width = self.memory_shape()
+        m.submodules.weights = mem = Memory(
+            shape=unsigned(width), depth=depth,
+            init=weight_rows(self.weight, self.pe, self.simd, self.weight_bits))
+        rd = mem.read_port(domain="sync")
+
+        phase = Signal(Phase)
+        buf = Signal(self.in_features)
+        full = Signal()
+        op = Signal(range(max(G * K, 2)))  # g*K + k: the memory row
+        k = Signal(range(max(K, 2)))
+        beat = Signal(range(max(B, 2)))
+        issue, last_of_beat, end = Signal(), Signal(), Signal()
+        m.d.comb += [
+            issue.eq(full & (phase == Phase.ACCUM)),
+            last_of_beat.eq(op == G * K - 1),
+            end.eq(last_of_beat & (beat == B - 1)),
+            self.i.ready.eq(~full | (issue & last_of_beat)),
+            rd.addr.eq(op), rd.en.eq(1),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), full.eq(1)]
+        with m.Elif(issue & last_of_beat):
+            m.d.sync += full.eq(0)
+        with m.If(issue):
+            m.d.sync += [op.eq(_wrap(op, G * K)), k.eq(_wrap(k, K))]
+            with m.If(last_of_beat):
+                m.d.sync += beat.eq(_wrap(beat, B))
+            with m.If(end):
+                m.d.sync += phase.eq(Phase.DRAIN)
+
+        tags = {"valid": Signal(name="valid_s1"), "turn": Signal(name="turn_s1"),
+                "end": Signal(name="end_s1")}
+        gates = Signal(self.simd)
+        m.d.sync += [tags["valid"].eq(issue), tags["turn"].eq(k == K - 1), tags["end"].eq(end),
+                     gates.eq(buf.word_select(k, self.simd))]
+        sums, tags = gated_sum(m, words=rd.data, gates=gates, pe=self.pe, simd=self.simd,
+                               weight_bits=self.weight_bits, advance=Const(1), tags=tags)
+
+        # Accumulator ring: ring[0] is the group being added to.
+        ring = [[Signal(signed(self.acc_bits), init=self.bias[g * self.pe + j],
+                        name=f"logit{g * self.pe + j}") for j in range(self.pe)]
+                for g in range(G)]
+        with m.If(tags["valid"]):
+            added = [ring[0][j] + sums[j] for j in range(self.pe)]
+            with m.If(tags["turn"]):
+                for g in range(G):
+                    src = added if g == G - 1 else ring[g + 1]
+                    m.d.sync += [ring[g][j].eq(src[j]) for j in range(self.pe)]
+            with m.Else():
+                m.d.sync += [ring[0][j].eq(added[j]) for j in range(self.pe)]
+            with m.If(tags["end"]):
+                m.d.sync += phase.eq(Phase.SCAN)
+        logits = [r for group in ring for r in group]
+
+        scan = Signal(range(max(C, 2)))
+        value = Signal(signed(self.acc_bits))
+        best = Signal(signed(self.acc_bits))
+        cls = Signal(range(max(C, 2)))
+        with m.Switch(scan):
+            for c in range(C):
+                with m.Case(c):
+                    m.d.comb += value.eq(logits[c])
+        with m.If(phase == Phase.SCAN):
+            with m.If((scan == 0) | (value > best)):
+                m.d.sync += [best.eq(value), cls.eq(scan)]
+            m.d.sync += scan.eq(_wrap(scan, C))
+            with m.If(scan == C - 1):
+                m.d.sync += phase.eq(Phase.EMIT)
+
+        m.d.comb += [self.o.valid.eq(phase == Phase.EMIT), self.o.payload.cls.eq(cls),
+                     self.o.payload.logits.eq(Cat(*logits))]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += phase.eq(Phase.ACCUM)
+            m.d.sync += [r.eq(r.init) for r in logits]
+        return m
+
+    # -- estimates ------------------------------------------------------------
+    def model(self) -> HeadModel:
+        return HeadModel(self.groups * self.chunks, self.beats, self.stages, self.classes)
+
+    def cycles_per_image(self) -> int:
+        """Cycles between result beats in free flow:
+        ``T*N * (classes/pe) * (D/simd) + stages + classes + 1``."""
+        return self.beats * self.groups * self.chunks + self.stages + self.classes + 1
+
+    def cycles(self, images: int) -> int:
+        """Cycle in which the last result fires when `images` images flow freely from cycle 1."""
+        return 1 + check_int("images", images) * self.cycles_per_image()
+
+    def resources(self, family: str) -> Resources:
+        """LUT4/FF estimate (the same for 'ice40' and 'ecp5' LUT4s), calibrated with Yosys.
+
+        FF: beat buffer ``D``, logits ``classes*acc_bits``, best logit and class, counters,
+        pipeline tags, tree registers. LUT: chunk multiplexer ``simd * mux(D/simd)``, gated
+        adder trees, the front group's adders and ring multiplexer, the scan multiplexer
+        ``acc_bits * mux(classes)`` and its comparator, control.
+        """
+        bram_count(1, 1, family)  # validates the family name
+        G, K, C, acc = self.groups, self.chunks, self.classes, self.acc_bits
+        counters = bits_for(G * K) + bits_for(K) + bits_for(self.beats) + bits_for(C) + 2
+        tags = 3
+        ff = (self.in_features + 1 + counters + tags + self.simd + tags * tree_stages(self.simd)
+              + tree_ffs(self.pe, self.simd, self.weight_bits)
+              + C * acc + acc + bits_for(C))
+        lut = (self.simd * mux_luts(K) + tree_luts(self.pe, self.simd, self.weight_bits)
+               + self.pe * acc * (2 if G > 1 else 1)
+               + acc * (mux_luts(C) + 1) + 2 * counters + 12)
+        depth, width = self.memory_shape()
+        return Resources(lut=lut, ff=ff, memories=((depth, width),))
+
+
+def _wrap(counter: Signal, n: int):
+    """counter + 1, back to 0 after n - 1."""
+    return Mux(counter == n - 1, 0, counter + 1)
+
+
+class HeadModel(BlockModel):
+    """Control mirror of Head: beat buffer, operation and beat counters, the pipeline's
+    end-of-image tag, the drain / scan / emit phases."""
+
+    def __init__(self, ops_per_beat: int, beats: int, stages: int, classes: int):
+        self.ops, self.beats, self.classes = ops_per_beat, beats, classes
+        self.full = False
+        self.op = self.beat = self.scan = 0
+        self.phase = Phase.ACCUM
+        self.pipe: list[bool | None] = [None] * stages  # None: empty; else the op's `end`
+
+    def _issue(self) -> bool:
+        return self.full and self.phase == Phase.ACCUM
+
+    def valid(self, port):
+        return self.phase == Phase.EMIT
+
+    def ready(self, port):
+        return not self.full or (self._issue() and self.op == self.ops - 1)
+
+    def tick(self, fired):
+        phase = self.phase
+        item = None
+        if self._issue():
+            last_of_beat = self.op == self.ops - 1
+            item = last_of_beat and self.beat == self.beats - 1
+            self.op = (self.op + 1) % self.ops
+            if last_of_beat:
+                self.beat = (self.beat + 1) % self.beats
+                self.full = False
+            if item:
+                self.phase = Phase.DRAIN
+        if fired["i"]:
+            self.full = True
+        if self.pipe[-1]:
+            self.phase = Phase.SCAN
+        if phase == Phase.SCAN:
+            self.scan = (self.scan + 1) % self.classes
+            if self.scan == 0:
+                self.phase = Phase.EMIT
+        if phase == Phase.EMIT and fired["o"]:
+            self.phase = Phase.ACCUM
+        self.pipe = [item] + self.pipe[:-1]
+
+    def quiet(self):
+        if self.phase in (Phase.DRAIN, Phase.SCAN) or self._issue() \
+                or any(p is not None for p in self.pipe):
+            return 1
+        return 1 << 30
+
+    def skip(self, cycles):
+        pass
