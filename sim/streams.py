@@ -79,6 +79,7 @@ class StreamDriver:
         self.idle = list(idle)
         self.sent = 0
         self.cycle = 0
+        self.cycles: list[int] = []  # cycle of each accepted beat
         self.port.valid.value = 0
 
     async def send(self, payloads: Sequence[int]) -> None:
@@ -95,6 +96,7 @@ class StreamDriver:
                 if self.port.ready is None or self.port.ready.value:
                     break  # accepted at the coming rising edge
             self.sent += 1
+            self.cycles.append(self.cycle)
         await FallingEdge(self.clk)
         self.port.valid.value = 0
 
