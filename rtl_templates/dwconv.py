@@ -54,7 +54,8 @@ class DWConv3x3(WindowBlock):
     """
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
-                 acc_bits: int, weight_bits: int, lanes: int = 1):
+                 acc_bits: int, weight_bits: int, lanes: int = 1,
+                 weight_style: str = "block"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         shape = tuple(np.shape(weight))
@@ -73,7 +74,7 @@ class DWConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS)]
         super().__init__(geometry=geo, in_shape=unsigned(channels), word_width=channels,
                          lanes=lanes, elems=1, weight_bits=weight_bits, acc_bits=acc_bits,
-                         bias=b, rows=rows)
+                         bias=b, rows=rows, weight_style=weight_style)
 
     def contributions(self, m: Module, lines: LineBuffer, row) -> list:
         word = lines.word

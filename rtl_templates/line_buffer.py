@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -21,6 +21,8 @@ from rtl_templates.common import Resources, bits_for, check_int, values_signatur
 from rtl_templates.timing import BlockModel
 
 TAPS = 9  # tap k = 3*ky + kx reads input (y + ky - 1, x + kx - 1), zero outside the grid
+# Where the weights go (Yosys' ram_style): block RAM, or LUTs and flip-flops (small ROMs).
+WEIGHT_STYLES = ("block", "logic")
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,18 @@ class WindowGeometry:
 
     @property
     def slots(self) -> int:
-        """Tokens the buffer holds: a window spans 2W+3 tokens, one more lets the
-        next token arrive while the current one is computed."""
-        return 2 * self.width + 4
+        """Tokens the buffer holds: a window spans 2W+3 tokens, one more lets the next
+        token arrive while the current one is computed; rounded up to a power of two,
+        so slot numbers wrap for free."""
+        return 1 << (2 * self.width + 3).bit_length()
 
     @property
     def depth(self) -> int:
         return self.slots * self.time_steps
+
+    def address(self, slot: int, t: int) -> int:
+        """Memory row of step t of the token in `slot`."""
+        return slot * self.time_steps + t
 
     @property
     def steps_per_beat(self) -> int:
@@ -120,10 +127,12 @@ class LineBuffer(wiring.Component):
     Schedule: per output token, for g: for t: for k in 0..8: for s: one step.
     Output token (y, x) starts when the ``ahead(y, x) + 1`` tokens from it on
     have fully arrived; an input beat is accepted while its token's slot is not
-    read by the current or any later window (``slots = 2*width + 4`` tokens).
+    read by the current or any later window (``slots``: 2*width + 4 tokens rounded
+    up to a power of two).
 
     Memory: ``slots * time_steps`` x ``word_width``, one write port and one
-    synchronous read port; token q's step t at ``(q mod slots)*time_steps + t``.
+    synchronous read port (block RAM); token q's step t at row
+    ``(q mod slots)*time_steps + t``.
 
     Latency: a step's word and weight reach stage B one cycle after issue; a
     beat's result is offered two cycles after its last step. Backpressure:
@@ -152,39 +161,43 @@ class LineBuffer(wiring.Component):
         m = Module()
         geo = self.geometry
         H, W, T, G, S, P = geo.height, geo.width, geo.time_steps, geo.groups, geo.slices, geo.slots
-        depth = geo.depth
-
-        m.submodules.mem = mem = Memory(shape=unsigned(self.word_width), depth=depth, init=[])
+        m.submodules.mem = mem = Memory(shape=unsigned(self.word_width), depth=geo.depth, init=[],
+                                        attrs={"ram_style": "block", "no_rw_check": 1})
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
-        # -- input: write beats in arrival order; a token counts once all T beats are in.
+        def row(slot, t):
+            # slot * T + t; a concatenation when T is a power of two.
+            if T & (T - 1) == 0:
+                return slot if T == 1 else Cat(t[:(T - 1).bit_length()], slot)
+            return slot * T + t
+
+        # -- input: beats in arrival order; a token counts once all T beats are in.
         lead = Signal(range(P + 1))  # tokens fully received from the current output token on
-        waddr = Signal(range(depth))
-        in_t = Signal(range(T))
+        w_slot, in_t = Signal(range(P)), Signal(range(T))
         oy, ox = Signal(range(H)), Signal(range(W))
-        behind = Signal(range(W + 2))
-        ahead = Signal(range(W + 2))
+        behind, ahead = Signal(range(W + 2)), Signal(range(W + 2))
+        token_in = Signal()
         m.d.comb += [
             behind.eq(Mux(oy != 0, W + (ox != 0), ox if H > 1 else (ox != 0))),
             ahead.eq(Mux(oy != H - 1, W, 0) + (ox != W - 1)),
             self.i.ready.eq(lead + behind < P),
-            wr.addr.eq(waddr), wr.data.eq(self.i.payload),
+            wr.addr.eq(row(w_slot, in_t)), wr.data.eq(self.i.payload),
             wr.en.eq(self.i.valid & self.i.ready),
+            token_in.eq(wr.en & (in_t == T - 1)),
         ]
-        token_in = Signal()
-        with m.If(wr.en):
-            m.d.sync += waddr.eq(Mux(waddr == depth - 1, 0, waddr + 1))
-            if T > 1:
+        with m.If(wr.en & (in_t == T - 1)):
+            m.d.sync += w_slot.eq(w_slot + 1)
+        if T > 1:
+            with m.If(wr.en):
                 m.d.sync += in_t.eq(Mux(in_t == T - 1, 0, in_t + 1))
-        m.d.comb += token_in.eq(wr.en & (in_t == T - 1))
 
-        # -- issue (stage A): step counters, tap address.
+        # -- issue (stage A): step counters and the tap's row.
         g, t = Signal(range(G)), Signal(range(T))
         k, s = Signal(range(TAPS)), Signal(range(S))
         busy = Signal()  # inside a token (its first step issued, its last not yet)
-        centre = Signal(range(depth))  # (slot of the current output token) * T
-        w_row, w_base = self.w_row, Signal(range(TAPS * G * S))
+        c_slot = Signal(range(P))  # slot of the current output token
+        w_row = self.w_row
         stall, issue = Signal(), Signal()
         beat_end, token_end = Signal(), Signal()
         m.d.comb += [
@@ -196,45 +209,32 @@ class LineBuffer(wiring.Component):
         ]
         m.d.sync += lead.eq(lead + token_in - (issue & token_end))
 
-        # Tap address: (centre + offset_k * T) wrapped into [0, depth), plus t.
-        abits = bits_for(depth) + 2
-        off, alt = Signal(signed(abits)), Signal(signed(abits))
-        with m.Switch(k):
-            for kk in range(TAPS):
-                with m.Case(kk):
-                    o = geo.tap_offset(kk) * T
-                    m.d.comb += [off.eq(o), alt.eq(o + depth if o < 0 else o - depth)]
-        near, far = Signal(signed(abits)), Signal(signed(abits))
-        m.d.comb += [near.eq(centre + off), far.eq(centre + alt)]
-        base = Mux((near < 0) | (near >= depth), far, near)
-        m.d.comb += [rd.addr.eq(base + t), rd.en.eq(self.advance)]
-
-        in_grid = Signal()
+        offset, in_grid = Signal(range(P)), Signal()
         ky_ok = [oy != 0, 1, oy != H - 1]
         kx_ok = [ox != 0, 1, ox != W - 1]
         with m.Switch(k):
             for kk in range(TAPS):
                 with m.Case(kk):
-                    m.d.comb += in_grid.eq(ky_ok[kk // 3] & kx_ok[kk % 3])
+                    m.d.comb += [offset.eq(geo.tap_offset(kk) % P),
+                                 in_grid.eq(ky_ok[kk // 3] & kx_ok[kk % 3])]
+        tap_slot = Signal(range(P))
+        m.d.comb += [tap_slot.eq(c_slot + offset),  # wraps modulo P
+                     rd.addr.eq(row(tap_slot, t)), rd.en.eq(self.advance)]
 
         with m.If(issue):
             m.d.sync += [s.eq(Mux(s == S - 1, 0, s + 1)), busy.eq(~token_end)]
             with m.If(s == S - 1):
                 m.d.sync += k.eq(Mux(k == TAPS - 1, 0, k + 1))
-            # Weight rows run g*9S .. g*9S + 9S - 1 for every t of group g.
-            with m.If(beat_end):
-                with m.If(t == T - 1):
-                    m.d.sync += t.eq(0)
-                    with m.If(g == G - 1):
-                        m.d.sync += [g.eq(0), w_base.eq(0), w_row.eq(0)]
-                    with m.Else():
-                        m.d.sync += [g.eq(g + 1), w_base.eq(w_row + 1), w_row.eq(w_row + 1)]
-                with m.Else():
-                    m.d.sync += [t.eq(t + 1), w_row.eq(w_base)]
+            # Weight rows g*9S .. g*9S + 9S - 1, again for every t of group g.
+            with m.If(beat_end & (t != T - 1)):
+                m.d.sync += [t.eq(t + 1), w_row.eq(w_row - (TAPS * S - 1))]
+            with m.Elif(beat_end):
+                m.d.sync += [t.eq(0), g.eq(Mux(g == G - 1, 0, g + 1)),
+                             w_row.eq(Mux(g == G - 1, 0, w_row + 1))]
             with m.Else():
                 m.d.sync += w_row.eq(w_row + 1)
             with m.If(token_end):
-                m.d.sync += centre.eq(Mux(centre == depth - T, 0, centre + T))
+                m.d.sync += c_slot.eq(c_slot + 1)
                 with m.If(ox == W - 1):
                     m.d.sync += [ox.eq(0), oy.eq(Mux(oy == H - 1, 0, oy + 1))]
                 with m.Else():
@@ -253,6 +253,7 @@ class LineBuffer(wiring.Component):
         with m.Elif(self.o_ready):
             m.d.sync += self.o_valid.eq(0)
         return m
+
 
 def control_ff(geo: WindowGeometry) -> int:
     """Scheduler flip-flops: write/centre addresses, counters, lead, stage-B controls."""
@@ -336,6 +337,16 @@ class WindowModel(BlockModel):
         self.b_first = (self.step - 1) % self.geo.steps_per_beat == 0
 
 
+def raster_tokens(grid) -> np.ndarray:
+    """Software twin of the stream order: [images, steps, C, H, W] -> [images*H*W, steps, C]
+    (tokens in raster order, images back to back), ready for pack_spikes/pack_values."""
+    a = np.asarray(grid)
+    if a.ndim != 5:
+        raise ValueError(f"grid must be [images, steps, C, H, W], not shape {list(a.shape)}")
+    i, t, c, h, w = a.shape
+    return a.transpose(0, 3, 4, 1, 2).reshape(i * h * w, t, c)
+
+
 # --------------------------------------------------------------------------- the blocks' common part
 
 def int_array(name: str, value, shape: tuple[int, ...], bits: int | None = None) -> np.ndarray:
@@ -386,7 +397,11 @@ class WindowBlock(wiring.Component):
     """
 
     def __init__(self, *, geometry: WindowGeometry, in_shape, word_width: int, lanes: int,
-                 elems: int, weight_bits: int, acc_bits: int, bias, rows):
+                 elems: int, weight_bits: int, acc_bits: int, bias, rows, weight_style: str):
+        if weight_style not in WEIGHT_STYLES:
+            raise ValueError(f"weight_style must be one of {', '.join(map(repr, WEIGHT_STYLES))}, "
+                             f"not {weight_style!r}")
+        self.weight_style = weight_style
         self.geometry = geometry
         self.word_width, self.lanes, self.elems = word_width, lanes, elems
         self.weight_bits, self.acc_bits = weight_bits, acc_bits
@@ -414,13 +429,17 @@ class WindowBlock(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), lines.i)
         m.submodules.weights = weights = Memory(
             shape=unsigned(self.lanes * self.elems * self.weight_bits),
-            depth=len(self.weight_rows), init=self.weight_rows)
+            depth=len(self.weight_rows), init=self.weight_rows,
+            attrs={"ram_style": self.weight_style})
         w_rd = weights.read_port(domain="sync")
         m.d.comb += [w_rd.addr.eq(lines.w_row), w_rd.en.eq(lines.advance),
                      lines.o_ready.eq(self.o.ready), self.o.valid.eq(lines.o_valid)]
 
         adds = self.contributions(m, lines, w_rd.data)
-        acc = self.o.payload  # the accumulators hold each result until it is taken
+        # The accumulators hold each result until it is taken. (Plain signals, not the
+        # payload's fields: Yosys' ABC9 mis-renames a wire "x[0]" beside a wire "x".)
+        acc = [Signal(signed(self.acc_bits), name=f"acc{j}") for j in range(self.lanes)]
+        m.d.comb += self.o.payload.eq(Cat(*acc))
         bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(self.lanes)]
         with m.Switch(lines.sel_g):
             for gi in range(geo.groups):

@@ -8,6 +8,7 @@ this block repeats the value over T (docs/hardware.md, steps = 1).
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
@@ -24,6 +25,18 @@ from rtl_templates.line_buffer import (
     window_resources,
 )
 from rtl_templates.spike_conv import conv_weight_shape
+
+
+def pack_pixels(pixels, pixel_bits: int) -> list[int]:
+    """Beat words of a pixel stream. `pixels`: [tokens, C] unsigned ints -> one word per
+    token, channel c in bits [c*pixel_bits, (c+1)*pixel_bits) (docs/hardware.md)."""
+    p = np.asarray(pixels, dtype=np.int64)
+    if p.ndim != 2:
+        raise ValueError(f"pixels must be [tokens, C], not shape {list(p.shape)}")
+    if p.size and (p.min() < 0 or p.max() >= 1 << pixel_bits):
+        raise ValueError(f"pixels must be in [0, {(1 << pixel_bits) - 1}], "
+                         f"not [{p.min()}, {p.max()}]")
+    return [sum(int(v) << (c * pixel_bits) for c, v in enumerate(row)) for row in p]
 
 
 class PixelConv3x3(WindowBlock):
@@ -60,7 +73,8 @@ class PixelConv3x3(WindowBlock):
     """
 
     def __init__(self, weight, bias, *, height: int, width: int, pixel_bits: int,
-                 weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1):
+                 weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1,
+                 weight_style: str = "block"):
         self.pixel_bits = check_int("pixel_bits", pixel_bits)
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
@@ -78,7 +92,8 @@ class PixelConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS) for s in range(geo.slices)]
         super().__init__(geometry=geo, in_shape=unsigned(in_ch * pixel_bits),
                          word_width=in_ch * pixel_bits, lanes=pe, elems=simd,
-                         weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows)
+                         weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows,
+                         weight_style=weight_style)
 
     def contributions(self, m: Module, lines: LineBuffer, row) -> list:
         pb, word = self.pixel_bits, lines.word

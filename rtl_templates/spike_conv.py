@@ -66,7 +66,8 @@ class SpikeConv3x3(WindowBlock):
     """
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
-                 weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1):
+                 weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1,
+                 weight_style: str = "block"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         out_ch, in_ch = conv_weight_shape(weight)
@@ -82,7 +83,8 @@ class SpikeConv3x3(WindowBlock):
         rows = [[w[g * pe + j, s * simd + e, k // 3, k % 3] for j in range(pe) for e in range(simd)]
                 for g in range(geo.groups) for k in range(TAPS) for s in range(geo.slices)]
         super().__init__(geometry=geo, in_shape=unsigned(in_ch), word_width=in_ch, lanes=pe,
-                         elems=simd, weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows)
+                         elems=simd, weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows,
+                         weight_style=weight_style)
 
     def contributions(self, m: Module, lines: LineBuffer, row) -> list:
         word = lines.word

@@ -1,0 +1,110 @@
+"""The window scheduler's cycle model and closed form (pure Python), and the shared checks of
+the 3x3 window blocks. The RTL is checked against the model in the block tests."""
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from rtl_templates.line_buffer import (
+    LineBuffer,
+    WindowGeometry,
+    WindowModel,
+    check_accumulator,
+    int_array,
+    raster_tokens,
+)
+from rtl_templates.timing import run_single
+from sim.block_sim import make_pattern
+
+
+def _free_flow(geo: WindowGeometry, images: int) -> list[int]:
+    n = images * geo.tokens
+    return run_single(WindowModel(geo), {"i": n * geo.time_steps},
+                      {"o": n * geo.groups * geo.time_steps})["o"]
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (1, 4), (4, 1), (2, 2), (3, 5), (5, 3), (4, 4)])
+def test_closed_form_equals_model_in_free_flow(height, width):
+    for T, G, S, images in itertools.product([1, 2, 5], [1, 3], [1, 2], [1, 3]):
+        geo = WindowGeometry(height, width, T, G, S)
+        fired = _free_flow(geo, images)
+        assert fired[-1] == geo.cycles(images), (T, G, S, images)
+        assert fired[0] == geo.first_output_cycle()
+        # After the start-up the engine never waits: one beat per 9*S cycles.
+        assert np.all(np.diff(fired) == geo.steps_per_beat)
+
+
+def test_start_up_and_per_token_figures():
+    geo = WindowGeometry(4, 4, 4, 8, 1)  # digits-tiny RPE conv 8 -> 32 with pe = 4, simd = 8
+    assert geo.slots == 16 and geo.depth == 64
+    assert geo.steps_per_token == 9 * 8 * 4
+    assert geo.startup_cycles == 4 * (4 + 2)  # tokens 0 .. W+1 in, T beats each
+    assert geo.cycles(2) == 24 + 2 * 16 * 288 + 2
+    assert WindowGeometry(1, 6, 2, 1, 1).startup_cycles == 2 * 2  # one row: only (0, 1) ahead
+    assert WindowGeometry(1, 1, 3, 1, 1).startup_cycles == 3
+
+
+def test_window_reach():
+    geo = WindowGeometry(3, 5, 1, 1, 1)
+    assert [geo.ahead(0, x) for x in range(5)] == [6, 6, 6, 6, 5]
+    assert [geo.ahead(2, x) for x in range(5)] == [1, 1, 1, 1, 0]
+    # Row 0 stays whole (row 1 reads it); later rows keep from (y-1, x-1) on.
+    assert [geo.behind(0, x) for x in range(5)] == [0, 1, 2, 3, 4]
+    assert [geo.behind(1, x) for x in range(5)] == [5, 6, 6, 6, 6]
+    assert [geo.tap_offset(k) for k in range(9)] == [-6, -5, -4, -1, 0, 1, 4, 5, 6]
+    # Everything a window can need fits, with room for one more token.
+    for w in range(1, 40):
+        assert WindowGeometry(3, w, 1, 1, 1).slots >= 2 * w + 4
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_model_skip_equals_stepping(seed):
+    """The model's idle-stretch jumps (quiet/skip) give the same cycles as ticking every cycle."""
+
+    class Stepping(WindowModel):
+        def quiet(self):
+            return 1
+
+    rng = random.Random(seed)
+    geo = WindowGeometry(rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4),
+                         rng.randint(1, 3), rng.randint(1, 3))
+    images = 2
+    n = images * geo.tokens
+    env = {"idle": {"i": make_pattern(rng, 0.5)}, "stall": {"o": make_pattern(rng, 0.6)}}
+    counts = ({"i": n * geo.time_steps}, {"o": n * geo.groups * geo.time_steps})
+    fast = run_single(WindowModel(geo), *counts, **env)
+    slow = run_single(Stepping(geo), *counts, **env)
+    assert fast == slow
+    assert fast["o"][-1] > geo.cycles(images)  # the gaps and stalls did cost cycles
+
+
+def test_raster_tokens():
+    x = np.arange(2 * 3 * 4 * 2 * 5).reshape(2, 3, 4, 2, 5)  # [images, steps, C, H, W]
+    tok = raster_tokens(x)
+    assert tok.shape == (2 * 2 * 5, 3, 4)
+    assert tok[1 * 10 + 1 * 5 + 3, 2, 1] == x[1, 2, 1, 1, 3]  # image 1, y 1, x 3, t 2, c 1
+    with pytest.raises(ValueError, match="must be"):
+        raster_tokens(x[0])
+
+
+def test_parameter_checks():
+    with pytest.raises(TypeError, match="width must be an integer >= 1, not 0"):
+        LineBuffer(height=2, width=0, word_width=4, time_steps=1, groups=1, slices=1)
+    with pytest.raises(TypeError, match="must hold integers"):
+        int_array("weight", [[0.5, 1.0]], (1, 2))
+    with pytest.raises(ValueError, match=r"weight must have shape \[2, 2\], not \[1, 2\]"):
+        int_array("weight", [[1, 2]], (2, 2))
+    with pytest.raises(ValueError, match="weight must fit signed 4 bits, not 8"):
+        int_array("weight", [[1, 8]], (1, 2), bits=4)
+    assert int_array("bias", np.array([3, -4]), (2,)).tolist() == [3, -4]
+
+
+def test_accumulator_bound():
+    w = int_array("w", [[[7, -8, 0]], [[1, 1, 1]]], (2, 1, 3))
+    check_accumulator(4, np.array([0, 0]), w, 1)  # [-8, 7] and [0, 3] fit signed 4 bits
+    with pytest.raises(ValueError, match=r"acc_bits must be >= 12 to hold \[-2040, 1785\], not 8"):
+        check_accumulator(8, np.array([0, 0]), w, 255)
+    with pytest.raises(ValueError, match=r"acc_bits must be >= 5 to hold \[-8, 9\]"):
+        check_accumulator(4, np.array([0, 6]), w, 1)
