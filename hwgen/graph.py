@@ -1,0 +1,326 @@
+"""The accelerator as a graph of blocks joined by streams, built from an integer model and a folding.
+
+One description serves three uses: `hwgen.top` elaborates it into one Amaranth
+component, `hwgen.predict` turns it into a network of cycle models, and `sim`
+reads from each stream's `TapSpec` which golden-model tap it must carry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth.lib import wiring
+
+from quant.config import SasaMode
+from quant.ir import IntModel
+from rtl_templates.dwconv import DWConv3x3
+from rtl_templates.head import Head
+from rtl_templates.lif_array import LIFArray
+from rtl_templates.pixel_conv import PixelConv3x3
+from rtl_templates.plumbing import Fork, StreamFIFO
+from rtl_templates.residual_add import ResidualAdd
+from rtl_templates.sasa import SASA
+from rtl_templates.spike_conv import SpikeConv3x3
+from rtl_templates.spike_linear import SpikeLinear
+
+
+@dataclass(frozen=True)
+class Folding:
+    """Parallelism of one layer: output lanes (PE), input bits per cycle (SIMD), mode."""
+
+    pe: int = 1
+    simd: int = 1
+    mode: str = "dense"  # spike linears only: "dense" or "event"
+
+    def __str__(self) -> str:
+        mode = "" if self.mode == "dense" else f" {self.mode}"
+        return f"PE={self.pe} SIMD={self.simd}{mode}"
+
+
+@dataclass(frozen=True)
+class TapSpec:
+    """Which golden tap(s) a stream carries and how they pack into beat words.
+
+    `keys` are golden-model tap names concatenated along channels (q and k make
+    one stream); `kind` is "pixels", "spikes", "values" or "result".
+    """
+
+    kind: str
+    keys: tuple[str, ...]
+    grid: tuple[int, int]
+    channels: int
+    width: int = 1  # values: signed width of a lane
+    lanes: int = 1
+    steps: int = 1  # beats per token (spikes: T) or per group (values: T, or 1 for the pixel conv)
+
+
+@dataclass
+class Node:
+    name: str
+    kind: str  # "pixel_conv", "spike_conv", "lif", "pool", "linear", "sasa", "dwconv", "add", "head", "fork", "fifo"
+    component: wiring.Component
+    layer: str | None = None  # the integer-model layer it computes (None for plumbing)
+    tokens: int = 0  # tokens per image on the block's input grid
+
+    @property
+    def plumbing(self) -> bool:
+        return self.kind in ("fork", "fifo")
+
+
+@dataclass
+class StreamEdge:
+    name: str
+    src: tuple[str, str]
+    dst: tuple[str, str]
+    tap: TapSpec | None = None
+
+
+@dataclass
+class Graph:
+    """Blocks, the streams between them, and the accelerator's input and output ports."""
+
+    model: IntModel
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[StreamEdge] = field(default_factory=list)
+    input: tuple[str, str] | None = None
+    output: tuple[str, str] | None = None
+    input_tap: TapSpec | None = None
+    output_tap: TapSpec | None = None
+
+    def add(self, name: str, kind: str, component: wiring.Component,
+            layer: str | None = None, tokens: int = 0) -> Node:
+        if name in self.nodes:
+            raise ValueError(f"node {name!r} added twice")
+        node = Node(name, kind, component, layer, tokens)
+        self.nodes[name] = node
+        return node
+
+    def connect(self, src: tuple[str, str], dst: tuple[str, str],
+                tap: TapSpec | None = None) -> StreamEdge:
+        edge = StreamEdge(f"{src[0]}.{src[1]}->{dst[0]}.{dst[1]}", src, dst, tap)
+        self.edges.append(edge)
+        return edge
+
+    def tapped(self) -> list[StreamEdge]:
+        return [e for e in self.edges if e.tap is not None]
+
+    def port(self, ref: tuple[str, str]):
+        return getattr(self.nodes[ref[0]].component, ref[1])
+
+
+# ------------------------------------------------------------------------------- builder
+
+class _Builder:
+    def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int):
+        self.m = model
+        self.cfg = model.config
+        self.f = folding
+        self.L = lanes_u
+        self.g = Graph(model)
+        self.T = self.cfg.time_steps
+        self.tokens = 0  # tokens per image of the grid being built
+
+    def node(self, name: str, kind: str, component, layer: str | None = None) -> Node:
+        return self.g.add(name, kind, component, layer, self.tokens)
+
+    def fold(self, layer: str) -> Folding:
+        return self.f.get(layer, Folding())
+
+    def spikes_tap(self, keys, grid, channels) -> TapSpec:
+        return TapSpec("spikes", tuple(keys), grid, channels, steps=self.T)
+
+    def values_tap(self, keys, grid, channels, width, lanes, steps=None) -> TapSpec:
+        return TapSpec("values", tuple(keys), grid, channels, width, lanes,
+                       self.T if steps is None else steps)
+
+    def fanout(self, name: str, src: tuple[str, str], shape, n: int, tap: TapSpec):
+        """A fork after `src` with `n` outputs; returns the fork's output refs."""
+        fork = self.node(f"{name}.fork", "fork", Fork(shape, n))
+        self.g.connect(src, (fork.name, "i"), tap)
+        return [(fork.name, f"o{k}") for k in range(n)]
+
+    def fifo(self, name: str, src: tuple[str, str], shape, depth: int) -> tuple[str, str]:
+        node = self.node(name, "fifo", StreamFIFO(shape, depth))
+        self.g.connect(src, (node.name, "i"))
+        return (node.name, "o")
+
+    def lif(self, name: str, lif, channels: int, lanes: int, in_width: int,
+            repeat: bool = False):
+        comp = LIFArray(channels=channels, lanes=lanes, time_steps=self.T, in_width=in_width,
+                        vth=lif.vth.tolist(), input_shift=lif.input_shift,
+                        state_bits=lif.state_bits, repeat=repeat)
+        return self.node(name, "lif", comp, name)
+
+    def build(self) -> Graph:
+        m, cfg, T, g = self.m, self.cfg, self.T, self.g
+        wbits = m.weight_bits
+        # ---- stem
+        src = None
+        src_tap = None
+        grids = cfg.stem_grids()
+        for i, stage in enumerate(m.stem):
+            h, w = grids[i]
+            self.tokens = h * w
+            conv = stage.conv
+            f = self.fold(f"stem.{i}.conv")
+            name = f"stem.{i}.conv"
+            if conv.pixel_input:
+                comp = PixelConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
+                                    pixel_bits=conv.pixel_bits, weight_bits=wbits,
+                                    acc_bits=conv.acc_bits, pe=f.pe, simd=f.simd)
+                node = self.node(name, "pixel_conv", comp, name)
+                g.input = (name, "i")
+                g.input_tap = TapSpec("pixels", ("pixels",), (h, w), conv.in_channels,
+                                      width=conv.pixel_bits)
+                steps = 1
+            else:
+                comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
+                                    time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
+                                    pe=f.pe, simd=f.simd)
+                node = self.node(name, "spike_conv", comp, name)
+                g.connect(src, (name, "i"), src_tap)
+                steps = T
+            cout = conv.out_channels
+            lif = self.lif(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
+                           repeat=conv.pixel_input)
+            g.connect((node.name, "o"), (lif.name, "i"),
+                      self.values_tap([name], (h, w), cout, conv.acc_bits, f.pe, steps))
+            src, src_tap = (lif.name, "o"), self.spikes_tap([lif.name], (h, w), cout)
+            if stage.pool:
+                from rtl_templates.maxpool import SpikeMaxPool2x2  # TODO: top-level import
+                pool = self.node(f"stem.{i}.pool", "pool",
+                             SpikeMaxPool2x2(channels=cout, height=h, width=w, time_steps=T),
+                             f"stem.{i}.pool")
+                g.connect(src, (pool.name, "i"), src_tap)
+                src = (pool.name, "o")
+                src_tap = self.spikes_tap([pool.name], (h // 2, w // 2), cout)
+
+        # ---- RPE conv: starts the residual stream U (u_bits wide from here on)
+        grid = cfg.grid
+        H, W = grid
+        self.tokens = cfg.tokens
+        D, L, ub = cfg.dim, self.L, m.u_bits
+        f = self.fold("rpe")
+        rpe = self.node("rpe", "spike_conv",
+                    SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
+                                 time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
+                                 simd=f.simd), "rpe")
+        g.connect(src, (rpe.name, "i"), src_tap)
+        u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
+        u_shape = rpe.component.o.payload.shape()
+
+        beats_u = (D // L) * T
+        token_mode = cfg.sasa_mode == SasaMode.TOKEN
+        for b, blk in enumerate(m.blocks):
+            p = f"blocks.{b}"
+            # U -> (FIFO -> add) and (LIF -> S). The add waits for the DWC, which needs
+            # the token row below: the FIFO holds that skew (docs/hardware.md).
+            skew_tokens = (cfg.tokens if token_mode else W + 2) + 1
+            u_to_add, u_to_lif = self.fanout(f"{p}.u_in", u, u_shape, 2, u_tap)
+            u_delayed = self.fifo(f"{p}.u_fifo", u_to_add, u_shape, skew_tokens * beats_u)
+            attn_lif = self.lif(f"{p}.attn_lif", blk.attn_lif, D, L, ub)
+            g.connect(u_to_lif, (attn_lif.name, "i"))
+            s_shape = attn_lif.component.o.payload.shape()
+            s_to_qk, s_to_dwc = self.fanout(f"{p}.s", (attn_lif.name, "o"), s_shape, 2,
+                                            self.spikes_tap([f"{p}.attn_lif"], grid, D))
+            # q and k read the same spikes: one linear with 2D outputs, one LIF array.
+            fq = self.fold(f"{p}.qk")
+            qk_acc = max(blk.q.acc_bits, blk.k.acc_bits)
+            qk = self.node(f"{p}.qk", "linear", SpikeLinear(
+                _cat_rows(blk.q.weight, blk.k.weight), _cat_rows(blk.q.bias, blk.k.bias),
+                time_steps=T, weight_bits=wbits, acc_bits=qk_acc, pe=fq.pe, simd=fq.simd,
+                mode=fq.mode), f"{p}.qk")
+            if token_mode:
+                g.connect(s_to_qk, (qk.name, "i"))
+                s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, skew_tokens * T)
+            else:
+                g.connect(self.fifo(f"{p}.s_fifo", s_to_qk, s_shape, skew_tokens * T),
+                          (qk.name, "i"))
+                s_dwc = s_to_dwc
+            if blk.q_lif.input_shift != blk.k_lif.input_shift:
+                raise ValueError(f"{p}: q and k LIFs must share input_shift")
+            qk_lif = self.node(f"{p}.qk_lif", "lif", LIFArray(
+                channels=2 * D, lanes=fq.pe, time_steps=T, in_width=qk_acc,
+                vth=blk.q_lif.vth.tolist() + blk.k_lif.vth.tolist(),
+                input_shift=blk.q_lif.input_shift,
+                state_bits=max(blk.q_lif.state_bits, blk.k_lif.state_bits)), f"{p}.qk_lif")
+            g.connect((qk.name, "o"), (qk_lif.name, "i"),
+                      self.values_tap([f"{p}.q", f"{p}.k"], grid, 2 * D, qk_acc, fq.pe))
+            sasa = self.node(f"{p}.sasa", "sasa", SASA(
+                dim=D, heads=cfg.heads, time_steps=T, tokens=cfg.tokens, mode=cfg.sasa_mode.value,
+                agg_vth=blk.agg_lif.vth.tolist(), agg_input_shift=blk.agg_lif.input_shift,
+                agg_state_bits=blk.agg_lif.state_bits), f"{p}.sasa")
+            g.connect((qk_lif.name, "o"), (sasa.name, "i"),
+                      self.spikes_tap([f"{p}.q_lif", f"{p}.k_lif"], grid, 2 * D))
+            fo = self.fold(f"{p}.o")
+            o = self.node(f"{p}.o", "linear", SpikeLinear(
+                blk.o.weight.tolist(), blk.o.bias.tolist(), time_steps=T, weight_bits=wbits,
+                acc_bits=blk.o.acc_bits, pe=L, simd=fo.simd, mode=fo.mode), f"{p}.o")
+            g.connect((sasa.name, "o"), (o.name, "i"), self.spikes_tap([f"{p}.sasa"], grid, D))
+            dwc = self.node(f"{p}.dwc", "dwconv", DWConv3x3(
+                blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
+                acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L), f"{p}.dwc")
+            g.connect(s_dwc, (dwc.name, "i"))
+            add = self.node(f"{p}.add_attn", "add",
+                        ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")
+            g.connect(u_delayed, (add.name, "i0"))
+            g.connect((o.name, "o"), (add.name, "i1"),
+                      self.values_tap([f"{p}.o"], grid, D, blk.o.acc_bits, L))
+            g.connect((dwc.name, "o"), (add.name, "i2"),
+                      self.values_tap([f"{p}.dwc"], grid, D, blk.dwc.acc_bits, L))
+            u = (add.name, "o")
+            u_tap = self.values_tap([f"{p}.u_attn"], grid, D, ub, L)
+
+            # U -> (FIFO -> add) and MLP: LIF -> fc1 -> LIF -> fc2.
+            u_to_add, u_to_lif = self.fanout(f"{p}.u_mid", u, u_shape, 2, u_tap)
+            u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 4 * beats_u)
+            mlp_lif = self.lif(f"{p}.mlp_lif", blk.mlp_lif, D, L, ub)
+            g.connect(u_to_lif, (mlp_lif.name, "i"))
+            f1 = self.fold(f"{p}.fc1")
+            fc1 = self.node(f"{p}.fc1", "linear", SpikeLinear(
+                blk.fc1.weight.tolist(), blk.fc1.bias.tolist(), time_steps=T, weight_bits=wbits,
+                acc_bits=blk.fc1.acc_bits, pe=f1.pe, simd=f1.simd, mode=f1.mode), f"{p}.fc1")
+            g.connect((mlp_lif.name, "o"), (fc1.name, "i"),
+                      self.spikes_tap([f"{p}.mlp_lif"], grid, D))
+            hid = cfg.hidden
+            fc1_lif = self.lif(f"{p}.fc1_lif", blk.fc1_lif, hid, f1.pe, blk.fc1.acc_bits)
+            g.connect((fc1.name, "o"), (fc1_lif.name, "i"),
+                      self.values_tap([f"{p}.fc1"], grid, hid, blk.fc1.acc_bits, f1.pe))
+            f2 = self.fold(f"{p}.fc2")
+            fc2 = self.node(f"{p}.fc2", "linear", SpikeLinear(
+                blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), time_steps=T, weight_bits=wbits,
+                acc_bits=blk.fc2.acc_bits, pe=L, simd=f2.simd, mode=f2.mode), f"{p}.fc2")
+            g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
+                      self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
+            add2 = self.node(f"{p}.add_mlp", "add",
+                         ResidualAdd((ub, blk.fc2.acc_bits), ub, L), f"{p}.u_mlp")
+            g.connect(u_delayed, (add2.name, "i0"))
+            g.connect((fc2.name, "o"), (add2.name, "i1"),
+                      self.values_tap([f"{p}.fc2"], grid, D, blk.fc2.acc_bits, L))
+            u = (add2.name, "o")
+            u_tap = self.values_tap([f"{p}.u_mlp"], grid, D, ub, L)
+
+        # ---- head
+        head_lif = self.lif("head.lif", m.head.lif, D, L, ub)
+        g.connect(u, (head_lif.name, "i"), u_tap)
+        fh = self.fold("head")
+        head = self.node("head", "head", Head(
+            m.head.weight.tolist(), m.head.bias.tolist(), time_steps=T, tokens=cfg.tokens,
+            weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd), "head")
+        g.connect((head_lif.name, "o"), (head.name, "i"), self.spikes_tap(["head.lif"], grid, D))
+        g.output = (head.name, "o")
+        g.output_tap = TapSpec("result", ("logits", "pred"), (1, 1), cfg.num_classes,
+                               width=m.head.acc_bits)
+        return g
+
+
+def _cat_rows(a, b) -> list:
+    return a.tolist() + b.tolist()
+
+
+def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
+                lanes_u: int = 1) -> Graph:
+    """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
+    "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
+    the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U)."""
+    return _Builder(model, folding or {}, lanes_u).build()

@@ -1,0 +1,348 @@
+"""The planner: folding per layer, memory mapping, and predicted cycles and resources.
+
+`make_plan` starts every layer at its smallest folding and repeatedly widens
+the layer that bounds throughput, as long as the whole design still fits the
+target (a device under a LUT ceiling, an explicit budget) and a frame-rate
+goal is not yet met. A model that cannot fit even fully folded is refused
+before anything is synthesised, with the predicted need against the capacity.
+The plan is a typed object; `Plan.table()` prints it (`hwgen plan`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hwgen.boards import Device
+from hwgen.graph import Folding, Graph, Node, build_graph
+from hwgen.memmap import MemoryMapping, map_memory
+from quant.errors import HwgenError
+from quant.ir import IntModel
+
+
+class ModelTooLarge(HwgenError):
+    """The model does not fit the target even at its smallest folding."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the plan must fit: a device (under a LUT utilisation ceiling) and/or a budget,
+    and optionally a frame rate to reach at `clock_mhz` (no faster than needed)."""
+
+    device: Device | None = None
+    max_util: float = 0.8
+    fps: float | None = None
+    clock_mhz: float = 12.0
+    budget: dict[str, int] | None = None  # caps on "lut", "ff", "bram", "dsp"
+
+    @property
+    def family(self) -> str:
+        return self.device.family if self.device and self.device.family in ("ice40", "ecp5") \
+            else "ecp5"
+
+    def limits(self) -> dict[str, int]:
+        caps: dict[str, int] = {}
+        if self.device is not None:
+            caps = {"lut": int(self.device.lut * self.max_util), "ff": self.device.ff,
+                    "bram": self.device.bram, "dsp": self.device.dsp}
+        for key, value in (self.budget or {}).items():
+            caps[key] = min(caps.get(key, value), value)
+        return caps
+
+
+@dataclass
+class LayerPlan:
+    node: str
+    kind: str
+    layer: str | None
+    folding: str
+    cycles: int  # busy cycles per image in free flow (the block's throughput bound)
+    lut: int
+    ff: int
+    dsp: int
+    memories: list[MemoryMapping] = field(default_factory=list)
+
+    @property
+    def bram(self) -> int:
+        return sum(m.bram for m in self.memories)
+
+    @property
+    def total_lut(self) -> int:
+        return self.lut + sum(m.lut for m in self.memories)
+
+    @property
+    def total_ff(self) -> int:
+        return self.ff + sum(m.ff for m in self.memories)
+
+    @property
+    def memory_bits(self) -> int:
+        return sum(m.bits for m in self.memories)
+
+
+@dataclass
+class Plan:
+    model_name: str
+    family: str
+    target: Target
+    lanes_u: int
+    foldings: dict[str, Folding]
+    layers: list[LayerPlan]
+    latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
+    interval_cycles: int | None = None  # images back to back: result to result
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        return {"lut": sum(x.total_lut for x in self.layers),
+                "ff": sum(x.total_ff for x in self.layers),
+                "bram": sum(x.bram for x in self.layers),
+                "dsp": sum(x.dsp for x in self.layers),
+                "lutram": sum(m.lutram for x in self.layers for m in x.memories)}
+
+    @property
+    def bottleneck(self) -> LayerPlan:
+        return max(self.layers, key=lambda x: x.cycles)
+
+    def images_per_second(self, clock_mhz: float) -> float | None:
+        ii = self.interval_cycles or self.bottleneck.cycles
+        return clock_mhz * 1e6 / ii if ii else None
+
+    def graph(self, model: IntModel) -> Graph:
+        return build_graph(model, self.foldings, self.lanes_u)
+
+    def table(self) -> str:
+        rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
+        for x in self.layers:
+            mem = ", ".join(f"{m.depth}x{m.width} {m.kind}" for m in x.memories) or "-"
+            rows.append((x.node, x.kind, x.folding, str(x.cycles), str(x.total_lut),
+                         str(x.total_ff), str(x.bram), str(x.dsp), mem))
+        tot = self.totals()
+        rows.append(("total", "", "", str(self.bottleneck.cycles) + " (max)", str(tot["lut"]),
+                     str(tot["ff"]), str(tot["bram"]), str(tot["dsp"]), ""))
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        out = [f"plan for {self.model_name} on {self._target_name()} "
+               f"(family {self.family}, residual lanes {self.lanes_u})", *lines]
+        caps = self.target.limits()
+        if caps:
+            use = ", ".join(f"{k.upper()} {tot[k]}/{caps[k]} ({100 * tot[k] / caps[k]:.0f}%)"
+                            for k in ("lut", "ff", "bram", "dsp") if caps.get(k))
+            out.append(f"fits: {use}")
+        if self.latency_cycles is not None:
+            out.append(f"latency {self.latency_cycles} cycles per image (exact, cycle models); "
+                       f"initiation interval {self.interval_cycles} cycles; bottleneck "
+                       f"{self.bottleneck.node}")
+            ips = self.images_per_second(self.target.clock_mhz)
+            out.append(f"throughput {ips:,.0f} images/s at {self.target.clock_mhz:g} MHz")
+        out += self.notes
+        return "\n".join(out)
+
+    def _target_name(self) -> str:
+        if self.target.device:
+            return f"{self.target.device.name} (LUT ceiling {self.target.max_util:.0%})"
+        return "an unbounded target"
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model_name, "family": self.family, "lanes_u": self.lanes_u,
+            "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
+                         for k, f in sorted(self.foldings.items())},
+            "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
+            "totals": self.totals(),
+            "layers": [{"node": x.node, "kind": x.kind, "layer": x.layer, "folding": x.folding,
+                        "cycles": x.cycles, "lut": x.total_lut, "ff": x.total_ff, "bram": x.bram,
+                        "dsp": x.dsp,
+                        "memories": [{"depth": m.depth, "width": m.width, "kind": m.kind,
+                                      "rom": m.rom, "bram": m.bram} for m in x.memories]}
+                       for x in self.layers],
+        }
+
+
+# --------------------------------------------------------------------------- per block
+
+def node_cycles(node: Node, cfg) -> int:
+    """Busy cycles per image of one block in free flow (closed-form estimates).
+
+    Event-driven linears are counted at their worst case (every input spiking);
+    the exact figure for an image comes from the cycle models (`predict_timing`).
+    """
+    c = node.component
+    if node.kind in ("fork", "fifo"):
+        return 0
+    if node.kind == "head":
+        return c.cycles_per_image()
+    if node.kind == "add":  # one beat per cycle
+        return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
+    if node.kind == "linear" and c.mode == "event":
+        return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
+    if node.kind == "sasa":
+        return c.cycles_per_image()
+    return node.tokens * c.cycles_per_token()
+
+
+def node_plan(node: Node, cfg, family: str) -> LayerPlan:
+    c = node.component
+    res = c.resources(family)
+    mems = []
+    roms = set(getattr(res, "roms", ()))
+    for k, (depth, width) in enumerate(res.memories):
+        rom = (depth, width) in roms if roms else (node.kind in _WEIGHT_KINDS and k == 0)
+        mems.append(map_memory(depth, width, family, rom=rom))
+    folding = ""
+    if hasattr(c, "pe"):
+        folding = f"PE={c.pe} SIMD={getattr(c, 'simd', 1)}"
+        if getattr(c, "mode", "dense") == "event":
+            folding += " event"
+    elif hasattr(c, "lanes"):
+        folding = f"lanes={c.lanes}"
+    return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg),
+                     res.lut, res.ff, res.dsp, mems)
+
+
+_WEIGHT_KINDS = ("linear", "spike_conv", "pixel_conv", "head", "dwconv")
+
+
+# --------------------------------------------------------------------------- planner
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _next_divisor(n: int, current: int) -> int | None:
+    bigger = [d for d in _divisors(n) if d > current]
+    return bigger[0] if bigger else None
+
+
+def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int
+             ) -> Plan:
+    graph = build_graph(model, foldings, lanes_u)
+    layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
+    return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers)
+
+
+def _fits(plan: Plan) -> list[str]:
+    """The limits a plan exceeds, as 'LUT 6000 > 4224'."""
+    tot = plan.totals()
+    return [f"{k.upper()} {tot[k]} > {cap}" for k, cap in plan.target.limits().items()
+            if tot.get(k, 0) > cap]
+
+
+def _knobs(model: IntModel, node: Node) -> list[str]:
+    """The folding knobs that speed up `node`."""
+    layer = node.layer or ""
+    if node.kind in ("linear", "spike_conv", "pixel_conv", "head"):
+        if layer == "rpe" or layer.endswith((".o", ".fc2")):
+            return [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
+        return [f"simd:{layer}", f"pe:{layer}"]
+    if node.kind == "lif":
+        # A LIF array's lanes follow the PE of the block that feeds it.
+        if layer.endswith("qk_lif"):
+            return [f"pe:{layer[:-4]}"]
+        if layer.endswith("fc1_lif"):
+            return [f"pe:{layer[:-4]}"]
+        if layer.startswith("stem."):
+            return [f"pe:{layer[:-4]}.conv"]
+        return ["lanes"]
+    if node.kind in ("dwconv", "add"):
+        return ["lanes"]
+    return []
+
+
+def _try_knob(model: IntModel, plan: Plan, knob: str) -> tuple[dict[str, Folding], int] | None:
+    """The foldings with `knob` one step wider, or None when it is at its widest."""
+    foldings, lanes = dict(plan.foldings), plan.lanes_u
+    cfg = model.config
+    if knob == "lanes":
+        nxt = _next_divisor(cfg.dim, lanes)
+        return None if nxt is None else (foldings, nxt)
+    what, layer = knob.split(":")
+    shape = _layer_shape(model, layer)
+    if shape is None:
+        return None
+    outs, ins = shape
+    f = foldings.get(layer, Folding())
+    if what == "simd":
+        nxt = _next_divisor(ins, f.simd)
+        if nxt is None or f.mode == "event":
+            return None
+        foldings[layer] = replace(f, simd=nxt)
+    else:
+        nxt = _next_divisor(outs, f.pe)
+        if nxt is None:
+            return None
+        foldings[layer] = replace(f, pe=nxt)
+    return foldings, lanes
+
+
+def _layer_shape(model: IntModel, layer: str) -> tuple[int, int] | None:
+    """(outputs, inputs per SIMD step) of a foldable layer."""
+    cfg = model.config
+    if layer.startswith("stem."):
+        conv = model.stem[int(layer.split(".")[1])].conv
+        return conv.out_channels, conv.in_channels
+    if layer == "rpe":
+        return cfg.dim, model.rpe.in_channels
+    if layer == "head":
+        return cfg.num_classes, cfg.dim
+    if layer.startswith("blocks."):
+        name = layer.split(".")[2]
+        return {"qk": (2 * cfg.dim, cfg.dim), "o": (cfg.dim, cfg.dim),
+                "fc1": (cfg.hidden, cfg.dim), "fc2": (cfg.dim, cfg.hidden)}.get(name)
+    return None
+
+
+def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
+              max_steps: int = 200) -> Plan:
+    """Fold `model` for `target` (see the module docstring). `event_layers` names spike
+    linears to run event-driven."""
+    foldings = {name: Folding(mode="event") for name in event_layers}
+    lanes = 1
+    plan = plan_for(model, target, foldings, lanes)
+    over = _fits(plan)
+    if over:
+        need = plan.totals()
+        caps = target.limits()
+        raise ModelTooLarge(
+            f"{model.config.name} does not fit {target.device.name if target.device else 'the budget'}"
+            f" even fully folded: needs " + ", ".join(
+                f"{k.upper()} {need[k]} (has {caps[k]}, {need[k] - caps[k]:+d})"
+                for k in caps if need.get(k, 0) > caps[k]))
+    exhausted: set[str] = set()
+    for _ in range(max_steps):
+        if target.fps and (ips := plan.images_per_second(target.clock_mhz)) and ips >= target.fps:
+            break
+        slow = sorted(plan.layers, key=lambda x: -x.cycles)
+        improved = False
+        for layer_plan in slow[:1]:
+            node = next(n for n in build_graph(model, plan.foldings, plan.lanes_u).nodes.values()
+                        if n.name == layer_plan.node)
+            for knob in _knobs(model, node):
+                if knob in exhausted:
+                    continue
+                proposal = _try_knob(model, plan, knob)
+                if proposal is None:
+                    exhausted.add(knob)
+                    continue
+                candidate = plan_for(model, target, *proposal)
+                if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
+                    exhausted.add(knob)
+                    continue
+                plan, improved = candidate, True
+                break
+        if not improved:
+            break
+    return plan
+
+
+def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
+    """Fill the plan's exact latency and initiation interval from the cycle models."""
+    from hwgen.predict import image_cycles
+
+    one = image_cycles(plan.graph(model), images=1, edge_words=edge_words)[0]
+    words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
+    three = image_cycles(plan.graph(model), images=3, edge_words=words3)
+    plan.latency_cycles = one
+    plan.interval_cycles = three[2] - three[1]
+    return plan
+
+
