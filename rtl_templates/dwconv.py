@@ -83,8 +83,8 @@ class DWConv3x3(WindowBlock):
                 for j in range(self.lanes)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (see line_buffer.window_resources): scheduler, ``C``-bit group mux,
-        per lane a gated weight and the accumulator."""
+        """Estimate (line_buffer.window_resources): per lane one gated weight; the ``C``-bit
+        word cut into ``C/lanes`` groups."""
         check_family(family)
-        return window_resources(self, family,
-                                datapath_lut=self.lanes * (self.weight_bits + self.acc_bits))
+        return window_resources(self, family, lane_lut=self.weight_bits,
+                                select_lut=self.lanes * (self.geometry.groups - 1))

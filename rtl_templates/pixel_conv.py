@@ -8,6 +8,8 @@ this block repeats the value over T (docs/hardware.md, steps = 1).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from amaranth import Module, Mux
 from amaranth.hdl import unsigned
@@ -103,10 +105,17 @@ class PixelConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (see line_buffer.window_resources): scheduler, pixel slice mux, per
-        lane ``simd`` multipliers (DSP blocks), an adder tree and the accumulator."""
+        """Estimate (line_buffer.window_resources): ``pe * simd`` multipliers in DSP blocks
+        (16 x 16 SB_MAC16 on iCE40, 18 x 18 MULT18X18D on ECP5; wider operands take
+        several), per lane an adder tree of ``simd - 1`` adders (in the DSP blocks on
+        iCE40); the pixel word cut into
+        ``in/simd`` slices and masked at the grid edge."""
         check_family(family)
-        prod_bits = self.weight_bits + self.pixel_bits + 1
-        lane = (self.simd - 1) * (prod_bits + bits_for(self.simd)) + self.acc_bits
-        return window_resources(self, family, datapath_lut=self.pe * lane,
-                                dsp=self.pe * self.simd)
+        e, wb, pb = self.simd, self.weight_bits, self.pixel_bits
+        side = 16 if family == "ice40" else 18
+        per_product = math.ceil(wb / side) * math.ceil((pb + 1) / side)
+        # On iCE40, Yosys packs the adder tree into the SB_MAC16s' own adders.
+        tree = 0 if family == "ice40" else (e - 1) * (wb + pb + 1 + bits_for(e))
+        return window_resources(
+            self, family, lane_lut=tree,
+            select_lut=e * pb * self.geometry.slices, dsp=self.pe * e * per_product)

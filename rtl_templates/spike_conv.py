@@ -94,9 +94,9 @@ class SpikeConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (see line_buffer.window_resources): scheduler, ``in``-bit slice mux,
-        per lane ``simd`` AND-gated weights, an adder tree and the accumulator."""
+        """Estimate (line_buffer.window_resources): per lane ``simd`` AND-gated weights and
+        an adder tree of ``simd - 1`` adders; an ``in``-bit word cut into ``in/simd`` slices."""
         check_family(family)
-        tree_bits = self.weight_bits + bits_for(self.simd)
-        lane = self.simd * self.weight_bits + (self.simd - 1) * tree_bits + self.acc_bits
-        return window_resources(self, family, datapath_lut=self.pe * lane)
+        e, wb = self.simd, self.weight_bits
+        return window_resources(self, family, lane_lut=e * wb + (e - 1) * (wb + bits_for(e)),
+                                select_lut=e * (self.geometry.slices - 1))
