@@ -78,15 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train digits-tiny on scikit-learn's digits (CPU)",
                        description="Train the float digits-tiny SAFormer on scikit-learn's "
-                                   "digits (fixed 1437/360 train/test split, fixed seed) on 2 CPU "
-                                   "threads with surrogate gradients, print the float test "
+                                   "digits (fixed 1437/360 train/test split, fixed seed) on one "
+                                   "CPU thread with surrogate gradients, print the float test "
                                    "accuracy and save a checkpoint for 'hwgen quantize'.",
                        epilog="example: hwgen train -o my.pt && hwgen quantize my.pt -o my.hwq")
     t.add_argument("-o", "--out", default="digits-tiny.pt",
                    help="checkpoint to write (default: digits-tiny.pt)")
     t.add_argument("--epochs", type=_positive_int, default=None,
-                   help="training epochs (default: the recipe's, about a minute per 80 epochs "
-                        "on 2 cores)")
+                   help="training epochs (default 60, the recipe's: about a minute on an idle "
+                        "core)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)

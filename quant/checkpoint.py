@@ -66,8 +66,8 @@ def load_checkpoint(path: Path) -> tuple[SAFormer, dict]:
         cfg = ModelConfig.from_dict(ckpt["config"])
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{where}: field 'config': {_first_line(e)}") from None
-    model = SAFormer(cfg)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: a bogus config cannot allocate anything
+        expected = SAFormer(cfg).state_dict()
     state = ckpt["state_dict"]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -88,6 +88,7 @@ def load_checkpoint(path: Path) -> tuple[SAFormer, dict]:
                                  f"expected {ref.dtype}")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ModelFileError(f"{where}: state_dict[{key!r}] holds NaN or infinity")
+    model = SAFormer(cfg)
     model.load_state_dict(state)
     model.eval()
     acc = ckpt.get("test_accuracy")

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,12 +161,13 @@ def save_model(model: IntModel, path: Path) -> None:
     """Write `model` to `path` atomically (a failed write leaves no partial file)."""
     path = Path(path)
     data = encode_model(model)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open: honours the umask
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise ModelFileError(f"cannot write {path}: {e.strerror or e}") from None
 
 
@@ -209,7 +209,7 @@ def decode_model(data: bytes, where: str = "model file") -> IntModel:
         names = set(z.namelist())
         for member in (MANIFEST, TENSORS):
             if member not in names:
-                raise r.fail(f"missing member '{member}'")
+                raise r.fail(f"missing member '{member}' (not a .hwq model file?)")
         try:
             manifest_bytes = z.read(MANIFEST)
             blob = z.read(TENSORS)
@@ -217,7 +217,7 @@ def decode_model(data: bytes, where: str = "model file") -> IntModel:
             raise r.fail(f"corrupt archive member ({str(e)[:120]})") from None
     try:
         m = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise r.fail(f"{MANIFEST} is not valid JSON ({str(e)[:120]})") from None
     if not isinstance(m, dict):
         raise r.fail(f"{MANIFEST} must hold a JSON object")
@@ -346,7 +346,14 @@ def load_model(path: Path) -> IntModel:
         data = path.read_bytes()
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode_model(data, str(path))
+    try:
+        return decode_model(data, str(path))
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
+        # Last line of defence: a malformed file must never surface as a traceback.
+        raise ModelFileError(f"{path}: malformed model file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
 def first_difference(a: IntModel, b: IntModel) -> str | None:

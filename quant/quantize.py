@@ -87,12 +87,69 @@ def lif_threshold(vth: float, scale: torch.Tensor) -> LIFLayer:
     return LIFLayer(vth=round_int(vth * (1 << shift) / scale).clamp(min=1), input_shift=shift)
 
 
-def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = None) -> IntModel:
+def input_means(model: SAFormer, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
+    """Mean input of every conv/linear over `images` (float, [B, C, H, W]), for bias correction.
+
+    Keyed by module name; each mean broadcasts against the layer's folded weight: the
+    mean of every 3x3 window tap ([C, k, k], or [C, 1, k, k] depthwise) or of the
+    head's spike rates ([D]). Spike inputs give spike rates, the pixel conv pixel / 255.
+    """
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def record(name: str, mod: torch.nn.Module):
+        def hook(_module, inputs, _output):
+            x = inputs[0].detach().double()
+            if isinstance(mod, ConvBN):
+                x = x.flatten(0, 1)  # [T*B, C, H, W]
+                k = mod.conv.kernel_size[0]
+                cols = torch.nn.functional.unfold(x, k, padding=k // 2)  # [TB, C*k*k, HW]
+                total, n = cols.sum(dim=(0, 2)).reshape(x.shape[1], k, k), cols.shape[0] * cols.shape[2]
+                if mod.conv.groups > 1:
+                    total = total.unsqueeze(1)
+            else:
+                total, n = x.sum(0), x.shape[0]
+            sums[name] = sums.get(name, 0) + total
+            counts[name] = counts.get(name, 0) + n
+        return hook
+
+    hooks = [mod.register_forward_hook(record(name, mod)) for name, mod in model.named_modules()
+             if isinstance(mod, ConvBN) or mod is model.head]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, images.shape[0], batch):
+                model(images[i:i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {name: sums[name] / counts[name] for name in sums}
+
+
+def quantize_layer(f: Folded, s: torch.Tensor, qmax: int, mean_in: torch.Tensor | None = None,
+                   acc_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w_int, b_int). With `mean_in`, the bias absorbs the mean rounding error of the
+    weights, sum (w' - s * w_int) * E[x] (bias correction; docs/arithmetic.md)."""
+    w_int = quantize_weight(f.weight, s, qmax)
+    bias = f.bias
+    if mean_in is not None:
+        err = f.weight - w_int.double() * s.reshape(-1, *([1] * (f.weight.dim() - 1)))
+        bias = bias + (err * mean_in).reshape(err.shape[0], -1).sum(1)
+    return w_int, round_int(bias / (s if acc_scale is None else acc_scale))
+
+
+def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = None,
+                   calibration: torch.Tensor | None = None) -> IntModel:
+    """Quantise `model` (docs/arithmetic.md). `calibration`: float images [B, C, H, W] whose
+    mean layer inputs correct the biases; None quantises without data."""
     if weight_bits not in (4, 8):
         raise ValueError(f"weight_bits must be 4 or 8, not {weight_bits!r}")
     cfg = model.cfg
     qmax = (1 << (weight_bits - 1)) - 1
     pixel_max = (1 << cfg.pixel_bits) - 1
+    means = input_means(model, calibration) if calibration is not None else {}
 
     # Stem: the pixel conv's integer input is pixel = 255 * (float input), so its
     # accumulator is in scale s / 255 (bias and threshold are put in that scale).
@@ -101,8 +158,8 @@ def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = No
         f = fold_bn(stage.conv)
         s = channel_scale([f], qmax)
         acc_scale = s / pixel_max if i == 0 else s
-        conv = Conv3x3Layer(quantize_weight(f.weight, s, qmax), round_int(f.bias / acc_scale),
-                            pixel_input=(i == 0), pixel_bits=cfg.pixel_bits)
+        w, b = quantize_layer(f, s, qmax, means.get(f"stem.{i}.conv"), acc_scale)
+        conv = Conv3x3Layer(w, b, pixel_input=(i == 0), pixel_bits=cfg.pixel_bits)
         stem.append(StemStage(conv, lif_threshold(stage.lif.vth, acc_scale), stage.pool))
 
     # The residual stream: one scale per channel for every writer (rpe, o, dwc, fc2).
@@ -117,49 +174,67 @@ def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = No
         writers += [fb["o"], fb["dwc"], fb["fc2"]]
     s_u = channel_scale(writers, qmax)
 
-    def linear(f: Folded, s: torch.Tensor) -> LinearLayer:
-        w = quantize_weight(f.weight, s, qmax)
-        return LinearLayer(w.reshape(w.shape[0], w.shape[1]), round_int(f.bias / s))
-
-    rpe = Conv3x3Layer(quantize_weight(rpe_f.weight, s_u, qmax), round_int(rpe_f.bias / s_u))
+    rpe = Conv3x3Layer(*quantize_layer(rpe_f, s_u, qmax, means.get("rpe")))
     agg_n = cfg.heads if cfg.sasa_mode == SasaMode.CHANNEL else cfg.dim
     blocks = []
-    for blk, fb in zip(model.blocks, folded_blocks, strict=True):
-        s_q, s_k, s_1 = (channel_scale([fb[n]], qmax) for n in ("q", "k", "fc1"))
-        dwc_w = quantize_weight(fb["dwc"].weight, s_u, qmax)  # [D, 1, 3, 3]
+    for b, (blk, fb) in enumerate(zip(model.blocks, folded_blocks, strict=True)):
+        names = {"q": "sasa.q", "k": "sasa.k", "o": "sasa.o", "dwc": "dwc", "fc1": "fc1", "fc2": "fc2"}
+        scale = {"q": channel_scale([fb["q"]], qmax), "k": channel_scale([fb["k"]], qmax),
+                 "fc1": channel_scale([fb["fc1"]], qmax), "o": s_u, "dwc": s_u, "fc2": s_u}
+        q = {n: quantize_layer(fb[n], scale[n], qmax, means.get(f"blocks.{b}.{names[n]}"))
+             for n in names}
+
+        def linear(n: str, q=q) -> LinearLayer:
+            w, bias = q[n]
+            return LinearLayer(w.reshape(w.shape[0], w.shape[1]), bias)
+
+        dwc_w, dwc_b = q["dwc"]  # weight [D, 1, 3, 3]
         blocks.append(Block(
             attn_lif=lif_threshold(blk.attn_lif.vth, s_u),
-            q=linear(fb["q"], s_q), q_lif=lif_threshold(blk.sasa.q_lif.vth, s_q),
-            k=linear(fb["k"], s_k), k_lif=lif_threshold(blk.sasa.k_lif.vth, s_k),
+            q=linear("q"), q_lif=lif_threshold(blk.sasa.q_lif.vth, scale["q"]),
+            k=linear("k"), k_lif=lif_threshold(blk.sasa.k_lif.vth, scale["k"]),
             # The count is an exact integer and V_th = 0.5: run at half-unit scale.
             agg_lif=LIFLayer(vth=torch.ones(agg_n, dtype=torch.int64), input_shift=1),
-            o=linear(fb["o"], s_u),
-            dwc=DWConvLayer(dwc_w.reshape(dwc_w.shape[0], 3, 3), round_int(fb["dwc"].bias / s_u)),
+            o=linear("o"),
+            dwc=DWConvLayer(dwc_w.reshape(dwc_w.shape[0], 3, 3), dwc_b),
             mlp_lif=lif_threshold(blk.mlp_lif.vth, s_u),
-            fc1=linear(fb["fc1"], s_1), fc1_lif=lif_threshold(blk.fc1_lif.vth, s_1),
-            fc2=linear(fb["fc2"], s_u)))
+            fc1=linear("fc1"), fc1_lif=lif_threshold(blk.fc1_lif.vth, scale["fc1"]),
+            fc2=linear("fc2")))
 
     # Head: logits * T * N = W @ counts + b * T * N; one scale so classes compare like with like.
-    hw = model.head.weight.detach().double()
-    hb = model.head.bias.detach().double()
-    s_h = float(hw.abs().max().clamp(min=1e-12)) / qmax
+    head_f = Folded(model.head.weight.detach().double(), model.head.bias.detach().double())
+    s_h = torch.full((cfg.num_classes,), float(head_f.row_max().max().clamp(min=1e-12)) / qmax,
+                     dtype=torch.float64)
     steps = cfg.time_steps * cfg.tokens
-    head = Head(lif=lif_threshold(model.head_lif.vth, s_u),
-                weight=round_int(hw / s_h).clamp(-qmax, qmax), bias=round_int(hb * steps / s_h))
+    hw, hb = quantize_layer(head_f, s_h, qmax, means.get("head"), s_h / steps)
+    head = Head(lif=lif_threshold(model.head_lif.vth, s_u), weight=hw, bias=hb)
+    meta = {"quantizer_version": QUANTIZER_VERSION, **(meta or {})}
     int_model = IntModel(config=cfg, weight_bits=weight_bits, stem=stem, rpe=rpe, blocks=blocks,
-                         head=head, meta={"quantizer_version": QUANTIZER_VERSION, **(meta or {})})
+                         head=head, meta=meta)
     return derive_widths(int_model)
 
 
+def digits_calibration(cfg) -> torch.Tensor | None:
+    """The digits training split (float) when the config reads digits, else None."""
+    if (cfg.image_channels, cfg.image_size, cfg.num_classes) != (1, (8, 8), 10):
+        return None
+    from quant.data import load_digits_split, pixels_to_float
+
+    return pixels_to_float(load_digits_split().train_pixels)
+
+
 def quantize_checkpoint(path: Path, weight_bits: int = 8) -> IntModel:
-    """Load and check a float checkpoint (ModelFileError if bad), quantise it."""
+    """Load and check a float checkpoint (ModelFileError if bad), quantise it, bias-corrected
+    on the digits training split when the config reads digits."""
     from quant.checkpoint import load_checkpoint
 
     model, ckpt = load_checkpoint(Path(path))
-    meta = {"source": Path(path).name}
+    calibration = digits_calibration(model.cfg)
+    meta = {"source": Path(path).name,
+            "bias_correction": "digits train split" if calibration is not None else "none"}
     if ckpt.get("test_accuracy") is not None:
         meta["float_test_accuracy"] = ckpt["test_accuracy"]
-    return quantize_model(model, weight_bits, meta)
+    return quantize_model(model, weight_bits, meta, calibration)
 
 
 def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ...] = ()) -> str:
@@ -184,7 +259,9 @@ def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ..
     lines = [f"digits test split ({len(labels)} images), {cfg.name}:",
              f"  float model          {100 * float_acc:6.2f} %"]
     runs = [(model.weight_bits, model)]
-    runs += [(b, quantize_model(float_model, b)) for b in other_bits if b != model.weight_bits]
+    calibration = digits_calibration(cfg)
+    runs += [(b, quantize_model(float_model, b, calibration=calibration))
+             for b in other_bits if b != model.weight_bits]
     for bits, m in runs:
         pred = golden.predict(m, data.test_pixels)
         acc = float((pred == labels).double().mean())
