@@ -46,8 +46,8 @@ class DWConv3x3(WindowBlock):
     after the last tap). Backpressure: ``i.ready`` depends only on state; a
     result waits in the accumulators until taken.
 
-    Memories (`memory_shapes`): line buffer ``(2W + 4) * T`` x ``C`` (token q's step
-    t at ``(q mod (2W+4))*T + t``); weights ``(C/lanes) * 9`` rows x ``lanes *
+    Memories (`memory_shapes`): line buffer ``P * T`` x ``C``, P = 2W + 4 rounded
+    up to a power of two (token q's step t at row ``(q mod P)*T + t``); weights ``(C/lanes) * 9`` rows x ``lanes *
     weight_bits``: row ``g*9 + k``, lane j at bits ``[j*weight_bits, ...)`` =
     ``weight[g*lanes + j][k//3][k%3]``. The bias is a table of constants selected by
     the group counter.

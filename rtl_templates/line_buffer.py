@@ -18,7 +18,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import _BRAM_SHAPES, Resources, check_int, values_signature
+from rtl_templates.common import (
+    _BRAM_SHAPES,
+    Resources,
+    check_choice,
+    check_int,
+    values_signature,
+)
 from rtl_templates.timing import BlockModel
 
 TAPS = 9  # tap k = 3*ky + kx reads input (y + ky - 1, x + kx - 1), zero outside the grid
@@ -162,6 +168,8 @@ class LineBuffer(wiring.Component):
         m = Module()
         geo = self.geometry
         H, W, T, G, S, P = geo.height, geo.width, geo.time_steps, geo.groups, geo.slices, geo.slots
+        # no_rw_check: a slot written in a cycle is in no live window, so a read of the same
+        # row in that cycle is never used; Yosys then adds no read-during-write bypass.
         m.submodules.mem = mem = Memory(shape=unsigned(self.word_width), depth=geo.depth, init=[],
                                         attrs={"ram_style": "block", "no_rw_check": 1})
         wr = mem.write_port()
@@ -188,7 +196,7 @@ class LineBuffer(wiring.Component):
             wr.en.eq(self.i.valid & self.i.ready),
             token_in.eq(wr.en & (in_t == T - 1)),
         ]
-        with m.If(wr.en & (in_t == T - 1)):
+        with m.If(token_in):
             m.d.sync += w_slot.eq(w_slot + 1)
         if T > 1:
             with m.If(wr.en):
@@ -364,8 +372,9 @@ def check_accumulator(acc_bits: int, bias: np.ndarray, weights: np.ndarray, xmax
     """Raise unless every partial sum fits signed `acc_bits` (docs/arithmetic.md "Widths"):
     per output channel o, bias[o] + sum of weights[o, ...] * x with 0 <= x <= xmax."""
     flat = weights.reshape(weights.shape[0], -1)
-    lo = min(int(b) + xmax * sum(min(int(w), 0) for w in row) for b, row in zip(bias, flat, strict=True))
-    hi = max(int(b) + xmax * sum(max(int(w), 0) for w in row) for b, row in zip(bias, flat, strict=True))
+    pairs = list(zip(bias, flat, strict=True))
+    lo = min(int(b) + xmax * sum(min(int(w), 0) for w in row) for b, row in pairs)
+    hi = max(int(b) + xmax * sum(max(int(w), 0) for w in row) for b, row in pairs)
     need = 1 + max(hi.bit_length() if hi > 0 else 0, (-lo - 1).bit_length() if lo < 0 else 0)
     if need > acc_bits:
         raise ValueError(f"acc_bits must be >= {need} to hold [{lo}, {hi}], not {acc_bits!r}")
@@ -391,9 +400,7 @@ class WindowBlock(wiring.Component):
 
     def __init__(self, *, geometry: WindowGeometry, in_shape, word_width: int, lanes: int,
                  elems: int, weight_bits: int, acc_bits: int, bias, rows, weight_style: str):
-        if weight_style not in WEIGHT_STYLES:
-            raise ValueError(f"weight_style must be one of {', '.join(map(repr, WEIGHT_STYLES))}, "
-                             f"not {weight_style!r}")
+        check_choice("weight_style", weight_style, WEIGHT_STYLES)
         self.weight_style = weight_style
         self.geometry = geometry
         self.word_width, self.lanes, self.elems = word_width, lanes, elems

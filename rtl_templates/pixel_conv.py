@@ -67,8 +67,8 @@ class PixelConv3x3(WindowBlock):
     cycle, the last result two cycles after the last step). Backpressure:
     ``i.ready`` depends only on state; a result waits in the accumulators until taken.
 
-    Memories (`memory_shapes`): line buffer ``2W + 4`` x ``in * pixel_bits`` (pixel q
-    at ``q mod (2W+4)``); weights ``(out/pe) * 9 * (in/simd)`` rows x ``pe * simd *
+    Memories (`memory_shapes`): line buffer ``P`` x ``in * pixel_bits``, P = 2W + 4
+    rounded up to a power of two (pixel q at row ``q mod P``); weights ``(out/pe) * 9 * (in/simd)`` rows x ``pe * simd *
     weight_bits``: row ``(g*9 + k)*(in/simd) + s``, lane j's element e at bits
     ``[(j*simd + e)*weight_bits, ...)`` = ``weight[g*pe + j][s*simd + e][k//3][k%3]``.
     The bias is a table of constants selected by the group counter.

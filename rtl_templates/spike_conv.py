@@ -58,8 +58,8 @@ class SpikeConv3x3(WindowBlock):
     depends only on state; a result waits in the accumulators until taken, and
     the next beat's first step waits for that (``o.ready`` -> ``i``: no path).
 
-    Memories (`memory_shapes`): line buffer ``(2W + 4) * T`` x ``in`` (token q's step
-    t at ``(q mod (2W+4))*T + t``); weights ``(out/pe) * 9 * (in/simd)`` rows x
+    Memories (`memory_shapes`): line buffer ``P * T`` x ``in``, P = 2W + 4 rounded
+    up to a power of two (token q's step t at row ``(q mod P)*T + t``); weights ``(out/pe) * 9 * (in/simd)`` rows x
     ``pe * simd * weight_bits``: row ``(g*9 + k)*(in/simd) + s``, lane j's element e
     at bits ``[(j*simd + e)*weight_bits, ...)`` = ``weight[g*pe + j][s*simd + e][k//3][k%3]``.
     The bias is a table of constants selected by the group counter.
