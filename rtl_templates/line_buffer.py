@@ -459,6 +459,10 @@ class WindowBlock(wiring.Component):
         """Engine cycles per token (steady state): 9 * slices * groups * steps."""
         return self.geometry.steps_per_token
 
+    def cycles_per_image(self) -> int:
+        """Steady-state cycles between images (back to back): tokens * cycles_per_token."""
+        return self.geometry.tokens * self.geometry.steps_per_token
+
     def cycles(self, images: int = 1) -> int:
         """Exact cycle count of `images` back-to-back images in free flow (WindowGeometry.cycles)."""
         return self.geometry.cycles(images)

@@ -80,6 +80,8 @@ def test_spike_conv_figures():
     block = SpikeConv3x3([[[[1] * 3] * 3] * 16] * 32, [0] * 32, height=8, width=8, time_steps=4,
                          weight_bits=8, acc_bits=9, pe=8, simd=4)
     assert block.cycles_per_token() == 9 * (16 // 4) * (32 // 8) * 4
+    assert block.cycles_per_image() == 64 * block.cycles_per_token()
+    assert block.cycles(3) == 4 * (8 + 2) + 3 * block.cycles_per_image() + 2
     assert block.memory_shapes() == {"lines": (32 * 4, 16), "weights": (4 * 9 * 4, 8 * 4 * 8)}
     res = block.resources("ice40")
     assert res.memories == ((128, 16), (144, 256)) and res.dsp == 0
