@@ -16,6 +16,14 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "quant" / "checkpo
 BUNDLED_MODEL = BUNDLED_CHECKPOINT.with_suffix(".hwq")
 
 
+def _quant_threads() -> None:
+    """One torch thread for the quant commands: their tensors are small, and on a busy
+    2-core machine two spinning threads ran the golden model 6x slower (BENCHMARKS.md)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from quant.train import train_digits
 
@@ -30,6 +38,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from quant.model_file import save_model
     from quant.quantize import quantize_checkpoint, report_accuracy
 
+    _quant_threads()
     model = quantize_checkpoint(Path(args.checkpoint), weight_bits=args.bits)
     report = report_accuracy(Path(args.checkpoint), model, other_bits=(4,) if args.bits == 8 else ())
     save_model(model, Path(args.output))
@@ -42,6 +51,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from quant.model_file import load_model
     from quant.summary import summary
 
+    _quant_threads()
     model = load_model(Path(args.model))
     print(summary(model, accuracy=not args.no_accuracy))
     return 0
@@ -50,6 +60,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from quant.quantize import quantize_checkpoint, report_accuracy
 
+    _quant_threads()
     print(f"quantising the bundled checkpoint {BUNDLED_CHECKPOINT.name} "
           "(docs/arithmetic.md) and running the integer golden model ...", flush=True)
     model = quantize_checkpoint(BUNDLED_CHECKPOINT, weight_bits=8)
