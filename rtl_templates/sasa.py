@@ -139,20 +139,21 @@ class SASA(wiring.Component):
         return 0 if self.saturate or self.time_steps == 1 else (vth - 1).bit_length()
 
     def _neuron(self, m: Module, count, count_hi: int, vth: int, first, step, name: str):
-        """Spike of one attention neuron for `count`; updates its membrane when `step`."""
+        """Spike of one attention neuron for `count`; updates its membrane when `step` (a
+        beat passes), starting from 0 when `first`."""
         if self.saturate:
-            return count.any()
+            return count
         x = count << self.input_shift
         vw = self._state_width(vth)
-        if vw == 0:
-            return x >= 2 * vth
-        v = Signal(vw, name=f"v_{name}")
+        v = Signal(vw, name=f"v_{name}") if vw else None
         total = Signal(((count_hi << self.input_shift) + vth - 1).bit_length(), name=f"h2_{name}")
         spike = Signal(name=f"s_{name}")
-        m.d.comb += [total.eq(x + Mux(first, 0, v)), spike.eq(total >= 2 * vth)]
-        with m.If(step):
-            # Not firing means total < 2*vth, so total >> 1 fits in vw bits.
-            m.d.sync += v.eq(Mux(spike, 0, total >> 1))
+        m.d.comb += [total.eq(x if v is None else x + Mux(first, 0, v)),
+                     spike.eq(_at_least(total, 2 * vth))]
+        if v is not None:
+            with m.If(step):
+                # Not firing means total < 2*vth, so total >> 1 fits in vw bits.
+                m.d.sync += v.eq(Mux(spike, 0, total >> 1))
         return spike
 
     # -- hardware ------------------------------------------------------------
@@ -180,34 +181,38 @@ class SASA(wiring.Component):
                 out = []
                 for j in range(0, len(head_parts), group):
                     chunk = head_parts[j:j + group]
-                    hi = 1 if self.saturate else sum(b for _, b in chunk)
-                    r = Signal(range(hi + 1), name=f"p{stage}_h{h}_{j // group}")
-                    value = Cat(*(v for v, _ in chunk)).any() if self.saturate else sum(
-                        v for v, _ in chunk)
+                    name = f"p{stage}_h{h}_{j // group}"
+                    if self.saturate:
+                        hi, value = 1, Cat(*(v for v, _ in chunk)).any()
+                    else:
+                        hi, value = sum(b for _, b in chunk), sum(v for v, _ in chunk)
+                    r = Signal(range(hi + 1), name=name, reset_less=True)
                     with m.If(advance):
                         m.d.sync += r.eq(value)
                     out.append((r, hi))
                 reduced.append(out)
-            k_r, v_r = Signal(D, name=f"k{stage}"), Signal(name=f"valid{stage}")
+            k_r, v_r = Signal(D, name=f"k{stage}", reset_less=True), Signal(name=f"valid{stage}")
             with m.If(advance):
                 m.d.sync += [k_r.eq(k_d), v_r.eq(valid)]
             parts, k_d, valid = reduced, k_r, v_r
 
         step = advance & valid
-        first = Signal()
+        first = Signal(init=1)  # the beat entering the LIF is step 0 of its token
         if T > 1 and any(self._state_width(v) for v in self.vth):
             t = Signal(range(T))
-            m.d.comb += first.eq(t == 0)
             with m.If(step):
-                m.d.sync += t.eq(Mux(t == T - 1, 0, t + 1))
-        spikes = [self._neuron(m, count, hi, self.vth[h], first, step, f"h{h}")
-                  for h, [(count, hi)] in enumerate(parts)]
+                m.d.sync += [t.eq(Mux(t == T - 1, 0, t + 1)), first.eq(t == T - 1)]
+        spikes = [self._neuron(m, count, hd, self.vth[h], first, step, f"h{h}")
+                  for h, [(count, _)] in enumerate(parts)]
+        # Data registers have no reset (valid bits say what they hold), so the gate maps onto
+        # the flip-flops' synchronous reset: per head one signal, no LUT per channel.
+        y = Signal(D, reset_less=True)
+        m.d.comb += self.o.payload.eq(y)
         with m.If(advance):
             m.d.sync += self.o.valid.eq(valid)
             for h, spike in enumerate(spikes):
                 lo = h * hd
-                # A register with a synchronous reset: the gate costs no LUT.
-                m.d.sync += self.o.payload[lo:lo + hd].eq(Mux(spike, k_d[lo:lo + hd], 0))
+                m.d.sync += y[lo:lo + hd].eq(Mux(spike, k_d[lo:lo + hd], 0))
 
     def _elaborate_token(self, m: Module) -> None:
         D, T, N = self.dim, self.time_steps, self.tokens
@@ -317,6 +322,19 @@ class SASA(wiring.Component):
         lif_lut = 0 if self.saturate else self.heads * (2 * bits_for(hd + 1) + 2 * (states > 0))
         ff = D * (stages + 1) + stages + 1 + states + tree_ff
         return Resources(lut=tree_lut + lif_lut + 4, ff=ff)
+
+
+def _at_least(value, const: int):
+    """``value >= const`` for a constant, as AND/OR logic over the bits (it maps to a few
+    LUT levels; Yosys makes a generic comparator a second carry chain after the adder)."""
+    if const <= 0:
+        return 1
+    if const >= 1 << len(value):
+        return 0
+    ge = 1  # the empty suffix compares equal
+    for i in range(len(value)):
+        ge = value[i] & ge if (const >> i) & 1 else value[i] | ge
+    return ge
 
 
 class SASAChannelModel(BlockModel):
