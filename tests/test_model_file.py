@@ -18,6 +18,14 @@ from quant.model_file import decode_model, encode_model, first_difference, load_
 from quant.random_model import random_int_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def good_bytes() -> bytes:
     return encode_model(random_int_model(REFERENCE_CONFIGS["digits-tiny"], seed=1))
