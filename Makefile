@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hwgen demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m slow

@@ -16,6 +16,7 @@ from quant.ir import IntModel
 from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.head import Head
 from rtl_templates.lif_array import LIFArray
+from rtl_templates.maxpool import SpikeMaxPool2x2
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.plumbing import Fork, StreamFIFO
 from rtl_templates.residual_add import ResidualAdd
@@ -187,7 +188,6 @@ class _Builder:
                       self.values_tap([name], (h, w), cout, conv.acc_bits, f.pe, steps))
             src, src_tap = (lif.name, "o"), self.spikes_tap([lif.name], (h, w), cout)
             if stage.pool:
-                from rtl_templates.maxpool import SpikeMaxPool2x2  # TODO: top-level import
                 pool = self.node(f"stem.{i}.pool", "pool",
                              SpikeMaxPool2x2(channels=cout, height=h, width=w, time_steps=T),
                              f"stem.{i}.pool")
