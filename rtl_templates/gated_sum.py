@@ -12,7 +12,7 @@ import numpy as np
 from amaranth import Module, Mux, Signal, Value
 from amaranth.hdl import signed
 
-from rtl_templates.common import check_int, check_ints
+from rtl_templates.common import Resources, bram_count, check_int, check_ints
 
 # Adder levels between two registers of the tree. The AND gating and three levels of
 # weight_bits-wide adds (simd <= 8) fit one stage; simd = 16 gets a second stage.
@@ -135,13 +135,30 @@ def rom_luts(entries: int) -> int:
 
 def tree_luts(pe: int, simd: int, weight_bits: int) -> int:
     """LUT4s of the gated adder trees: the AND gates (one LUT per weight bit) and the adders
-    (one LUT per sum bit, the carry rides on the carry chain)."""
+    (one LUT per sum bit, the carry on the carry chain), times 1.25: Yosys 0.70 spends about
+    a quarter more on both families (measured for simd 1..16)."""
     adders, width, n = 0, weight_bits, simd
     while n > 1:
         adders += (n // 2) * (width + 1)
         n = n - n // 2
         width += 1
-    return pe * (simd * weight_bits + adders)
+    return math.ceil(1.25 * pe * (simd * weight_bits + adders))
+
+
+# Yosys' memory_libmap costs: a block RAM is 64 (iCE40 SB_RAM40_4K) or 128 (ECP5 DP16KD),
+# a read-only memory in soft logic 1/16 per bit; the cheaper wins.
+_BRAM_COST = {"ice40": 64, "ecp5": 128}
+
+
+def rom_resources(depth: int, width: int, family: str) -> Resources:
+    """What the weight ROM costs where Yosys puts it: block RAM when ``depth*width/16`` is at
+    least the block RAMs' cost, else soft logic (each distinct output column a function of
+    the address, registered: at most ``min(width, 2**depth)`` distinct columns)."""
+    brams = bram_count(depth, width, family)
+    if depth * width / 16 >= _BRAM_COST[family] * brams:
+        return Resources(lut=0, ff=0, memories=((depth, width),))
+    columns = min(width, 2 ** depth)
+    return Resources(lut=columns * max(1, rom_luts(depth)), ff=columns)
 
 
 def tree_ffs(pe: int, simd: int, weight_bits: int) -> int:

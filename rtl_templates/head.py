@@ -6,6 +6,8 @@ spike S[t, n, c] of the image, and the index of the first maximum logit (golden:
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
@@ -15,7 +17,6 @@ from amaranth.lib.wiring import In, Out
 from rtl_templates.common import (
     Resources,
     bits_for,
-    bram_count,
     check_divides,
     check_int,
     spike_signature,
@@ -25,6 +26,7 @@ from rtl_templates.gated_sum import (
     check_matrix,
     gated_sum,
     mux_luts,
+    rom_resources,
     tree_ffs,
     tree_luts,
     tree_stages,
@@ -209,25 +211,33 @@ class Head(wiring.Component):
         return 1 + check_int("images", images) * self.cycles_per_image()
 
     def resources(self, family: str) -> Resources:
-        """LUT4/FF estimate (the same for 'ice40' and 'ecp5' LUT4s), calibrated with Yosys.
+        """LUT4/FF/memory estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70.
 
         FF: beat buffer ``D``, logits ``classes*acc_bits``, best logit and class, counters,
         pipeline tags, tree registers. LUT: chunk multiplexer ``simd * mux(D/simd)``, gated
-        adder trees, the front group's adders and ring multiplexer, the scan multiplexer
-        ``acc_bits * mux(classes)`` and its comparator, control.
+        adder trees (`tree_luts`), the front group's adders (and its ring multiplexer when
+        ``classes/pe > 1``), the turning ring itself (Yosys puts logic before its
+        flip-flops: measured about 1 LUT per logit bit on iCE40, 0.45 on ECP5), the scan
+        multiplexer ``acc_bits * (mux(classes) + 2)`` with its comparator, control. The
+        weight memory is a block RAM or soft logic as Yosys would choose
+        (`gated_sum.rom_resources`).
         """
-        bram_count(1, 1, family)  # validates the family name
+        depth, width = self.memory_shape()
+        rom = rom_resources(depth, width, family)
         G, K, C, acc = self.groups, self.chunks, self.classes, self.acc_bits
         counters = bits_for(G * K) + bits_for(K) + bits_for(self.beats) + bits_for(C) + 2
         tags = 3
         ff = (self.in_features + 1 + counters + tags + self.simd + tags * tree_stages(self.simd)
               + tree_ffs(self.pe, self.simd, self.weight_bits)
               + C * acc + acc + bits_for(C))
+        ring = math.ceil(C * acc * _RING_LUTS_PER_BIT[family]) if G > 1 else 0
         lut = (self.simd * mux_luts(K) + tree_luts(self.pe, self.simd, self.weight_bits)
-               + self.pe * acc * (2 if G > 1 else 1)
-               + acc * (mux_luts(C) + 1) + 2 * counters + 12)
-        depth, width = self.memory_shape()
-        return Resources(lut=lut, ff=ff, memories=((depth, width),))
+               + math.ceil(self.pe * acc * (1.5 if G > 1 else 1)) + ring
+               + acc * (mux_luts(C) + 2) + 2 * counters + 12)
+        return Resources(lut=lut, ff=ff) + rom
+
+
+_RING_LUTS_PER_BIT = {"ice40": 1.0, "ecp5": 0.45}
 
 
 def _wrap(counter: Signal, n: int):

@@ -28,6 +28,7 @@ from rtl_templates.gated_sum import (
     gated_sum,
     mux_luts,
     rom_luts,
+    rom_resources,
     tree_ffs,
     tree_luts,
     tree_stages,
@@ -249,26 +250,26 @@ class SpikeLinear(wiring.Component):
         return 1 + sum(per_token) - (self.time_steps == 1) + self.latency
 
     def resources(self, family: str) -> Resources:
-        """LUT4/FF estimate (the same for 'ice40' and 'ecp5' LUT4s), calibrated with Yosys.
+        """LUT4/FF/memory estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70.
 
         FF: token buffer ``T*in`` plus slot flags, counters, pipeline tags, tree registers,
         output register ``pe*acc_bits``; event mode adds the ``in``-bit pending register.
         LUT: dense: chunk multiplexer ``simd * mux(T*in/simd)``; event: slot multiplexer
         ``in * mux(T + 1)``, the clear-lowest-bit chain and the one-hot encoder; both: gated
-        adder trees, accumulators with their bias table, counters.
+        adder trees (`tree_luts`), per output bit an adder and the bias-or-accumulator
+        multiplexer (with the bias table when ``out/pe > 4``), counters. The weight memory
+        is a block RAM or soft logic as Yosys would choose (`gated_sum.rom_resources`).
         """
-        from rtl_templates.common import bram_count  # validates the family name
-
-        bram_count(1, 1, family)
         T, G, K, IN, pe = self.time_steps, self.groups, self.chunks, self.in_features, self.pe
         depth, width = self.memory_shape()
+        rom = rom_resources(depth, width, family)
         counters = 2 * bits_for(T) + bits_for(G) + bits_for(depth)
         tags = 3 + bits_for(G)
         ff = (T * IN + T + counters + (tags + self.simd)
               + tags * tree_stages(self.simd) + tree_ffs(pe, self.simd, self.weight_bits)
               + pe * self.acc_bits + 1)
-        lut = (tree_luts(pe, self.simd, self.weight_bits)
-               + pe * self.acc_bits * (2 + rom_luts(G))  # bias mux, add, and the bias table
+        per_bit = 2 if G <= 4 else 2 + rom_luts(G)  # a LUT4 holds the mux and a 4-row table
+        lut = (tree_luts(pe, self.simd, self.weight_bits) + pe * self.acc_bits * per_bit
                + 2 * counters + bits_for(depth) + T + 8)
         if self.mode == "dense":
             ff += bits_for(K) + bits_for(T * K)
@@ -276,7 +277,7 @@ class SpikeLinear(wiring.Component):
         else:
             ff += IN + 1
             lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN // 3
-        return Resources(lut=lut, ff=ff, memories=((depth, width),))
+        return Resources(lut=lut, ff=ff) + rom
 
 
 def _counter(n: int, name: str) -> Signal:
