@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bits and print float vs integer (golden model) accuracy on "
                                    "the digits test split.")
     d.set_defaults(func=_cmd_demo)
+
+    from hwgen import commands  # argparse only: the commands import their heavy modules lazily
+
+    commands.register(sub)
     return p
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amaranth import Shape
 from amaranth.lib import wiring
 
+from hwgen.memmap import map_memory
 from quant.config import SasaMode
 from quant.ir import IntModel
 from rtl_templates.dwconv import DWConv3x3
@@ -112,7 +114,9 @@ class Graph:
 # ------------------------------------------------------------------------------- builder
 
 class _Builder:
-    def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int):
+    def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int,
+                 family: str | None):
+        self.family = family
         self.m = model
         self.cfg = model.config
         self.f = folding
@@ -123,6 +127,10 @@ class _Builder:
 
     def node(self, name: str, kind: str, component, layer: str | None = None) -> Node:
         return self.g.add(name, kind, component, layer, self.tokens)
+
+    def conv_style(self, conv, f: Folding) -> str:
+        rows = (conv.out_channels // f.pe) * 9 * (conv.in_channels // f.simd)
+        return weight_style(rows, f.pe * f.simd * self.m.weight_bits, self.family)
 
     def fold(self, layer: str) -> Folding:
         return self.f.get(layer, Folding())
@@ -141,7 +149,10 @@ class _Builder:
         return [(fork.name, f"o{k}") for k in range(n)]
 
     def fifo(self, name: str, src: tuple[str, str], shape, depth: int) -> tuple[str, str]:
-        node = self.node(name, "fifo", StreamFIFO(shape, depth))
+        # On an iCE40 any RAM takes a whole 4 kbit block: keep small FIFOs in flip-flops.
+        bits = depth * Shape.cast(shape).width
+        style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
+        node = self.node(name, "fifo", StreamFIFO(shape, depth, style))
         self.g.connect(src, (node.name, "i"))
         return (node.name, "o")
 
@@ -168,7 +179,8 @@ class _Builder:
             if conv.pixel_input:
                 comp = PixelConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     pixel_bits=conv.pixel_bits, weight_bits=wbits,
-                                    acc_bits=conv.acc_bits, pe=f.pe, simd=f.simd)
+                                    acc_bits=conv.acc_bits, pe=f.pe, simd=f.simd,
+                                    weight_style=self.conv_style(conv, f))
                 node = self.node(name, "pixel_conv", comp, name)
                 g.input = (name, "i")
                 g.input_tap = TapSpec("pixels", ("pixels",), (h, w), conv.in_channels,
@@ -177,7 +189,7 @@ class _Builder:
             else:
                 comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
-                                    pe=f.pe, simd=f.simd)
+                                    pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f))
                 node = self.node(name, "spike_conv", comp, name)
                 g.connect(src, (name, "i"), src_tap)
                 steps = T
@@ -204,7 +216,8 @@ class _Builder:
         rpe = self.node("rpe", "spike_conv",
                     SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
                                  time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
-                                 simd=f.simd), "rpe")
+                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd))),
+                    "rpe")
         g.connect(src, (rpe.name, "i"), src_tap)
         u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
         u_shape = rpe.component.o.payload.shape()
@@ -213,9 +226,12 @@ class _Builder:
         token_mode = cfg.sasa_mode == SasaMode.TOKEN
         for b, blk in enumerate(m.blocks):
             p = f"blocks.{b}"
-            # U -> (FIFO -> add) and (LIF -> S). The add waits for the DWC, which needs
-            # the token row below: the FIFO holds that skew (docs/hardware.md).
-            skew_tokens = (cfg.tokens if token_mode else W + 2) + 1
+            # U -> (FIFO -> add) and (LIF -> S). The add of token n waits for the DWC of
+            # token n, which needs S (so U) up to token n+W+1 (channel mode), or for SASA,
+            # which needs the whole image (token mode): the FIFO holds that skew. Sizes
+            # are the smallest the cycle models found free of deadlock and of slow-down,
+            # plus a beat (docs/hardware.md, "FIFO sizing").
+            skew_tokens = cfg.tokens if token_mode else min(W + 2, cfg.tokens)
             u_to_add, u_to_lif = self.fanout(f"{p}.u_in", u, u_shape, 2, u_tap)
             u_delayed = self.fifo(f"{p}.u_fifo", u_to_add, u_shape, skew_tokens * beats_u)
             attn_lif = self.lif(f"{p}.attn_lif", blk.attn_lif, D, L, ub)
@@ -232,7 +248,7 @@ class _Builder:
                 mode=fq.mode), f"{p}.qk")
             if token_mode:
                 g.connect(s_to_qk, (qk.name, "i"))
-                s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, skew_tokens * T)
+                s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, (skew_tokens + 1) * T)
             else:
                 g.connect(self.fifo(f"{p}.s_fifo", s_to_qk, s_shape, skew_tokens * T),
                           (qk.name, "i"))
@@ -259,7 +275,8 @@ class _Builder:
             g.connect((sasa.name, "o"), (o.name, "i"), self.spikes_tap([f"{p}.sasa"], grid, D))
             dwc = self.node(f"{p}.dwc", "dwconv", DWConv3x3(
                 blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
-                acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L), f"{p}.dwc")
+                acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L,
+                weight_style=weight_style((D // L) * 9, L * wbits, self.family)), f"{p}.dwc")
             g.connect(s_dwc, (dwc.name, "i"))
             add = self.node(f"{p}.add_attn", "add",
                         ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")
@@ -273,7 +290,7 @@ class _Builder:
 
             # U -> (FIFO -> add) and MLP: LIF -> fc1 -> LIF -> fc2.
             u_to_add, u_to_lif = self.fanout(f"{p}.u_mid", u, u_shape, 2, u_tap)
-            u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 4 * beats_u)
+            u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 2 * beats_u)
             mlp_lif = self.lif(f"{p}.mlp_lif", blk.mlp_lif, D, L, ub)
             g.connect(u_to_lif, (mlp_lif.name, "i"))
             f1 = self.fold(f"{p}.fc1")
@@ -319,8 +336,20 @@ def _cat_rows(a, b) -> list:
 
 
 def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
-                lanes_u: int = 1) -> Graph:
+                lanes_u: int = 1, family: str | None = None) -> Graph:
     """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
     "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
-    the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U)."""
-    return _Builder(model, folding or {}, lanes_u).build()
+    the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U).
+    `family` ("ice40", "ecp5" or None for simulation/ASIC) picks memory styles: where small
+    weight tables and FIFOs go."""
+    return _Builder(model, folding or {}, lanes_u, family).build()
+
+
+SMALL_FIFO_BITS = 256
+
+
+def weight_style(rows: int, row_bits: int, family: str | None) -> str:
+    """"block" or "logic" for a window block's weight ROM: what Yosys would pick by cost
+    (hwgen.memmap), decided here because the block fixes it with a ram_style attribute."""
+    fam = family if family in ("ice40", "ecp5") else "ecp5"
+    return "block" if map_memory(rows, row_bits, fam, rom=True).kind == "bram" else "logic"

@@ -49,10 +49,14 @@ def _rom_logic_luts(depth: int, width: int) -> int:
     return width * per_bit
 
 
-def map_memory(depth: int, width: int, family: str, *, rom: bool) -> MemoryMapping:
-    """The mapping Yosys chooses for a memory with one synchronous read port."""
+def map_memory(depth: int, width: int, family: str, *, rom: bool = False,
+               block: bool = False) -> MemoryMapping:
+    """The mapping Yosys chooses for a memory with one synchronous read port (`block`:
+    forced into block RAM by a ram_style attribute, or already decided by the block)."""
     if family not in BRAM_SHAPES:
         raise ValueError(f"family must be one of {', '.join(BRAM_SHAPES)}, not {family!r}")
+    if block:
+        return MemoryMapping(depth, width, rom, "bram", bram=bram_blocks(depth, width, family))
     bits = depth * width
     logic_cost = bits / 16 if rom else bits
     blocks = bram_blocks(depth, width, family)

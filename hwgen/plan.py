@@ -106,7 +106,7 @@ class Plan:
         return clock_mhz * 1e6 / ii if ii else None
 
     def graph(self, model: IntModel) -> Graph:
-        return build_graph(model, self.foldings, self.lanes_u)
+        return build_graph(model, self.foldings, self.lanes_u, self.family)
 
     def table(self) -> str:
         rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
@@ -169,13 +169,11 @@ def node_cycles(node: Node, cfg) -> int:
     c = node.component
     if node.kind in ("fork", "fifo"):
         return 0
-    if node.kind == "head":
-        return c.cycles_per_image()
     if node.kind == "add":  # one beat per cycle
         return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
     if node.kind == "linear" and c.mode == "event":
         return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
-    if node.kind == "sasa":
+    if hasattr(c, "cycles_per_image"):
         return c.cycles_per_image()
     return node.tokens * c.cycles_per_token()
 
@@ -183,11 +181,8 @@ def node_cycles(node: Node, cfg) -> int:
 def node_plan(node: Node, cfg, family: str) -> LayerPlan:
     c = node.component
     res = c.resources(family)
-    mems = []
-    roms = set(getattr(res, "roms", ()))
-    for k, (depth, width) in enumerate(res.memories):
-        rom = (depth, width) in roms if roms else (node.kind in _WEIGHT_KINDS and k == 0)
-        mems.append(map_memory(depth, width, family, rom=rom))
+    mems = [map_memory(d, w, family, block=kind == "block")
+            for (d, w), kind in zip(res.memories, res.kinds, strict=True)]
     folding = ""
     if hasattr(c, "pe"):
         folding = f"PE={c.pe} SIMD={getattr(c, 'simd', 1)}"
@@ -197,9 +192,6 @@ def node_plan(node: Node, cfg, family: str) -> LayerPlan:
         folding = f"lanes={c.lanes}"
     return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg),
                      res.lut, res.ff, res.dsp, mems)
-
-
-_WEIGHT_KINDS = ("linear", "spike_conv", "pixel_conv", "head", "dwconv")
 
 
 # --------------------------------------------------------------------------- planner
@@ -215,7 +207,7 @@ def _next_divisor(n: int, current: int) -> int | None:
 
 def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int
              ) -> Plan:
-    graph = build_graph(model, foldings, lanes_u)
+    graph = build_graph(model, foldings, lanes_u, target.family)
     layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
     return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers)
 
@@ -314,7 +306,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
         slow = sorted(plan.layers, key=lambda x: -x.cycles)
         improved = False
         for layer_plan in slow[:1]:
-            node = next(n for n in build_graph(model, plan.foldings, plan.lanes_u).nodes.values()
+            node = next(n for n in plan.graph(model).nodes.values()
                         if n.name == layer_plan.node)
             for knob in _knobs(model, node):
                 if knob in exhausted:

@@ -67,16 +67,35 @@ def bits_for(count: int) -> int:
 
 @dataclass(frozen=True)
 class Resources:
-    """A resource estimate for one block. `mem_bits` lists each memory as (depth, width)."""
+    """A resource estimate for one block: LUT4s, flip-flops, DSPs and its memories.
+
+    `memories` lists each memory as (depth, width); `memory_kinds` says, for each, what
+    synthesis will do with it: "block" (block RAM: forced by a ram_style attribute, or a
+    weight ROM the block's own estimate found large enough) or "ram" (a RAM Yosys maps by
+    cost: block RAM, LUT RAM or flip-flops). Missing kinds mean "ram".
+    """
 
     lut: int
     ff: int
     dsp: int = 0
     memories: tuple[tuple[int, int], ...] = ()
+    memory_kinds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.memory_kinds) > len(self.memories):
+            raise ValueError("memory_kinds must not outnumber memories")
+        bad = [k for k in self.memory_kinds if k not in MEMORY_KINDS]
+        if bad:
+            raise ValueError(f"memory kind must be one of {MEMORY_KINDS}, not {bad[0]!r}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """One kind per memory ("ram" where none was given)."""
+        return self.memory_kinds + ("ram",) * (len(self.memories) - len(self.memory_kinds))
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(self.lut + other.lut, self.ff + other.ff, self.dsp + other.dsp,
-                         self.memories + other.memories)
+                         self.memories + other.memories, self.kinds + other.kinds)
 
     @property
     def mem_bits(self) -> int:
@@ -85,6 +104,9 @@ class Resources:
     def bram(self, family: str) -> int:
         """Block RAMs the memories need on `family` ('ice40': 4 kbit, 'ecp5': 18 kbit)."""
         return sum(bram_count(d, w, family) for d, w in self.memories)
+
+
+MEMORY_KINDS = ("block", "ram")
 
 
 # Aspect ratios (depth, width) of one block RAM, as Yosys maps them.

@@ -156,7 +156,7 @@ def rom_resources(depth: int, width: int, family: str) -> Resources:
     the address, registered: at most ``min(width, 2**depth)`` distinct columns)."""
     brams = bram_count(depth, width, family)
     if depth * width / 16 >= _BRAM_COST[family] * brams:
-        return Resources(lut=0, ff=0, memories=((depth, width),))
+        return Resources(lut=0, ff=0, memories=((depth, width),), memory_kinds=("block",))
     columns = min(width, 2 ** depth)
     return Resources(lut=columns * max(1, rom_luts(depth)), ff=columns)
 

@@ -552,4 +552,4 @@ def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_l
     else:
         w_lut, w_ff = row_bits * function_luts(_nbits(rows)), row_bits
     return Resources(lut=round(lut + lines_lut + w_lut), ff=ff + lines_ff + w_ff, dsp=dsp,
-                     memories=tuple(memories))
+                     memories=tuple(memories), memory_kinds=("block",) * len(memories))

@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import Resources, bits_for, check_int
+from rtl_templates.common import Resources, bits_for, check_choice, check_int
 from rtl_templates.timing import BlockModel
 
 
@@ -19,7 +19,10 @@ class StreamFIFO(wiring.Component):
     """First-in first-out buffer of `depth` beats in a memory, plus an output register.
 
     Parameters: ``shape`` (payload shape), ``depth`` (>= 2 beats of memory; the
-    FIFO holds ``depth + 1`` beats counting its output register).
+    FIFO holds ``depth + 1`` beats counting its output register), ``style`` (Yosys'
+    ``ram_style`` for the memory: None lets Yosys choose by cost, "logic" forces
+    flip-flops, which suits a small FIFO on an iCE40 where any RAM would take a whole
+    block RAM, "block" forces block RAM).
 
     Ports: sink ``i``, source ``o``.
 
@@ -30,16 +33,21 @@ class StreamFIFO(wiring.Component):
     read port, so it maps to block RAM or LUT RAM.
     """
 
-    def __init__(self, shape, depth: int):
+    def __init__(self, shape, depth: int, style: str | None = None):
         self.shape = shape
         self.width = Shape.cast(shape).width
         self.depth = check_int("depth", depth, 2)
+        if style is not None:
+            check_choice("style", style, ("logic", "block"))
+        self.style = style
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
         depth = self.depth
-        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=depth, init=[])
+        attrs = {"ram_style": self.style} if self.style else None
+        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=depth, init=[],
+                                        attrs=attrs)
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
         level = Signal(range(depth + 1))
@@ -74,8 +82,15 @@ class StreamFIFO(wiring.Component):
 
     def resources(self, family: str) -> Resources:
         ctr = bits_for(self.depth + 1)
-        return Resources(lut=3 * ctr + 6, ff=3 * ctr + 1 + self.width,
-                         memories=((self.depth, self.width),))
+        lut, ff = 3 * ctr + 6, 3 * ctr + 1 + self.width
+        if self.style == "logic":
+            # Every entry a register with its write enable, read through a mux tree.
+            bits = self.depth * self.width
+            return Resources(lut=lut + self.width * (self.depth - 1) // 3 + self.depth,
+                             ff=ff + bits)
+        kinds = ("block",) if self.style == "block" else ("ram",)
+        return Resources(lut=lut, ff=ff, memories=((self.depth, self.width),),
+                         memory_kinds=kinds)
 
 
 def _wrap_inc(counter: Signal, modulus: int):
