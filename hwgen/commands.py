@@ -199,9 +199,11 @@ def format_sim_report(report, plan, wall: float) -> str:
                                                  strict=False)) if report.predicted_cycles else 0
         lines.append(f"cycles per image: measured {mean:,.1f} (mean), predicted {pred:,.1f}; "
                      f"largest prediction error {100 * err:.2f}%")
-        lines.append(f"simulated {report.simulated_cycles:,} cycles in {wall:.1f} s: "
-                     f"{report.images / wall:.1f} images/s, "
-                     f"{report.simulated_cycles / wall:,.0f} cycles/s (wall, incl. build)")
+        sim = max(report.sim_seconds, 1e-9)
+        lines.append(f"simulation: {report.simulated_cycles:,} cycles in {sim:.1f} s "
+                     f"({report.images / sim:.1f} images/s, "
+                     f"{report.simulated_cycles / sim:,.0f} cycles/s); simulator build "
+                     f"{report.build_seconds:.1f} s; wall {wall:.1f} s")
     acc = report.accuracy
     if acc is not None:
         lines.append(f"accuracy on these images: {100 * acc:.2f}% (hardware classes vs labels)")
@@ -214,6 +216,7 @@ def sim_report_dict(report, plan, wall: float) -> dict:
             "cycles": report.cycles, "predicted_cycles": report.predicted_cycles,
             "predictions": report.predictions, "labels": report.labels,
             "accuracy": report.accuracy, "seconds": wall, "simulator": report.simulator,
+            "build_seconds": report.build_seconds, "sim_seconds": report.sim_seconds,
             "plan": plan.to_dict()}
 
 

@@ -6,7 +6,7 @@ token mode buffers one image of Q, counts over its tokens, then replays Q gated.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -259,7 +259,12 @@ class SASA(wiring.Component):
         ]
         last_token = n_in == N - 1
         cw = 1 if self.saturate else bits_for(N + 1)
-        cnt = [Signal(D * cw, name=f"cnt{t}") for t in range(T)]
+        # The count that re-enters the rotation is zeroed by reset and after an image's last
+        # token through one shared synchronous reset (no LUT per counter bit).
+        cnt = [Signal(D * cw, name=f"cnt{t}") for t in range(T - 1)]
+        cnt.append(Signal(D * cw, name=f"cnt{T - 1}", reset_less=True))
+        clear = Signal()
+        m.d.comb += clear.eq(ResetSignal() | (fire & last_token))
         both = q & k
         total = [Signal(cw, name=f"count{c}") for c in range(D)]
         spikes = []
@@ -275,12 +280,14 @@ class SASA(wiring.Component):
             with m.If(t_in == T - 1):
                 m.d.sync += n_in.eq(Mux(last_token, 0, n_in + 1))
             with m.If(last_token):
-                m.d.sync += [cnt[-1].eq(0), g_next[-1].eq(Cat(*spikes))]
+                m.d.sync += g_next[-1].eq(Cat(*spikes))
                 m.d.sync += [a.eq(b) for a, b in zip(g_next, g_next[1:], strict=False)]
                 with m.If(t_in == T - 1):
                     m.d.sync += pending.eq(1)
-            with m.Else():
-                m.d.sync += cnt[-1].eq(Cat(*total))
+        with m.If(clear):
+            m.d.sync += cnt[-1].eq(0)
+        with m.Elif(fire):
+            m.d.sync += cnt[-1].eq(Cat(*total))
 
     # -- estimates -----------------------------------------------------------
     def model(self) -> BlockModel:

@@ -45,7 +45,9 @@ class AcceleratorReport:
     mismatch: str | None = None
     mismatch_image: int | None = None
     waveform: Path | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole check
+    build_seconds: float = 0.0  # compiling the simulator (0 when cached)
+    sim_seconds: float = 0.0  # simulating (the slowest of the parallel processes)
     simulator: str = "verilator"
     notes: list[str] = field(default_factory=list)
 
@@ -91,6 +93,7 @@ def _run_chunk(args) -> dict:
                      tag=tag, waves=waves)
     data = dict(res.data)
     data["waveform"] = str(res.waves) if res.waves else None
+    data["build_seconds"], data["run_seconds"] = res.build_seconds, res.run_seconds
     return data
 
 
@@ -134,10 +137,14 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     jobs = [(verilog, stim(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
         progress(f"simulating {n} images on {simulator} ({workers} process(es))")
+    build_seconds = 0.0
     if workers == 1:
         outs = [_run_chunk(jobs[0])]
+        build_seconds = outs[0]["build_seconds"]
     else:
-        _run_chunk((verilog, stim(0, min(1, n)), simulator, tag, False))  # build once
+        # Build once (a one-image run), then simulate the chunks in parallel.
+        build_seconds = _run_chunk((verilog, stim(0, min(1, n)), simulator, tag, False))[
+            "build_seconds"]
         with ProcessPoolExecutor(workers) as pool:
             outs = list(pool.map(_run_chunk, jobs))
     got_results, cycles, first_bad = [], [], None
@@ -160,6 +167,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         report.mismatch, report.waveform = _locate(graph, inputs, per_edge, results, chunks,
                                                    first_bad, stim, verilog, simulator, tag)
     report.seconds = time.monotonic() - start
+    report.build_seconds = build_seconds
+    report.sim_seconds = max(o["run_seconds"] for o in outs)
     return report
 
 

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,8 @@ class SimResult:
     data: dict
     build_dir: Path
     waves: Path | None
+    build_seconds: float = 0.0  # compiling the simulator (near 0 when cached)
+    run_seconds: float = 0.0  # the simulation itself
 
 
 def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
@@ -149,6 +152,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
         build_args += ["--trace-structs"]  # VCD: the wheel lacks lz4.h, which FST needs
     log = run_dir / "build.log"
     # pytest-xdist workers may build the same design at once: one builds, the other waits.
+    t0 = time.monotonic()
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -158,6 +162,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
         except (Exception, SystemExit) as e:  # the runner raises a bare error; the log has the cause
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise SimulationFailed(f"{simulator} build failed: {e}\n{tail}") from None
+    t1 = time.monotonic()
     xml = run_dir / "results.xml"
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
@@ -168,6 +173,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
                     log_file=run_dir / "sim.log", timescale=("1ns", "1ps"))
     except SystemExit:  # cocotb's runner exits when a test fails; results.xml says which
         pass
+    t2 = time.monotonic()
     failures = _failures(xml)
     wave = next(iter(sorted(run_dir.glob("*.fst")) + sorted(run_dir.glob("*.vcd"))
                      + sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))), None)
@@ -176,7 +182,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
         raise SimulationFailed("; ".join(failures) + where)
     if not result_path.exists():
         raise SimulationFailed(f"cocotb test wrote no result (log: {run_dir / 'sim.log'})")
-    return SimResult(json.loads(result_path.read_text()), build_dir, wave)
+    return SimResult(json.loads(result_path.read_text()), build_dir, wave, t1 - t0, t2 - t1)
 
 
 def _failures(xml: Path) -> list[str]:
