@@ -60,10 +60,11 @@ class SpikeMaxPool2x2(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         T, depth = self.time_steps, self.row_words
-        m.submodules.rows = rows = Memory(shape=unsigned(self.channels), depth=depth, init=[])
+        # The beat that reads a word comes W*T >= 2 beats after the one that wrote it, so the
+        # read (issued one cycle ahead) never races the write: no read-during-write logic.
+        m.submodules.rows = rows = Memory(shape=unsigned(self.channels), depth=depth, init=[],
+                                          attrs={"no_rw_check": 1})
         wr = rows.write_port()
-        # The beat that reads a word comes W*T >= 2 beats after the one that wrote it, so
-        # the read (issued one cycle ahead) never races the write: no transparency needed.
         rd = rows.read_port(domain="sync")
 
         t = Signal(range(T))

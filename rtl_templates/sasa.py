@@ -68,18 +68,20 @@ class SASA(wiring.Component):
 
     Token mode: ``g[t,c] = LIF over t of (popcount over the N tokens of Q & K)``,
     ``Y[t,c,n] = g[t,c] & Q[t,c,n]``. Memory: Q of one image, ``N*T`` words of
-    ``D`` bits, address ``n*T + t`` (one write and one synchronous read port).
-    Counts are ``T`` rotating registers of ``D`` counters; ``g`` is computed
-    beat by beat as the image's last token arrives, into ``g_next`` (``T*D``
-    bits), and copied to ``g`` when the replay starts. The replay reads the
-    memory one word per cycle (the read port's register is the output
-    register; ``o.payload = word & g[t]``). The next image streams in while
-    the current one is replayed: input beat ``k`` is taken once replay has
-    read address ``k`` (in the same cycle or earlier), so ``i.ready`` depends
-    on ``o.ready`` while a replay runs. Free flow: image ``j`` (from 0) enters
-    in cycles ``j*N*T + 1 .. (j+1)*N*T`` and leaves in cycles
-    ``(j+1)*N*T + 2 .. (j+2)*N*T + 1``: one image per ``N*T`` cycles, latency
-    ``N*T + 1`` from an image's last input beat to its last output beat.
+    ``D`` bits, address ``n*T + t`` (one write and one synchronous read port;
+    a word is never read in the cycle it is written, so no read-during-write
+    logic). Counts are ``T`` rotating registers of ``D`` counters; ``g`` is
+    computed beat by beat as the image's last token arrives, into ``g_next``
+    (``T*D`` bits), and copied to ``g`` when the replay starts, the cycle after
+    the image's last beat. The replay reads one word per cycle (the read
+    port's register is the output register; ``o.payload = word & g[t]``). The
+    next image streams in while the current one is replayed, one word behind:
+    input beat ``k`` is taken once the replay has read address ``k`` in an
+    earlier cycle. ``i.ready`` depends only on the block's state. Free flow:
+    image ``j`` (from 0) enters in cycles ``j*(N*T+1) + 1 .. j*(N*T+1) + N*T``
+    and leaves in cycles ``(j+1)*(N*T+1) + 1 .. (j+1)*(N*T+1) + N*T``: one
+    image per ``N*T + 1`` cycles, and ``N*T + 1`` cycles from an image's last
+    input beat to its last output beat.
     """
 
     def __init__(self, *, dim: int, heads: int, time_steps: int, tokens: int, mode,
@@ -217,7 +219,8 @@ class SASA(wiring.Component):
     def _elaborate_token(self, m: Module) -> None:
         D, T, N = self.dim, self.time_steps, self.tokens
         NT = N * T
-        m.submodules.qbuf = qbuf = Memory(shape=unsigned(D), depth=NT, init=[])
+        m.submodules.qbuf = qbuf = Memory(shape=unsigned(D), depth=NT, init=[],
+                                          attrs={"no_rw_check": 1})
         wr, rd = qbuf.write_port(), qbuf.read_port(domain="sync")
         q, k = self.i.payload[:D], self.i.payload[D:]
 
@@ -226,8 +229,8 @@ class SASA(wiring.Component):
         rptr = Signal(range(NT))
         raddr = Signal(range(NT))
         advance, issue = Signal(), Signal()
-        g = [Signal(D, name=f"g{t}") for t in range(T)]
-        g_next = [Signal(D, name=f"g_next{t}") for t in range(T)]
+        g = [Signal(D, name=f"g{t}", reset_less=True) for t in range(T)]
+        g_next = [Signal(D, name=f"g_next{t}", reset_less=True) for t in range(T)]
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             issue.eq(advance & (active | pending)),
@@ -247,13 +250,13 @@ class SASA(wiring.Component):
         with m.Elif(self.o.valid & self.o.ready):
             m.d.sync += [a.eq(b) for a, b in zip(g, g[1:] + g[:1], strict=True)]
 
-        # Intake: beat k may overwrite address k once the replay has read it.
+        # Intake: beat k may overwrite address k once the replay has read it (in an earlier
+        # cycle, so a word is never read and written at once).
         win = Signal(range(NT))
         t_in, n_in = Signal(range(T)), Signal(range(N))
         fire = Signal()
         m.d.comb += [
-            self.i.ready.eq((~pending & ~active) | (active & (rptr != win))
-                            | (issue & (raddr == win))),
+            self.i.ready.eq((~pending & ~active) | (active & (rptr != win))),
             fire.eq(self.i.valid & self.i.ready),
             wr.addr.eq(win), wr.data.eq(q), wr.en.eq(fire),
         ]
@@ -296,15 +299,15 @@ class SASA(wiring.Component):
         return SASATokenModel(self.tokens * self.time_steps)
 
     def cycles_per_image(self) -> int:
-        """Cycles between images in free flow (both modes): tokens * T."""
-        return self.tokens * self.time_steps
+        """Cycles between images in free flow: tokens * T (channel), tokens * T + 1 (token)."""
+        return self.tokens * self.time_steps + (self.mode == "token")
 
     def cycles(self, images: int) -> int:
         """Cycle in which the last output beat of `images` back-to-back images fires, in free flow."""
         check_int("images", images)
         if self.mode == "channel":
             return images * self.cycles_per_image() + self.latency
-        return (images + 1) * self.cycles_per_image() + 1
+        return images * self.cycles_per_image() + self.tokens * self.time_steps
 
     def resources(self, family: str) -> Resources:
         check_choice("family", family, FAMILIES)
@@ -377,24 +380,15 @@ class SASATokenModel(BlockModel):
         self.rptr = 0
         self.pending = self.active = self.out_valid = False
 
-    def _issue(self, advance: bool) -> bool:
-        return advance and (self.active or self.pending)
-
     def valid(self, port):
         return self.out_valid
 
     def ready(self, port):
-        if not self.pending and not self.active:
-            return True
-        if self.active and self.rptr != self.win:
-            return True
-        raddr = self.rptr if self.active else 0
-        advance = not self.out_valid or self.out_ready("o")
-        return self._issue(advance) and raddr == self.win
+        return (not self.pending and not self.active) or (self.active and self.rptr != self.win)
 
     def tick(self, fired):
         advance = not self.out_valid or fired["o"]
-        issue = self._issue(advance)
+        issue = advance and (self.active or self.pending)
         if issue:
             raddr = self.rptr if self.active else 0
             self.pending = False
