@@ -88,3 +88,25 @@ def test_maxpool_sizes():
     assert block.row_words == 64
     assert block.resources("ecp5").memories == ((64, 16),)
     assert block.cycles(2) == 2 * 32 * 32 * 4 + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("C,H,W,T", [(8, 8, 8, 4), (32, 16, 16, 4), (64, 8, 8, 4)])
+def test_resource_estimate_against_yosys(C, H, W, T):
+    # iCE40: the row buffer maps to block RAM, as the estimate assumes (ECP5 puts such
+    # small memories in LUT RAM, which the planner's memory mapping accounts for).
+    from hwgen.synth import ToolMissing, synth_stats
+
+    block = SpikeMaxPool2x2(channels=C, height=H, width=W, time_steps=T)
+    try:
+        got = synth_stats(block, "ice40")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    est = block.resources("ice40")
+    print(f"\nmaxpool C{C} {H}x{W} T{T} on ice40: estimate vs Yosys: LUT {est.lut} / {got.lut} "
+          f"({100 * (est.lut - got.lut) / got.lut:+.0f} %), FF {est.ff} / {got.ff}, "
+          f"BRAM {est.bram('ice40')} / {got.bram}")
+    assert got.unmapped == []
+    assert est.bram("ice40") == got.bram
+    assert est.ff == got.ff
+    assert abs(est.lut - got.lut) <= 0.2 * got.lut

@@ -168,3 +168,31 @@ def test_sasa_mode_accepts_the_config_enum():
 def test_seeded_inputs_differ():
     kw = dict(dim=8, heads=2, T=2, tokens=3, mode="channel", vth=[1, 1], shift=1)
     assert _case(**kw, seed=1)[1] != _case(**kw, seed=2)[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+@pytest.mark.parametrize("mode,dim,heads,tokens,vth,shift", [
+    ("channel", 64, 2, 16, [2, 2], 0),
+    ("channel", 128, 4, 16, [1] * 4, 1),
+    ("token", 32, 2, 16, [2] * 32, 0),
+    ("token", 32, 2, 16, [1] * 32, 1),
+])
+def test_resource_estimate_against_yosys(family, mode, dim, heads, tokens, vth, shift):
+    from hwgen.synth import ToolMissing, synth_stats
+
+    count_max = dim // heads if mode == "channel" else tokens
+    block = SASA(dim=dim, heads=heads, time_steps=4, tokens=tokens, mode=mode, agg_vth=vth,
+                 agg_input_shift=shift, agg_state_bits=signed_bits(0, count_max << shift))
+    try:
+        got = synth_stats(block, family)
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    est = block.resources(family)
+    print(f"\nSASA {mode} dim {dim} on {family}: estimate vs Yosys: LUT {est.lut} / {got.lut} "
+          f"({100 * (est.lut - got.lut) / got.lut:+.0f} %), FF {est.ff} / {got.ff}, "
+          f"BRAM {est.bram(family)} / {got.bram}")
+    assert got.unmapped == []
+    assert est.bram(family) == got.bram
+    assert abs(est.ff - got.ff) <= 0.02 * got.ff
+    assert abs(est.lut - got.lut) <= (0.1 if mode == "channel" else 0.25) * got.lut
