@@ -74,9 +74,10 @@ class Head(wiring.Component):
     Timing: per beat ``(classes/pe) * (D/simd)`` operations, one per cycle; the next beat
     is taken in the cycle of the current one's last operation, so in free flow beats
     cost nothing extra. After an image's last operation: ``stages = 1 +
-    tree_stages(simd)`` cycles of drain, ``classes`` cycles of argmax scan (upwards,
-    strict ``>``), then the result is offered. Free flow: ``cycles_per_image() = T*N *
-    (classes/pe) * (D/simd) + stages + classes + 1``.
+    tree_stages(simd)`` cycles of drain, ``classes + 1`` cycles of argmax scan (upwards,
+    strict ``>``; the scanned logit is registered before the comparison), then the result
+    is offered. Free flow: ``cycles_per_image() = T*N * (classes/pe) * (D/simd) + stages +
+    classes + 2``.
 
     Backpressure: ``i.ready`` and ``o.valid`` depend only on the block's state; while the
     result waits, the head takes at most one beat of the next image.
@@ -175,19 +176,21 @@ class Head(wiring.Component):
                 m.d.sync += phase.eq(Phase.SCAN)
         logits = [r for group in ring for r in group]
 
-        scan = Signal(range(max(C, 2)))
+        # Scan: `value` registers logits[scan - 1], so the multiplexer and the comparison
+        # get a cycle each (scan = 0 only loads logits[0]).
+        scan = Signal(range(C + 1))
         value = Signal(signed(self.acc_bits))
         best = Signal(signed(self.acc_bits))
         cls = Signal(range(max(C, 2)))
-        with m.Switch(scan):
-            for c in range(C):
-                with m.Case(c):
-                    m.d.comb += value.eq(logits[c])
         with m.If(phase == Phase.SCAN):
-            with m.If((scan == 0) | (value > best)):
-                m.d.sync += [best.eq(value), cls.eq(scan)]
-            m.d.sync += scan.eq(_wrap(scan, C))
-            with m.If(scan == C - 1):
+            with m.Switch(scan):
+                for c in range(C):
+                    with m.Case(c):
+                        m.d.sync += value.eq(logits[c])
+            with m.If((scan == 1) | ((scan != 0) & (value > best))):
+                m.d.sync += [best.eq(value), cls.eq(scan - 1)]
+            m.d.sync += scan.eq(_wrap(scan, C + 1))
+            with m.If(scan == C):
                 m.d.sync += phase.eq(Phase.EMIT)
 
         m.d.comb += [self.o.valid.eq(phase == Phase.EMIT), self.o.payload.cls.eq(cls),
@@ -203,8 +206,8 @@ class Head(wiring.Component):
 
     def cycles_per_image(self) -> int:
         """Cycles between result beats in free flow:
-        ``T*N * (classes/pe) * (D/simd) + stages + classes + 1``."""
-        return self.beats * self.groups * self.chunks + self.stages + self.classes + 1
+        ``T*N * (classes/pe) * (D/simd) + stages + classes + 2``."""
+        return self.beats * self.groups * self.chunks + self.stages + self.classes + 2
 
     def cycles(self, images: int) -> int:
         """Cycle in which the last result fires when `images` images flow freely from cycle 1."""
@@ -213,8 +216,8 @@ class Head(wiring.Component):
     def resources(self, family: str) -> Resources:
         """LUT4/FF/memory estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70.
 
-        FF: beat buffer ``D``, logits ``classes*acc_bits``, best logit and class, counters,
-        pipeline tags, tree registers. LUT: chunk multiplexer ``simd * mux(D/simd)``, gated
+        FF: beat buffer ``D``, logits ``classes*acc_bits``, scanned and best logit, class,
+        counters, pipeline tags, tree registers. LUT: chunk multiplexer ``simd * mux(D/simd)``, gated
         adder trees (`tree_luts`), the front group's adders (and its ring multiplexer when
         ``classes/pe > 1``), the turning ring itself (Yosys puts logic before its
         flip-flops: measured about 1 LUT per logit bit on iCE40, 0.45 on ECP5), the scan
@@ -225,11 +228,11 @@ class Head(wiring.Component):
         depth, width = self.memory_shape()
         rom = rom_resources(depth, width, family)
         G, K, C, acc = self.groups, self.chunks, self.classes, self.acc_bits
-        counters = bits_for(G * K) + bits_for(K) + bits_for(self.beats) + bits_for(C) + 2
+        counters = bits_for(G * K) + bits_for(K) + bits_for(self.beats) + bits_for(C + 1) + 2
         tags = 3
         ff = (self.in_features + 1 + counters + tags + self.simd + tags * tree_stages(self.simd)
               + tree_ffs(self.pe, self.simd, self.weight_bits)
-              + C * acc + acc + bits_for(C))
+              + C * acc + 2 * acc + bits_for(C))
         ring = math.ceil(C * acc * _RING_LUTS_PER_BIT[family]) if G > 1 else 0
         lut = (self.simd * mux_luts(K) + tree_luts(self.pe, self.simd, self.weight_bits)
                + math.ceil(self.pe * acc * (1.5 if G > 1 else 1)) + ring
@@ -282,7 +285,7 @@ class HeadModel(BlockModel):
         if self.pipe[-1]:
             self.phase = Phase.SCAN
         if phase == Phase.SCAN:
-            self.scan = (self.scan + 1) % self.classes
+            self.scan = (self.scan + 1) % (self.classes + 1)
             if self.scan == 0:
                 self.phase = Phase.EMIT
         if phase == Phase.EMIT and fired["o"]:

@@ -7,7 +7,7 @@ priority encoder visit only the set bits, so its cycles follow the spike count.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -23,6 +23,7 @@ from rtl_templates.common import (
     values_signature,
 )
 from rtl_templates.gated_sum import (
+    ceil_log2,
     check_acc_bits,
     check_matrix,
     gated_sum,
@@ -69,7 +70,10 @@ class SpikeLinear(wiring.Component):
     bias). Free-flow cycles per token: ``(out/pe) * (sum over t of ops(t)) + (T == 1)``.
     Latency: an output beat fires ``latency = stages + 1`` cycles after its last
     operation was issued, ``stages = 1 + tree_stages(simd)`` (memory read, then the
-    adder tree's registers; the final stage accumulates into the output register).
+    adder tree's registers; the final stage accumulates into the output register), plus
+    one in event mode (the priority encoder's index is registered before the address
+    adder and the memory). The encoder clears the lowest set bit with 16-bit carry chains
+    and detects a beat's last spike without one, to keep the loop through it short.
 
     Backpressure: ``i.ready`` depends only on the slot flags. The output register doubles
     as the accumulator, so the datapath stalls (``advance`` low, including the memory's
@@ -106,8 +110,9 @@ class SpikeLinear(wiring.Component):
 
     @property
     def stages(self) -> int:
-        """Pipeline stages after the issue stage: the memory read, then the tree registers."""
-        return 1 + tree_stages(self.simd)
+        """Pipeline stages after the issue stage: (event mode: the address register), the
+        memory read, then the tree registers."""
+        return 1 + tree_stages(self.simd) + (self.mode == "event")
 
     @property
     def latency(self) -> int:
@@ -155,22 +160,25 @@ class SpikeLinear(wiring.Component):
             with m.If(go):
                 _wrap_inc(m, k, K)
                 _wrap_inc(m, c, T * K)
+            issue = {"valid": go, "first": first, "last": last, "g": g, "gates": gates}
         else:
             fresh = Signal(init=1)  # the beat's first operation: read the slot, not `pending`
             pending = Signal(IN)  # the beat's spikes not yet visited
-            cur, rest, low = Signal(IN), Signal(IN), Signal(IN)
-            idx = Signal(range(max(IN, 2)))
-            m.d.comb += [
-                cur.eq(Mux(fresh, buf.word_select(t, IN), pending)),
-                rest.eq(cur & (cur - 1)),  # clears the lowest set bit
-                low.eq(cur & ~rest),
-                first.eq(fresh), last.eq(rest == 0), gates.eq(cur != 0),
-                rd.addr.eq(base + idx),
-            ]
-            for b in range(len(idx)):  # one-hot `low` to binary
-                m.d.comb += idx[b].eq(Cat(*[low[i] for i in range(IN) if i >> b & 1]).any())
+            cur = Signal(IN)
+            m.d.comb += cur.eq(Mux(fresh, buf.word_select(t, IN), pending))
+            rest, idx, at_most_one = _lowest_set_bit(m, cur)
+            m.d.comb += [first.eq(fresh), last.eq(at_most_one), gates.eq(cur.any())]
             with m.If(go):
                 m.d.sync += [fresh.eq(last), pending.eq(rest)]
+            # The encoder's index gets a register before the address adder and the memory.
+            issue = {name: Signal(len(v), name=f"{name}_a") for name, v in
+                     (("valid", go), ("first", first), ("last", last), ("g", g), ("gates", gates),
+                      ("base", base), ("idx", idx))}
+            with m.If(advance):
+                m.d.sync += [issue["valid"].eq(go), issue["first"].eq(first),
+                             issue["last"].eq(last), issue["g"].eq(g), issue["gates"].eq(gates),
+                             issue["base"].eq(base), issue["idx"].eq(idx)]
+            m.d.comb += rd.addr.eq(issue["base"] + issue["idx"])
         with m.If(go & last):
             with m.If(g == G - 1):  # the last group is done with this step's slot
                 with m.Switch(t):
@@ -187,12 +195,12 @@ class SpikeLinear(wiring.Component):
                 m.d.sync += t.eq(t + 1)
 
         # -- memory read, gated adder tree --------------------------------------
-        tags = {name: Signal(len(v), name=f"{name}_s1") for name, v in
-                (("valid", go), ("first", first), ("last", last), ("g", g))}
+        tags = {name: Signal(len(issue[name]), name=f"{name}_s1")
+                for name in ("valid", "first", "last", "g")}
         gates1 = Signal(self.simd)
         with m.If(advance):
-            m.d.sync += [tags["valid"].eq(go), tags["first"].eq(first), tags["last"].eq(last),
-                         tags["g"].eq(g), gates1.eq(gates)]
+            m.d.sync += [tags[name].eq(issue[name]) for name in tags]
+            m.d.sync += gates1.eq(issue["gates"])
         sums, tags = gated_sum(m, words=rd.data, gates=gates1, pe=self.pe, simd=self.simd,
                                weight_bits=self.weight_bits, advance=advance, tags=tags)
 
@@ -253,9 +261,11 @@ class SpikeLinear(wiring.Component):
         """LUT4/FF/memory estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70.
 
         FF: token buffer ``T*in`` plus slot flags, counters, pipeline tags, tree registers,
-        output register ``pe*acc_bits``; event mode adds the ``in``-bit pending register.
+        output register ``pe*acc_bits``; event mode adds the ``in``-bit pending register and
+        the address stage.
         LUT: dense: chunk multiplexer ``simd * mux(T*in/simd)``; event: slot multiplexer
-        ``in * mux(T + 1)``, the clear-lowest-bit chain and the one-hot encoder; both: gated
+        ``in * mux(T + 1)``, the clear-lowest-bit chains, the encoders and the at-most-one
+        tree; both: gated
         adder trees (`tree_luts`), per output bit an adder and the bias-or-accumulator
         multiplexer (with the bias table when ``out/pe > 4``), counters. The weight memory
         is a block RAM or soft logic as Yosys would choose (`gated_sum.rom_resources`).
@@ -275,9 +285,48 @@ class SpikeLinear(wiring.Component):
             ff += bits_for(K) + bits_for(T * K)
             lut += self.simd * mux_luts(T * K) + 2 * (bits_for(K) + bits_for(T * K))
         else:
-            ff += IN + 1
-            lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN // 3
+            ff += IN + 1 + tags + 1 + bits_for(depth) + bits_for(IN)  # pending, address stage
+            lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN * 5 // 6
         return Resources(lut=lut, ff=ff) + rom
+
+
+def _lowest_set_bit(m: Module, cur: Signal, chunk: int = 16):
+    """(cur without its lowest set bit, that bit's index, cur has at most one set bit).
+
+    Carry chains span `chunk` bits only (the chunk holding the lowest set bit is cleared)
+    and the at-most-one flag uses none, so the loop through `pending` stays short.
+    """
+    n = len(cur)
+    parts = [cur[lo:min(lo + chunk, n)] for lo in range(0, n, chunk)]
+    nonzero = [p.any() for p in parts]
+    rest, firsts, idx_lo = [], [], 0
+    for j, p in enumerate(parts):
+        first = nonzero[j] & ~Cat(*nonzero[:j]).any() if j else nonzero[0]
+        cleared = Signal(len(p), name=f"cleared{j}")
+        m.d.comb += cleared.eq(p & (p - 1))
+        rest.append(Mux(first, cleared, p))
+        firsts.append(first)
+        idx_lo = idx_lo | Mux(first, _encode(p & ~cleared), 0)
+    idx = Signal(range(max(n, 2)), name="idx")
+    m.d.comb += idx.eq(idx_lo if len(parts) == 1 else Cat(idx_lo[:ceil_log2(chunk)],
+                                                           _encode(Cat(*firsts))))
+
+    def any_many(bits):  # (any bit set, two or more set), a carry-free tree
+        if len(bits) == 1:
+            return bits[0], Const(0)
+        (a0, m0), (a1, m1) = any_many(bits[:len(bits) // 2]), any_many(bits[len(bits) // 2:])
+        return a0 | a1, m0 | m1 | (a0 & a1)
+
+    at_most_one = Signal(name="at_most_one")
+    m.d.comb += at_most_one.eq(~any_many(list(cur))[1])
+    return Cat(*rest), idx, at_most_one
+
+
+def _encode(one_hot):
+    """Binary index of the set bit of a one-hot value."""
+    bits = [[one_hot[i] for i in range(len(one_hot)) if i >> b & 1]
+            for b in range(max(1, ceil_log2(len(one_hot))))]
+    return Cat(*[Cat(*terms).any() if terms else Const(0) for terms in bits])
 
 
 def _counter(n: int, name: str) -> Signal:
