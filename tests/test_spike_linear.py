@@ -56,14 +56,15 @@ def _stimulus(block, w, b, tokens, seed, rate=0.3):
 
 
 # in=12, out=6 and smaller: odd sizes; pe=out and simd=in: full unroll (a two-stage tree);
-# pe=simd=1: full fold; T=1: the bubble between tokens.
+# pe=simd=1: full fold; T=1: the bubble between tokens; event in=40: the priority encoder's
+# 16-bit chunks (16 + 16 + 8).
 CASES = {
     "dense-fold": dict(mode="dense", **{"in": 12}, out=6, T=3, pe=2, simd=3, weights="random", seed=1),
     "dense-unroll-extreme": dict(mode="dense", **{"in": 12}, out=6, T=1, pe=6, simd=12,
                                  weights="extreme", seed=2),
     "dense-serial": dict(mode="dense", **{"in": 5}, out=3, T=2, pe=1, simd=1, weights="random", seed=3),
     "event-fold": dict(mode="event", **{"in": 12}, out=6, T=3, pe=3, simd=1, weights="random", seed=4),
-    "event-unroll-extreme": dict(mode="event", **{"in": 12}, out=6, T=1, pe=6, simd=1,
+    "event-unroll-extreme": dict(mode="event", **{"in": 40}, out=6, T=1, pe=6, simd=1,
                                  weights="extreme", seed=5),
 }
 
