@@ -57,7 +57,8 @@ class SpikeLinear(wiring.Component):
     ``g*(in/simd) + k`` holds ``weight[g*pe + j][k*simd + s]`` in bits
     ``[(j*simd + s) * weight_bits, +weight_bits)`` (lane-major; `gated_sum.weight_rows`).
     Event mode is the same layout with ``simd = 1``: row ``g*in + i`` is input i's
-    ``pe`` weights. One synchronous read port: block RAM on both families.
+    ``pe`` weights. One synchronous read port: block RAM, or soft logic where Yosys finds
+    that cheaper (small memories; `gated_sum.rom_resources`).
 
     Token buffer: one register of ``in`` bits per step ("slot"), T slots in all, each with
     a full flag. Slot t of the next token loads as soon as the last group has read step t
