@@ -146,16 +146,24 @@ class SASA(wiring.Component):
         if self.saturate:
             return count
         x = count << self.input_shift
+        x_bits = max((count_hi << self.input_shift).bit_length(), 1)
         vw = self._state_width(vth)
-        v = Signal(vw, name=f"v_{name}") if vw else None
-        total = Signal(((count_hi << self.input_shift) + vth - 1).bit_length(), name=f"h2_{name}")
         spike = Signal(name=f"s_{name}")
-        m.d.comb += [total.eq(x if v is None else x + Mux(first, 0, v)),
-                     spike.eq(_at_least(total, 2 * vth))]
-        if v is not None:
-            with m.If(step):
-                # Not firing means total < 2*vth, so total >> 1 fits in vw bits.
-                m.d.sync += v.eq(Mux(spike, 0, total >> 1))
+        if vw == 0:
+            m.d.comb += spike.eq(_at_least(x[:x_bits], 2 * vth))
+            return spike
+        # V < vth <= 2^vw, so 2*vth <= 2^(vw+1) = 2^low: an input with a bit set above
+        # `low` fires whatever V is, and otherwise only its low bits meet V. The membrane
+        # adder shrinks to low + 1 bits, with no carry chain across the whole count.
+        low = vw + 1
+        v = Signal(vw, name=f"v_{name}")
+        small = Signal(low + 1, name=f"h2_{name}")
+        above = x[low:x_bits].any() if x_bits > low else 0
+        m.d.comb += [small.eq(x[:min(low, x_bits)] + Mux(first, 0, v)),
+                     spike.eq(above | _at_least(small, 2 * vth))]
+        with m.If(step):
+            # Not firing means count << shift + V = small < 2*vth, so small >> 1 fits vw bits.
+            m.d.sync += v.eq(Mux(spike, 0, small[1:]))
         return spike
 
     # -- hardware ------------------------------------------------------------
@@ -312,8 +320,8 @@ class SASA(wiring.Component):
     def resources(self, family: str) -> Resources:
         """Estimate (Yosys 0.70 LUT4s, flip-flops, the Q memory). Flip-flops follow the
         structure (Yosys may drop a constant membrane bit); LUTs too, calibrated against
-        Yosys on both families: channel mode within ~5 % from dim 32 up (the popcount tree
-        about 2.7 LUT4 per ANDed pair, its OR form about 0.7), token mode within ~25 %."""
+        Yosys on both families: channel mode within ~6 % from dim 32 up (the popcount tree
+        about 2.7 LUT4 per ANDed pair, its OR form about 0.7), token mode within ~12 %."""
         check_choice("family", family, FAMILIES)
         states = sum(self._state_width(v) for v in self.vth)
         if self.mode == "channel":
@@ -324,11 +332,21 @@ class SASA(wiring.Component):
         control = 3 * bits_for(NT) + bits_for(N) + bits_for(T) + 10
         # Per channel: the count increment (an OR when saturated), the LIF adder and
         # threshold, its membrane update, the g copy/rotate mux per step, the output AND.
-        per_channel = 1 if self.saturate else cw + (cw + self.input_shift + 1) + 2
-        lut = D * (per_channel + T + 1) + states + control
+        per_channel = 1 if self.saturate else (
+            cw + 2 + sum(self._lif_luts(v, N) for v in self.vth) / D)
+        lut = round(D * (per_channel + T + 1)) + control
         ff = (T * D * cw + 2 * T * D + states + 2 * bits_for(NT) + bits_for(T) + bits_for(N)
               + 3)
         return Resources(lut=lut, ff=ff, memories=((NT, D),))
+
+    def _lif_luts(self, vth: int, count_hi: int) -> int:
+        """LUT4s of one attention neuron (see _neuron): the low adder and threshold, the OR
+        of the bits above, the membrane update."""
+        x_bits = max((count_hi << self.input_shift).bit_length(), 1)
+        vw = self._state_width(vth)
+        if vw == 0:
+            return -(-x_bits // 3)
+        return max(1, 3 * vw - 1 + -(-max(x_bits - vw - 1, 0) // 3))
 
     def _tree(self) -> list[list[int]]:
         """Channel mode: per register stage, the largest value of each partial count of one head."""
@@ -360,8 +378,7 @@ class SASA(wiring.Component):
         lut *= H
         has_state = T > 1 and states > 0
         if not self.saturate:
-            total_bits = ((self.head_dim << self.input_shift) + max(self.vth) - 1).bit_length()
-            lut += H * (total_bits + 3) + states if has_state else 2 * H
+            lut += sum(self._lif_luts(v, self.head_dim) for v in self.vth)
         lut += 3 + 3 * has_state
         ff = (D * (n_stages + 1) + n_stages + 1 + states
               + H * sum(hi.bit_length() for his in tree for hi in his)
