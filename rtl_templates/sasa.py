@@ -60,11 +60,15 @@ class SASA(wiring.Component):
 
     Channel mode: ``a[t,h] = LIF(popcount over head h of Q & K)``,
     ``Y[t,c] = a[t,head(c)] & K[t,c]``. A pipeline of ``latency`` register
-    stages (``tree_stages`` popcount stages, then the LIF and gate into the
-    output register); every stage advances together when ``o`` is empty or
-    taken, so ``i.ready = ~o.valid | o.ready`` (ready passes through).
-    Latency: ``latency`` cycles from a beat's input to its output. Throughput:
-    one beat per cycle, one token per T cycles, with no gap between images.
+    stages: ``tree_stages`` popcount stages (groups of ``GROUP`` ANDed pairs,
+    then sums of at most ``FAN`` partials: ``1 + ceil(log_FAN(ceil(head_dim /
+    GROUP)))``), then the LIF and the gate into the output register (the gate
+    is the output flip-flops' synchronous reset). No memory. Every stage
+    advances together when ``o`` is empty or taken, so ``i.ready = ~o.valid |
+    o.ready`` (ready passes through). Latency: ``tree_stages + 1`` cycles from
+    a beat's input to its output (2 for head_dim <= 8, 3 up to 32, 4 up to
+    128). Throughput: one beat per cycle, one token per T cycles, no gap
+    between images: ``images * N * T + latency`` cycles in free flow.
 
     Token mode: ``g[t,c] = LIF over t of (popcount over the N tokens of Q & K)``,
     ``Y[t,c,n] = g[t,c] & Q[t,c,n]``. Memory: Q of one image, ``N*T`` words of
