@@ -25,6 +25,7 @@ from rtl_templates.residual_add import ResidualAdd
 from rtl_templates.sasa import SASA
 from rtl_templates.spike_conv import SpikeConv3x3
 from rtl_templates.spike_linear import SpikeLinear
+from rtl_templates.spram_fifo import SPRAM_DEPTH, SPRAMFIFO, spram_slices
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Node:
     component: wiring.Component
     layer: str | None = None  # the integer-model layer it computes (None for plumbing)
     tokens: int = 0  # tokens per image on the block's input grid
+    beats: int = 0  # FIFOs: beats per image through them
 
     @property
     def plumbing(self) -> bool:
@@ -115,8 +117,9 @@ class Graph:
 
 class _Builder:
     def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int,
-                 family: str | None):
+                 family: str | None, spram: int):
         self.family = family
+        self.spram_left = spram
         self.m = model
         self.cfg = model.config
         self.f = folding
@@ -148,11 +151,22 @@ class _Builder:
         self.g.connect(src, (fork.name, "i"), tap)
         return [(fork.name, f"o{k}") for k in range(n)]
 
-    def fifo(self, name: str, src: tuple[str, str], shape, depth: int) -> tuple[str, str]:
-        # On an iCE40 any RAM takes a whole 4 kbit block: keep small FIFOs in flip-flops.
-        bits = depth * Shape.cast(shape).width
-        style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
-        node = self.node(name, "fifo", StreamFIFO(shape, depth, style))
+    def fifo(self, name: str, src: tuple[str, str], shape, depth: int,
+             beats: int) -> tuple[str, str]:
+        """A FIFO of `depth` beats after `src`, which carries `beats` beats per image. On an
+        iCE40 any RAM takes a whole 4 kbit block RAM: small FIFOs go in flip-flops, big
+        ones in SPRAM while the device has some left (rtl_templates/spram_fifo.py)."""
+        width = Shape.cast(shape).width
+        bits = depth * width
+        if self.family == "ice40" and bits > SMALL_FIFO_BITS \
+                and spram_slices(width) <= self.spram_left and depth <= SPRAM_DEPTH:
+            self.spram_left -= spram_slices(width)
+            comp = SPRAMFIFO(shape, depth, spram=True)
+        else:
+            style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
+            comp = StreamFIFO(shape, depth, style)
+        node = self.node(name, "fifo", comp)
+        node.beats = beats
         self.g.connect(src, (node.name, "i"))
         return (node.name, "o")
 
@@ -233,7 +247,8 @@ class _Builder:
             # plus a beat (docs/hardware.md, "FIFO sizing").
             skew_tokens = cfg.tokens if token_mode else min(W + 2, cfg.tokens)
             u_to_add, u_to_lif = self.fanout(f"{p}.u_in", u, u_shape, 2, u_tap)
-            u_delayed = self.fifo(f"{p}.u_fifo", u_to_add, u_shape, skew_tokens * beats_u)
+            u_delayed = self.fifo(f"{p}.u_fifo", u_to_add, u_shape, skew_tokens * beats_u,
+                                  cfg.tokens * beats_u)
             attn_lif = self.lif(f"{p}.attn_lif", blk.attn_lif, D, L, ub)
             g.connect(u_to_lif, (attn_lif.name, "i"))
             s_shape = attn_lif.component.o.payload.shape()
@@ -248,9 +263,11 @@ class _Builder:
                 mode=fq.mode), f"{p}.qk")
             if token_mode:
                 g.connect(s_to_qk, (qk.name, "i"))
-                s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, (skew_tokens + 1) * T)
+                s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, (skew_tokens + 1) * T,
+                                  cfg.tokens * T)
             else:
-                g.connect(self.fifo(f"{p}.s_fifo", s_to_qk, s_shape, skew_tokens * T),
+                g.connect(self.fifo(f"{p}.s_fifo", s_to_qk, s_shape, skew_tokens * T,
+                                    cfg.tokens * T),
                           (qk.name, "i"))
                 s_dwc = s_to_dwc
             if blk.q_lif.input_shift != blk.k_lif.input_shift:
@@ -290,7 +307,8 @@ class _Builder:
 
             # U -> (FIFO -> add) and MLP: LIF -> fc1 -> LIF -> fc2.
             u_to_add, u_to_lif = self.fanout(f"{p}.u_mid", u, u_shape, 2, u_tap)
-            u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 2 * beats_u)
+            u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 2 * beats_u,
+                                  cfg.tokens * beats_u)
             mlp_lif = self.lif(f"{p}.mlp_lif", blk.mlp_lif, D, L, ub)
             g.connect(u_to_lif, (mlp_lif.name, "i"))
             f1 = self.fold(f"{p}.fc1")
@@ -336,13 +354,13 @@ def _cat_rows(a, b) -> list:
 
 
 def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
-                lanes_u: int = 1, family: str | None = None) -> Graph:
+                lanes_u: int = 1, family: str | None = None, spram: int = 0) -> Graph:
     """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
     "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
     the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U).
     `family` ("ice40", "ecp5" or None for simulation/ASIC) picks memory styles: where small
-    weight tables and FIFOs go."""
-    return _Builder(model, folding or {}, lanes_u, family).build()
+    weight tables and FIFOs go; `spram` is how many iCE40 SPRAMs big FIFOs may use."""
+    return _Builder(model, folding or {}, lanes_u, family, spram).build()
 
 
 SMALL_FIFO_BITS = 256

@@ -17,6 +17,9 @@ from hwgen.graph import Folding, Graph, Node, build_graph
 from hwgen.memmap import MemoryMapping, map_memory
 from quant.errors import HwgenError
 from quant.ir import IntModel
+from rtl_templates.spram_fifo import SPRAMFIFO
+
+SPRAM_PER_DEVICE = {"iCE40UP5K": 4}
 
 
 class ModelTooLarge(HwgenError):
@@ -35,6 +38,11 @@ class Target:
     budget: dict[str, int] | None = None  # caps on "lut", "ff", "bram", "dsp"
 
     @property
+    def spram(self) -> int:
+        """SB_SPRAM256KA primitives of the device (the iCE40 UP5K has four)."""
+        return SPRAM_PER_DEVICE.get(self.device.name, 0) if self.device else 0
+
+    @property
     def family(self) -> str:
         return self.device.family if self.device and self.device.family in ("ice40", "ecp5") \
             else "ecp5"
@@ -43,7 +51,8 @@ class Target:
         caps: dict[str, int] = {}
         if self.device is not None:
             caps = {"lut": int(self.device.lut * self.max_util), "ff": self.device.ff,
-                    "bram": self.device.bram, "dsp": self.device.dsp}
+                    "bram": self.device.bram, "dsp": self.device.dsp,
+                    "spram": self.spram}
         for key, value in (self.budget or {}).items():
             caps[key] = min(caps.get(key, value), value)
         return caps
@@ -60,6 +69,7 @@ class LayerPlan:
     ff: int
     dsp: int
     memories: list[MemoryMapping] = field(default_factory=list)
+    spram: int = 0
 
     @property
     def bram(self) -> int:
@@ -95,6 +105,7 @@ class Plan:
                 "ff": sum(x.total_ff for x in self.layers),
                 "bram": sum(x.bram for x in self.layers),
                 "dsp": sum(x.dsp for x in self.layers),
+                "spram": sum(x.spram for x in self.layers),
                 "lutram": sum(m.lutram for x in self.layers for m in x.memories)}
 
     @property
@@ -106,12 +117,13 @@ class Plan:
         return clock_mhz * 1e6 / ii if ii else None
 
     def graph(self, model: IntModel) -> Graph:
-        return build_graph(model, self.foldings, self.lanes_u, self.family)
+        return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram)
 
     def table(self) -> str:
         rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
         for x in self.layers:
-            mem = ", ".join(f"{m.depth}x{m.width} {m.kind}" for m in x.memories) or "-"
+            mem = ", ".join([f"{m.depth}x{m.width} {m.kind}" for m in x.memories]
+                            + ([f"{x.spram} SPRAM"] if x.spram else [])) or "-"
             rows.append((x.node, x.kind, x.folding, str(x.cycles), str(x.total_lut),
                          str(x.total_ff), str(x.bram), str(x.dsp), mem))
         tot = self.totals()
@@ -167,8 +179,10 @@ def node_cycles(node: Node, cfg) -> int:
     the exact figure for an image comes from the cycle models (`predict_timing`).
     """
     c = node.component
-    if node.kind in ("fork", "fifo"):
+    if node.kind == "fork":
         return 0
+    if node.kind == "fifo":  # one beat per cycle, or every other cycle in single-port RAM
+        return 2 * node.beats if isinstance(c, SPRAMFIFO) else node.beats
     if node.kind == "add":  # one beat per cycle
         return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
     if node.kind == "linear" and c.mode == "event":
@@ -191,7 +205,7 @@ def node_plan(node: Node, cfg, family: str) -> LayerPlan:
     elif hasattr(c, "lanes"):
         folding = f"lanes={c.lanes}"
     return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg),
-                     res.lut, res.ff, res.dsp, mems)
+                     res.lut, res.ff, res.dsp, mems, res.spram)
 
 
 # --------------------------------------------------------------------------- planner
@@ -207,7 +221,7 @@ def _next_divisor(n: int, current: int) -> int | None:
 
 def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int
              ) -> Plan:
-    graph = build_graph(model, foldings, lanes_u, target.family)
+    graph = build_graph(model, foldings, lanes_u, target.family, target.spram)
     layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
     return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers)
 

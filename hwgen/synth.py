@@ -169,11 +169,10 @@ def _digest(*parts: str) -> str:
 def _yosys_script(family: str, name: str, keep_hierarchy: bool, write_json: bool) -> str:
     synth = _FAMILIES[family][0] + f" -top {name}" + (" -noflatten" if keep_hierarchy else "")
     out = "; write_json netlist.json" if write_json else ""
-    # Amaranth emits, beside an ArrayLayout port "x", alias wires named "x[0]"; ABC9 then
-    # trips over the names (YosysHQ/yosys#4349). Purging unused wires between the coarse
-    # and the fine part of the flow avoids it; the result is otherwise the same.
-    split = f"{synth} -run :coarse; opt_clean -purge; {synth} -run coarse:"
-    return f"read_verilog -sv top.v; {split}; tee -q -o stat.json stat -json{out}"
+    # Amaranth emits, beside an ArrayLayout port "x", alias wires named "x[0]"; ABC then
+    # trips over the names (YosysHQ/yosys#4349). Hiding those names right after reading
+    # avoids it on both families; the netlist is otherwise the same.
+    return f"read_verilog -sv top.v; rename -hide w:*\\[*; {synth}; tee -q -o stat.json stat -json{out}"
 
 
 def _synthesise(verilog_text: str, family: str, name: str, keep_hierarchy: bool,

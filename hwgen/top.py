@@ -79,8 +79,14 @@ class Accelerator(wiring.Component):
         return m
 
 
-def accelerator_verilog(graph: Graph, *, taps: bool = False, name: str = "top") -> str:
-    """Verilog of the accelerator; deterministic for the same graph (no source locations)."""
+def accelerator_verilog(graph: Graph, *, taps: bool = False, name: str = "top",
+                        sim_models: bool = True) -> str:
+    """Verilog of the accelerator; deterministic for the same graph (no source locations).
+    With `sim_models`, the simulation models of vendor primitives it instantiates (the
+    iCE40 SPRAM) are appended, so the text simulates as it is."""
     from amaranth.back import verilog
 
-    return verilog.convert(Accelerator(graph, taps=taps), name=name, emit_src=False)
+    from rtl_templates.spram_fifo import with_sim_models
+
+    text = verilog.convert(Accelerator(graph, taps=taps), name=name, emit_src=False)
+    return with_sim_models(text) if sim_models else text

@@ -145,12 +145,12 @@ class ModelConfig:
 
 
 REFERENCE_CONFIGS: dict[str, ModelConfig] = {
-    # Trained in the repo on scikit-learn's digits; sized so every integer weight
-    # fits the iCE40 UP5K's 30 x 4 kbit block RAM at 8 bits with room for the
-    # accelerator's buffers (about 81 kbit of weights; docs/hardware.md).
+    # Trained in the repo on scikit-learn's digits; sized so the whole accelerator fits
+    # the iCE40 UP5K: its weights (about 65 kbit at 8 bits) take 22 of the 30 block RAMs,
+    # and an MLP ratio of 1 keeps the spike buffers within its 5,280 logic cells.
     "digits-tiny": ModelConfig(
         name="digits-tiny", image_channels=1, image_size=(8, 8), time_steps=4,
-        depth=1, dim=32, heads=2, mlp_ratio=2, sasa_mode=SasaMode.CHANNEL,
+        depth=1, dim=32, heads=2, mlp_ratio=1, sasa_mode=SasaMode.CHANNEL,
         stem_channels=(8,), stem_pool=(True,), num_classes=10),
     # Sized for the ECP5-85F's 208 x 18 kbit block RAM: about 2.2 Mbit of 8-bit weights.
     "cifar-mid": ModelConfig(

@@ -80,6 +80,7 @@ class Resources:
     dsp: int = 0
     memories: tuple[tuple[int, int], ...] = ()
     memory_kinds: tuple[str, ...] = ()
+    spram: int = 0  # iCE40 UP5K SB_SPRAM256KA primitives
 
     def __post_init__(self) -> None:
         if len(self.memory_kinds) > len(self.memories):
@@ -95,7 +96,8 @@ class Resources:
 
     def __add__(self, other: Resources) -> Resources:
         return Resources(self.lut + other.lut, self.ff + other.ff, self.dsp + other.dsp,
-                         self.memories + other.memories, self.kinds + other.kinds)
+                         self.memories + other.memories, self.kinds + other.kinds,
+                         self.spram + other.spram)
 
     @property
     def mem_bits(self) -> int:

@@ -41,6 +41,10 @@ class LIFArray(wiring.Component):
     Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
     ``channels``-bit beat per step).
 
+    Storage: one shift register of ``time_steps * channels`` bits holding the token's spikes
+    in (group, step) order; it shifts while collecting and while emitting, so each output
+    beat is a fixed strided selection of it (flip-flops only: no decoder, no multiplexer).
+
     Timing per token: the input beats are taken one per cycle (with
     ``repeat``, one beat then ``time_steps - 1`` cycles for the other steps),
     ``channels / lanes * time_steps`` cycles in all; then the ``time_steps``
@@ -78,7 +82,11 @@ class LIFArray(wiring.Component):
         g = Signal(range(G))
         t = Signal(range(T))
         t_out = Signal(range(T))
-        spikes = [Signal(self.channels, name=f"spikes{k}") for k in range(T)]
+        # All T*C spikes of a token live in one shift register, entries of `lanes` bits in
+        # (group, step) order: entry (g, t) sits at g*T + t once collected. It shifts one
+        # entry per collected step and per emitted beat, so step t's channels always sit
+        # at the same strided positions: no write decoding and no output multiplexer.
+        chain = Signal(T * self.channels)
         v = [Signal(signed(self.state_bits), name=f"v{j}") for j in range(L)]
         held = [Signal(signed(self.in_width), name=f"held{j}") for j in range(L)]
 
@@ -120,13 +128,14 @@ class LIFArray(wiring.Component):
                     with m.If(~internal_step):
                         m.d.sync += held[j].eq(self.i.payload[j])
 
-        # Step t's spike vector is a shift register: each group's bits enter at the top, so
-        # after the last group, group g sits at bits g*L .. g*L+L-1. Every flip-flop takes
-        # its neighbour (no per-group write decoding), enabled by t alone.
+        shift_in = Signal(L)
+        m.d.comb += shift_in.eq(Cat(*fired_bits))
+        emit = Signal()
+        with m.If(step | emit):
+            # While emitting, what enters is never read: collecting the next token
+            # replaces every entry.
+            m.d.sync += chain.eq(Cat(chain[L:], shift_in))
         with m.If(step):
-            for k in range(T):
-                with m.If(t == k):
-                    m.d.sync += spikes[k].eq(Cat(spikes[k][L:], *fired_bits))
             with m.If(t == T - 1):
                 m.d.sync += t.eq(0)
                 with m.If(g == G - 1):
@@ -136,11 +145,9 @@ class LIFArray(wiring.Component):
             with m.Else():
                 m.d.sync += t.eq(t + 1)
 
-        m.d.comb += self.o.valid.eq(phase == Phase.EMIT)
-        with m.Switch(t_out):
-            for k in range(T):
-                with m.Case(k):
-                    m.d.comb += self.o.payload.eq(spikes[k])
+        m.d.comb += [self.o.valid.eq(phase == Phase.EMIT), emit.eq(self.o.valid & self.o.ready)]
+        m.d.comb += self.o.payload.eq(Cat(*[chain[(g_ * T) * L:(g_ * T + 1) * L]
+                                            for g_ in range(G)]))
         with m.If(self.o.valid & self.o.ready):
             with m.If(t_out == T - 1):
                 m.d.sync += [t_out.eq(0), phase.eq(Phase.COLLECT)]
@@ -158,8 +165,8 @@ class LIFArray(wiring.Component):
 
     def resources(self, family: str) -> Resources:
         """Calibrated with Yosys 0.70 (within about 10%): per lane an adder, a
-        comparator and the reset mux; the threshold table (a ROM over the groups); the
-        T-to-1 output multiplexer over the spike registers; counters."""
+        comparator and the reset mux; the threshold table (a ROM over the groups); counters.
+        The spike shift register costs flip-flops only (on an iCE40, a logic cell each)."""
         L, T, G, C = self.lanes, self.time_steps, self.groups, self.channels
         ff = T * C + L * self.state_bits + bits_for(G) + 2 * bits_for(T) + 1
         if self.repeat:
@@ -169,16 +176,8 @@ class LIFArray(wiring.Component):
         lane_factor, mux_factor = (3.0, 1.0) if family == "ice40" else (4.2, 1.15)
         per_lane = lane_factor * self.state_bits + (self.in_width if self.repeat else 0)
         table = L * self.state_bits * _rom_luts(G)
-        out_mux = C * _mux_luts(T)
-        lut = round(L * per_lane + mux_factor * (table + out_mux)
-                    + 3 * bits_for(G) + 4 * bits_for(T) + 50)
+        lut = round(L * per_lane + mux_factor * table + 3 * bits_for(G) + 4 * bits_for(T))
         return Resources(lut=lut, ff=ff)
-
-
-def _mux_luts(n: int) -> int:
-    """LUT4s of an n-to-1 multiplexer of one bit (a LUT4 muxes 2 inputs with its select,
-    or 3 with two selects; a tree of those)."""
-    return 0 if n <= 1 else max(1, (n + 1) // 2)
 
 
 def _rom_luts(entries: int) -> int:

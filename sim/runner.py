@@ -105,7 +105,9 @@ def verilog_of(component, name: str = "top") -> str:
     """Verilog text of an Amaranth component (ports from its signature)."""
     from amaranth.back import verilog
 
-    return verilog.convert(component, name=name, emit_src=False)
+    from rtl_templates.spram_fifo import with_sim_models
+
+    return with_sim_models(verilog.convert(component, name=name, emit_src=False))
 
 
 @dataclass

@@ -281,8 +281,8 @@ def test_inspect_prints_summary(tmp_path, capsys, good_bytes):
     path.write_bytes(good_bytes)
     code, out, err = _run_cli(["inspect", str(path), "--no-accuracy"], capsys)
     assert code == 0 and err == ""
-    for words in ("digits-tiny", "blocks.0.agg_lif", "weight memory: 81,216 bits",
-                  "fit (66 % used)", "parameters: 10,426"):
+    for words in ("digits-tiny", "blocks.0.agg_lif", "weight memory: 64,832 bits",
+                  "fit (53 % used)", "parameters: 8,346"):
         assert words in out
 
 
