@@ -1,0 +1,275 @@
+"""The accelerator on a board: a UART link (docs/protocol.md), a self-test and LEDs.
+
+`BoardCore` is all the logic with plain ports (UART pins, LEDs, a button), the
+design the system test simulates; `BoardTop` wraps it for an amaranth-boards
+platform, requesting the pins. Only one image is in the accelerator at a time:
+the link, not the accelerator, limits the image rate.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Elaboratable, Module, Signal
+from amaranth.build.res import ResourceError
+from amaranth.lib import io, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from hwgen.graph import Graph
+from hwgen.protocol import Geometry, image_bytes, model_geometry
+from hwgen.top import Accelerator
+from rtl_templates.common import bits_for, check_int
+from rtl_templates.frames import (
+    CLASSIFY,
+    OK,
+    PING,
+    SELFTEST,
+    ImageROM,
+    RequestParser,
+    ResponseBuilder,
+)
+from rtl_templates.uart import UartRx, UartTx, baud_divisor
+
+LOCAL = 0  # tag of a self-test started at power-up or by the button: no reply is sent
+MIN_GAP_BYTES = 3  # the resynchronisation gap is at least this many byte times
+DEFAULT_TIMEOUT_S = 0.02  # quiet line that ends a frame: far above USB-serial packet gaps
+
+
+def led_pattern(cls: int | None, classes: int, leds: int) -> int:
+    """What `ClassLeds` shows for class `cls` (None: no self-test has finished yet), as
+    an int whose bit k is LED k. One-hot when there are at least `classes` LEDs; else
+    the class in binary on LEDs 0.. (LED 0 the least significant bit), and the LED above
+    them lit once a result is shown."""
+    if cls is None:
+        return 0
+    if leds >= classes:
+        return 1 << cls
+    bits = bits_for(classes)
+    value = cls | (1 << bits)  # the "shown" LED
+    return value & ((1 << leds) - 1)
+
+
+class ClassLeds(wiring.Component):
+    """Shows the latest self-test class on LEDs (encoding: `led_pattern`).
+
+    Parameters: ``classes``, ``leds`` (how many LEDs the board has).
+    Ports: ``cls`` and ``show`` (a strobe: latch ``cls``); ``leds`` (bit k drives LED k).
+    Latency: the LEDs change the cycle after ``show``; all are off until the first one.
+    """
+
+    def __init__(self, *, classes: int, leds: int):
+        self.classes = check_int("classes", classes)
+        self.n = check_int("leds", leds)
+        super().__init__({"cls": In(bits_for(classes)), "show": In(1), "leds": Out(leds)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        with m.If(self.show):
+            if self.n >= self.classes:
+                m.d.sync += self.leds.eq((Const(1, self.n) << self.cls)[:self.n])
+            else:
+                bits = bits_for(self.classes)
+                m.d.sync += self.leds.eq((self.cls | (1 << bits))[:self.n])
+        return m
+
+
+def default_selftest_image(model):
+    """The built-in image: the first digits test image for digits-tiny, else a seeded
+    random image (seed 0), as [C, H, W] integers."""
+    from hwgen.commands import sample_images
+
+    return sample_images(model, 1, seed=0)[0][0]
+
+
+def pixel_words(pixels, cfg) -> list[int]:
+    """The accelerator's pixel beats of one image [C, H, W]: the CLASSIFY payload's bytes,
+    channel c of a pixel in bits [c*pixel_bits, (c+1)*pixel_bits)."""
+    data = image_bytes(pixels, cfg)
+    c, pb = cfg.image_channels, cfg.pixel_bits
+    return [sum(data[p * c + k] << (k * pb) for k in range(c)) for p in range(len(data) // c)]
+
+
+class BoardCore(wiring.Component):
+    """The board top's logic with plain ports: UART pins in and out, LEDs, a button.
+
+    Parameters: ``graph`` (the accelerator), ``divisor`` (clock cycles per UART bit, >= 4),
+    ``gap`` (cycles of quiet line that time out a frame and end a resynchronisation;
+    at least 3 byte times), ``leds`` (LED count), ``selftest_image`` ([C, H, W] pixels;
+    None: `default_selftest_image`).
+
+    Ports: ``rx`` (UART in, idles high), ``tx`` (UART out), ``leds`` (bit k drives LED
+    k, 1 = lit), ``button`` (active high, asynchronous; a rising edge starts a self-test),
+    ``busy`` (an image is in the accelerator).
+
+    Behaviour: at power-up, and on a button press, the built-in image is classified and
+    its class shown on the LEDs (`led_pattern`), with no UART reply. Requests from the
+    host (docs/protocol.md): CLASSIFY replies with the class and logits; SELFTEST
+    classifies the built-in image, shows it on the LEDs and replies like CLASSIFY; PING
+    replies with the geometry; a bad frame is answered with an error reply and the next
+    frame is parsed afresh. An image enters the accelerator only when the previous
+    result has left it, so results and replies never interleave.
+    """
+
+    def __init__(self, graph: Graph, *, divisor: int, gap: int, leds: int,
+                 selftest_image=None):
+        self.graph = graph
+        model = graph.model
+        self.cfg = cfg = model.config
+        self.divisor = check_int("divisor", divisor, 4)
+        self.gap = check_int("gap", gap, MIN_GAP_BYTES * 10 * divisor)
+        self.n_leds = check_int("leds", leds)
+        self.geometry: Geometry = model_geometry(model)
+        image = default_selftest_image(model) if selftest_image is None else selftest_image
+        self.selftest_words = pixel_words(image, cfg)
+        self.accelerator = Accelerator(graph)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(leds),
+                          "button": In(1), "busy": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, geo = self.cfg, self.geometry
+        acc_bits = self.graph.model.head.acc_bits
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.submodules.parser = parser = RequestParser(
+            pixels=geo.pixels, channels=geo.channels, pixel_bits=geo.pixel_bits, gap=self.gap)
+        m.submodules.builder = builder = ResponseBuilder(
+            classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
+        m.submodules.rom = rom = ImageROM(self.selftest_words,
+                                          width=cfg.image_channels * cfg.pixel_bits)
+        m.submodules.accelerator = acc = self.accelerator
+        m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds)
+
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.leds.eq(class_leds.leds),
+                     parser.frame_error.eq(urx.frame_error), parser.overrun.eq(urx.overrun)]
+        wiring.connect(m, urx.o, parser.i)
+        wiring.connect(m, builder.o, utx.i)
+
+        # Button: synchronised, rising edge. Bounces can only queue one more self-test.
+        button = Signal()
+        button_prev = Signal()
+        m.submodules.button_sync = FFSynchronizer(self.button, button, stages=2)
+        m.d.sync += button_prev.eq(button)
+        local_pending = Signal(init=1)  # the power-up self-test
+        with m.If(button & ~button_prev):
+            m.d.sync += local_pending.eq(1)
+
+        inflight = Signal()  # an image is in the accelerator
+        tag = Signal(8)  # who asked: CLASSIFY, SELFTEST or LOCAL
+        from_rom = Signal()
+        m.d.comb += self.busy.eq(inflight)
+
+        # Requests: PING and errors are answered at once; CLASSIFY and SELFTEST wait until
+        # the accelerator is free (a pending local self-test goes first).
+        req = parser.req
+        is_ctrl = Signal()
+        m.d.comb += [
+            is_ctrl.eq((req.payload.status != OK) | (req.payload.cmd == PING)),
+            builder.ctrl.payload.eq(req.payload),
+            builder.ctrl.valid.eq(req.valid & is_ctrl),
+        ]
+        start_req = Signal()
+        with m.If(is_ctrl):
+            m.d.comb += req.ready.eq(builder.ctrl.ready)
+        with m.Else():
+            m.d.comb += [req.ready.eq(~inflight & ~local_pending),
+                         start_req.eq(req.valid & ~inflight & ~local_pending)]
+        with m.If(start_req):
+            is_selftest = req.payload.cmd == SELFTEST
+            m.d.sync += [inflight.eq(1), tag.eq(req.payload.cmd), from_rom.eq(is_selftest)]
+            m.d.comb += rom.start.eq(is_selftest)
+        with m.Elif(local_pending & ~inflight):
+            m.d.sync += [inflight.eq(1), tag.eq(LOCAL), from_rom.eq(1), local_pending.eq(0)]
+            m.d.comb += rom.start.eq(1)
+
+        # The accelerator's input: the parser's verified image or the built-in one.
+        with m.If(from_rom):
+            wiring.connect(m, rom.o, acc.i)
+        with m.Else():
+            wiring.connect(m, parser.o, acc.i)
+
+        # Results: to the host unless a local self-test asked; self-tests light the LEDs.
+        res = acc.o
+        to_host = Signal()
+        m.d.comb += [
+            to_host.eq(tag != LOCAL),
+            builder.result.payload.cmd.eq(tag),
+            builder.result.payload.result.eq(res.payload),
+            builder.result.valid.eq(res.valid & to_host),
+            res.ready.eq(builder.result.ready | ~to_host),
+            class_leds.cls.eq(res.payload.cls),
+        ]
+        with m.If(res.valid & res.ready):
+            m.d.sync += inflight.eq(0)
+            m.d.comb += class_leds.show.eq(tag != CLASSIFY)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """The accelerator on an amaranth-boards platform, behind a UART.
+
+    ``BoardTop(graph, clock_hz=None, baud=115200, selftest_image=None,
+    timeout_s=0.02, pmod_leds=True)``; build it with ``platform.build(top, ...)``.
+    ``clock_hz`` is the platform's default clock (None: read from the platform).
+
+    Pins requested: ``uart`` 0 (rx, tx), every ``led`` the platform has (``led`` 0, 1,
+    ...; on an iCEBreaker with ``pmod_leds`` the break-off PMOD's five LEDs are added as
+    ``led`` 2..6), and ``button`` 0 if present (a press runs the self-test). The UART's
+    divisor comes from `baud_divisor` (an error if the clock cannot make the baud rate
+    within 1 %).
+    """
+
+    def __init__(self, graph: Graph, *, clock_hz: float | None = None, baud: int = 115200,
+                 selftest_image=None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 pmod_leds: bool = True):
+        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+            raise TypeError(f"timeout_s must be a positive number, not {timeout_s!r}")
+        self.graph = graph
+        self.baud = baud
+        self.clock_hz = clock_hz
+        self.timeout_s = timeout_s
+        self.pmod_leds = pmod_leds
+        self.selftest_image = selftest_image
+        self.divisor = baud_divisor(clock_hz, baud) if clock_hz is not None else None
+        self.core: BoardCore | None = None
+
+    def elaborate(self, platform) -> Module:
+        if platform is None:
+            raise ValueError("BoardTop needs an amaranth-boards platform; simulate BoardCore")
+        clock_hz = self.clock_hz if self.clock_hz is not None else platform.default_clk_frequency
+        divisor = self.divisor or baud_divisor(clock_hz, self.baud)
+        gap = max(round(self.timeout_s * clock_hz), MIN_GAP_BYTES * 10 * divisor)
+        if (self.pmod_leds and hasattr(platform, "break_off_pmod")
+                and ("led", 2) not in platform.resources):
+            platform.add_resources(platform.break_off_pmod)
+
+        m = Module()
+        uart = platform.request("uart", 0, dir="-")
+        leds = []
+        while True:
+            try:
+                leds.append(platform.request("led", len(leds), dir="-"))
+            except ResourceError:
+                break
+        if not leds:
+            raise ValueError(f"platform {type(platform).__name__} has no 'led' resource")
+        self.core = core = BoardCore(self.graph, divisor=divisor, gap=gap, leds=len(leds),
+                                     selftest_image=self.selftest_image)
+        m.submodules.core = core
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+        for k, led in enumerate(leds):
+            m.submodules[f"led_buffer{k}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(core.leds[k])
+        if ("button", 0) in platform.resources:
+            m.submodules.button_buffer = btn = io.Buffer("i", platform.request("button", 0,
+                                                                               dir="-"))
+            m.d.comb += core.button.eq(btn.i)
+        return m
+
+
+def board_core_verilog(core: BoardCore, name: str = "top") -> str:
+    from amaranth.back import verilog
+
+    return verilog.convert(core, name=name, emit_src=False)
+

@@ -1,0 +1,443 @@
+"""Request and response frames of the board's UART link, in hardware (docs/protocol.md).
+
+`RequestParser` checks request frames byte by byte and releases a verified
+image into the accelerator; `ResponseBuilder` turns results and status replies
+into response frames; `ImageROM` streams a built-in image (the self-test). The
+constants mirror `hwgen.protocol`, the host side (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import check_int
+from rtl_templates.head import result_layout
+
+SYNC_REQUEST = 0xA5
+SYNC_RESPONSE = 0x5A
+CLASSIFY, SELFTEST, PING = 0x43, 0x53, 0x50
+OK, ERR_SYNC, ERR_COMMAND, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_UART, ERR_RANGE = range(8)
+CRC8_POLY = 0x07
+
+MIN_GAP = 2  # cycles of quiet line that end a drain / time a frame out
+
+
+def _crc8_step(x: int) -> int:
+    for _ in range(8):
+        x = ((x << 1) ^ CRC8_POLY if x & 0x80 else x << 1) & 0xFF
+    return x
+
+
+# CRC-8 is linear over GF(2): output bit i is the XOR of the bits j of (crc ^ byte) whose
+# unit vector sets bit i.
+_CRC8_TAPS = [[j for j in range(8) if _crc8_step(1 << j) >> i & 1] for i in range(8)]
+
+
+def crc8_next(crc: Value, byte: Value) -> Value:
+    """CRC-8/SMBUS (poly 0x07, MSB first) after one more byte: an XOR network, no state."""
+    x = Value.cast(crc ^ byte)[:8]
+    return Cat(*(Cat(*(x[j] for j in taps)).xor() for taps in _CRC8_TAPS))
+
+
+def control_layout() -> data.StructLayout:
+    """A reply without a result: the command it answers and a status (OK only for PING)."""
+    return data.StructLayout({"cmd": unsigned(8), "status": unsigned(8)})
+
+
+def result_reply_layout(classes: int, acc_bits: int) -> data.StructLayout:
+    """A result to send: the command it answers (CLASSIFY or SELFTEST) and the head's beat."""
+    return data.StructLayout({"cmd": unsigned(8), "result": result_layout(classes, acc_bits)})
+
+
+def _replay(m: Module, mem: Memory, o, left: Signal, start: Value) -> Value:
+    """Stream every word of `mem` on `o` from address 0; `start` (a strobe, only while
+    `left == 0`) begins it. The read port's data register is the output register, as in
+    StreamFIFO. Returns the strobe of the last word leaving."""
+    depth = mem.depth
+    rd = mem.read_port(domain="sync")
+    rp = Signal(range(depth))
+    advance = Signal()
+    m.d.comb += [
+        advance.eq(~o.valid | o.ready),
+        rd.addr.eq(rp), rd.en.eq(advance & (left != 0)),
+        o.payload.eq(rd.data),
+    ]
+    with m.If(advance):
+        m.d.sync += o.valid.eq(left != 0)
+        with m.If(left != 0):
+            m.d.sync += [rp.eq(rp + 1), left.eq(left - 1)]
+    with m.If(start):
+        m.d.sync += [rp.eq(0), left.eq(depth)]
+    last = Signal()
+    m.d.comb += last.eq(o.valid & o.ready & (left == 0))
+    return last
+
+
+def _check_pixels(pixels, channels, pixel_bits) -> None:
+    check_int("pixels", pixels)
+    check_int("channels", channels)
+    if channels > 255:
+        raise ValueError(f"channels must be at most 255, not {channels!r}")
+    if not isinstance(pixel_bits, int) or isinstance(pixel_bits, bool) or not 1 <= pixel_bits <= 8:
+        raise TypeError(f"pixel_bits must be an integer in 1..8, not {pixel_bits!r}")
+    if pixels * channels > 0xFFFF:
+        raise ValueError(f"pixels * channels must be at most 65535, not {pixels * channels!r}")
+
+
+class RequestParser(wiring.Component):
+    """Checks request frames and releases each verified image as pixel beats.
+
+    Parameters: ``pixels`` (N, beats per image), ``channels`` (C, bytes per pixel),
+    ``pixel_bits`` (1..8; a byte with bits set above them is a range error), ``gap``
+    (cycles of quiet line, >= 2, that time out an unfinished frame and end a drain;
+    choose several byte times).
+
+    Ports: sink ``i`` (bytes from a UartRx); ``frame_error``, ``overrun`` (the UartRx's
+    pulses: bytes were lost); source ``req`` (`control_layout`: one beat per frame, OK or
+    an error code); source ``o`` (pixels, ``unsigned(C * pixel_bits)``, channel c in bits
+    ``[c*pixel_bits, (c+1)*pixel_bits)``, N beats after each OK CLASSIFY ``req`` beat).
+
+    Frame checks, in order: sync byte, command, length (the command's own), then per
+    payload byte the range, then the CRC-8. A bad sync, command or length, a UART error
+    or a lost byte starts a drain: bytes are discarded until the line has been quiet for
+    ``gap`` cycles, then the error goes out on ``req``, so a burst of garbage earns one
+    error and the next frame starts clean. A frame that stops for ``gap`` cycles is
+    answered ERR_TIMEOUT; a bad checksum (or range) is answered at once.
+
+    Buffering: the payload goes into a memory of N words of ``C * pixel_bits`` bits;
+    only after the CRC matched are the words released, so a corrupt frame never
+    reaches ``o``.
+
+    Backpressure and latency: ``i`` is ready from the first byte of a frame to its last
+    (one byte per cycle; a UartRx delivers one per ``10 * divisor``), so nothing is
+    lost while the host follows the protocol. From the ``req`` beat to the end of an
+    image's release, ``i`` is not ready: bytes the host sends meanwhile are lost in
+    the UartRx (an overrun, answered ERR_UART after the frame). ``req`` is offered the
+    cycle after the checksum byte (or the drain's end) and held until taken; ``o``
+    offers the first word two cycles after the ``req`` beat and then one word per cycle
+    that ``o`` is ready.
+    """
+
+    def __init__(self, *, pixels: int, channels: int, pixel_bits: int, gap: int):
+        _check_pixels(pixels, channels, pixel_bits)
+        self.pixels, self.channels, self.pixel_bits = pixels, channels, pixel_bits
+        self.gap = check_int("gap", gap, MIN_GAP)
+        super().__init__({
+            "i": In(stream.Signature(unsigned(8))),
+            "frame_error": In(1), "overrun": In(1),
+            "req": Out(stream.Signature(control_layout())),
+            "o": Out(stream.Signature(unsigned(channels * pixel_bits))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        n, c, pb = self.pixels, self.channels, self.pixel_bits
+        m.submodules.buffer = mem = Memory(shape=unsigned(c * pb), depth=n, init=[])
+        wr = mem.write_port()
+
+        byte = self.i.payload
+        got = Signal()
+        m.d.comb += got.eq(self.i.valid & self.i.ready)
+        crc = Signal(8)
+        crc_next = crc8_next(crc, byte)
+        cmd = Signal(8)
+        status = Signal(8)
+        len_lo = Signal(8)
+        chan = Signal(range(c))
+        addr = Signal(range(n))
+        word = Signal(c * pb)
+        range_bad = Signal()
+        lost = Signal()  # a byte was dropped by the UartRx (overrun) since the last check
+
+        # Cycles since the line last showed a byte or a framing error.
+        quiet = Signal(range(self.gap + 1))
+        restart = Signal()
+        quiet_done = Signal()
+        m.d.comb += quiet_done.eq(quiet == self.gap)
+        with m.If(got | self.frame_error | restart):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(~quiet_done):
+            m.d.sync += quiet.eq(quiet + 1)
+
+        m.d.comb += [
+            self.req.payload.cmd.eq(cmd), self.req.payload.status.eq(status),
+            wr.addr.eq(addr),
+        ]
+        if c > 1:
+            m.d.comb += wr.data.eq(Cat(word[:(c - 1) * pb], byte[:pb]))
+        else:
+            m.d.comb += wr.data.eq(byte[:pb])
+
+        left = Signal(range(n + 1))
+        released = _replay(m, mem, self.o, left, self.req.valid & self.req.ready
+                           & (status == OK) & (cmd == CLASSIFY))
+
+        def fail(code: int, next_state: str = "DRAIN") -> None:
+            m.d.sync += status.eq(code)
+            m.d.comb += restart.eq(1)
+            m.next = next_state
+
+        def receiving(state_body) -> None:
+            """Common to states inside a frame: UART errors drain, quiet times out."""
+            with m.If(lost | self.frame_error):
+                fail(ERR_UART)
+            with m.Elif(got):
+                m.d.sync += crc.eq(crc_next)
+                state_body()
+            with m.Elif(quiet_done):
+                fail(ERR_TIMEOUT, "EMIT")
+
+        with m.FSM(init="IDLE"):
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                m.d.sync += cmd.eq(0)
+                with m.If(lost | self.frame_error):
+                    fail(ERR_UART)
+                with m.Elif(got):
+                    m.d.sync += crc.eq(crc8_next(Const(0, 8), byte))
+                    with m.If(byte == SYNC_REQUEST):
+                        m.next = "CMD"
+                    with m.Else():
+                        fail(ERR_SYNC)
+
+            with m.State("CMD"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_cmd():
+                    m.d.sync += cmd.eq(byte)
+                    with m.If((byte == CLASSIFY) | (byte == SELFTEST) | (byte == PING)):
+                        m.next = "LEN0"
+                    with m.Else():
+                        fail(ERR_COMMAND)
+                receiving(on_cmd)
+
+            with m.State("LEN0"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_len0():
+                    m.d.sync += len_lo.eq(byte)
+                    m.next = "LEN1"
+                receiving(on_len0)
+
+            with m.State("LEN1"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_len1():
+                    length = Cat(len_lo, byte)
+                    with m.If(cmd == CLASSIFY):
+                        with m.If(length == n * c):
+                            m.d.sync += [chan.eq(0), addr.eq(0), range_bad.eq(0)]
+                            m.next = "PAYLOAD"
+                        with m.Else():
+                            fail(ERR_LENGTH)
+                    with m.Elif(length == 0):
+                        m.d.sync += range_bad.eq(0)
+                        m.next = "CHECK"
+                    with m.Else():
+                        fail(ERR_LENGTH)
+                receiving(on_len1)
+
+            with m.State("PAYLOAD"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_payload():
+                    if pb < 8:
+                        with m.If(byte[pb:] != 0):
+                            m.d.sync += range_bad.eq(1)
+                    with m.If(chan == c - 1):
+                        m.d.comb += wr.en.eq(1)
+                        m.d.sync += [chan.eq(0), addr.eq(addr + 1)]
+                        with m.If(addr == n - 1):
+                            m.next = "CHECK"
+                    if c > 1:
+                        with m.Else():
+                            m.d.sync += [word.word_select(chan, pb).eq(byte[:pb]),
+                                         chan.eq(chan + 1)]
+                receiving(on_payload)
+
+            with m.State("CHECK"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_check():
+                    # `crc` is the CRC of every byte before this one (it is not updated
+                    # with the check byte: receiving() registers crc_next, unused from here).
+                    with m.If(byte != crc):
+                        m.d.sync += status.eq(ERR_CHECKSUM)
+                    with m.Elif(range_bad):
+                        m.d.sync += status.eq(ERR_RANGE)
+                    with m.Else():
+                        m.d.sync += status.eq(OK)
+                    m.next = "EMIT"
+                receiving(on_check)
+
+            with m.State("DRAIN"):
+                m.d.comb += self.i.ready.eq(1)
+                m.d.sync += lost.eq(0)
+                with m.If(quiet_done & ~got):
+                    m.next = "EMIT"
+
+            with m.State("EMIT"):
+                m.d.comb += self.req.valid.eq(1)
+                with m.If(self.req.ready):
+                    with m.If((status == OK) & (cmd == CLASSIFY)):
+                        m.next = "RELEASE"
+                    with m.Else():
+                        m.next = "IDLE"
+
+            with m.State("RELEASE"):
+                with m.If(released):
+                    m.next = "IDLE"
+
+        # Checked (and cleared) in IDLE and inside frames; an overrun always sets it.
+        with m.If(self.overrun):
+            m.d.sync += lost.eq(1)
+        with m.Elif(self.i.ready & (lost | self.frame_error)):
+            m.d.sync += lost.eq(0)
+        return m
+
+
+class ImageROM(wiring.Component):
+    """A built-in image (the self-test's) streamed as pixel beats on demand.
+
+    Parameters: ``words`` (the N pixel words, token raster order), ``width`` (bits per
+    word).
+
+    Ports: ``start`` (strobe: begin an image; ignored while ``busy``); ``busy`` (high
+    from the cycle after ``start`` until the last word has left); source ``o``
+    (``unsigned(width)``, N beats per start).
+
+    Latency: the first word is offered two cycles after ``start``; then one word per
+    cycle that ``o`` is ready. The words live in a memory with a synchronous read port,
+    so synthesis may put them in block RAM or LUTs.
+    """
+
+    def __init__(self, words, *, width: int):
+        self.width = check_int("width", width)
+        words = list(words)
+        if not words:
+            raise ValueError("words must not be empty")
+        bad = [w for w in words if not isinstance(w, int) or not 0 <= w < 1 << width]
+        if bad:
+            raise ValueError(f"words must be integers in 0..{(1 << width) - 1}, not {bad[0]!r}")
+        self.words = words
+        super().__init__({"start": In(1), "busy": Out(1),
+                          "o": Out(stream.Signature(unsigned(width)))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.rom = mem = Memory(shape=unsigned(self.width), depth=len(self.words),
+                                        init=self.words)
+        left = Signal(range(len(self.words) + 1))
+        go = Signal()
+        m.d.comb += go.eq(self.start & ~self.busy)
+        last = _replay(m, mem, self.o, left, go)
+        with m.If(go):
+            m.d.sync += self.busy.eq(1)
+        with m.Elif(last):
+            m.d.sync += self.busy.eq(0)
+        return m
+
+
+class ResponseBuilder(wiring.Component):
+    """Response frames from result beats and control replies, as bytes for a UartTx.
+
+    Parameters: ``classes``, ``acc_bits`` (the head's result beat), ``ping_payload``
+    (the constant bytes a PING is answered with).
+
+    Ports: sink ``result`` (`result_reply_layout`); sink ``ctrl`` (`control_layout`:
+    status OK is answered with ``ping_payload``, an error code with an empty payload);
+    source ``o`` (bytes).
+
+    Frame: SYNC_RESPONSE, cmd, status, length (16-bit little-endian), payload, CRC-8 of
+    every byte before it. A result's payload is the class (one byte) and each logit,
+    sign-extended to ``ceil(acc_bits / 8)`` bytes, little-endian.
+
+    Latency and backpressure: when idle, a valid input is taken up (``result`` first);
+    its first byte is offered the next cycle, the rest one per cycle that ``o`` is
+    ready. The input beat is held (its payload is read in place, not copied) and
+    accepted in the cycle its frame's last byte leaves, so ``ready`` of the inputs is
+    ``o.ready`` in that cycle and low otherwise.
+    """
+
+    def __init__(self, *, classes: int, acc_bits: int, ping_payload: bytes):
+        self.classes = check_int("classes", classes)
+        if classes > 256:
+            raise ValueError(f"classes must be at most 256, not {classes!r}")
+        self.acc_bits = check_int("acc_bits", acc_bits)
+        if not isinstance(ping_payload, (bytes, bytearray)) or len(ping_payload) > 0xFFFF:
+            raise TypeError(f"ping_payload must be bytes (at most 65535), not {ping_payload!r}")
+        self.ping_payload = bytes(ping_payload)
+        self.logit_bytes = -(-acc_bits // 8)
+        super().__init__({
+            "result": In(stream.Signature(result_reply_layout(classes, acc_bits))),
+            "ctrl": In(stream.Signature(control_layout())),
+            "o": Out(stream.Signature(unsigned(8))),
+        })
+
+    def _frames(self, m: Module) -> list[list[Value]]:
+        """Bytes before the CRC of each frame kind: result, pong, error."""
+        def header(cmd, status, length: int) -> list[Value]:
+            return [Const(SYNC_RESPONSE, 8), cmd, status, Const(length & 0xFF, 8),
+                    Const(length >> 8, 8)]
+
+        res = self.result.payload
+        nb = self.logit_bytes
+        logit_bytes = []
+        for k in range(self.classes):
+            ext = Signal(signed(8 * nb), name=f"logit{k}")
+            m.d.comb += ext.eq(res.result.logits[k])
+            logit_bytes += [ext[8 * b:8 * (b + 1)] for b in range(nb)]
+        cls = Value.cast(res.result.cls)
+        result = header(res.cmd, Const(OK, 8), 1 + self.classes * nb) + [cls] + logit_bytes
+        ctrl = self.ctrl.payload
+        pong = header(ctrl.cmd, ctrl.status, len(self.ping_payload)) + [
+            Const(b, 8) for b in self.ping_payload]
+        error = header(ctrl.cmd, ctrl.status, 0)
+        return [result, pong, error]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        frames = self._frames(m)
+        longest = max(len(f) for f in frames)
+        active = Signal()
+        kind = Signal(range(len(frames)))
+        k = Signal(range(longest + 1))
+        crc = Signal(8)
+        byte = Signal(8)
+        last = Signal()
+
+        with m.Switch(kind):
+            for idx, frame in enumerate(frames):
+                with m.Case(idx):
+                    m.d.comb += last.eq(k == len(frame))
+                    with m.Switch(k):
+                        for pos, value in enumerate(frame):
+                            with m.Case(pos):
+                                m.d.comb += byte.eq(value)
+                        with m.Default():
+                            m.d.comb += byte.eq(crc)
+
+        fire = Signal()
+        m.d.comb += [
+            self.o.valid.eq(active), self.o.payload.eq(byte),
+            fire.eq(self.o.valid & self.o.ready),
+            self.result.ready.eq(fire & last & (kind == 0)),
+            self.ctrl.ready.eq(fire & last & (kind != 0)),
+        ]
+        with m.If(fire):
+            m.d.sync += [crc.eq(crc8_next(crc, byte)), k.eq(k + 1)]
+            with m.If(last):
+                m.d.sync += active.eq(0)
+        with m.If(~active):
+            m.d.sync += [k.eq(0), crc.eq(0)]
+            with m.If(self.result.valid):
+                m.d.sync += [active.eq(1), kind.eq(0)]
+            with m.Elif(self.ctrl.valid):
+                m.d.sync += [active.eq(1),
+                             kind.eq(Mux(self.ctrl.payload.status == OK, 1, 2))]
+        return m
+
