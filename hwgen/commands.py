@@ -263,3 +263,7 @@ def register(sub) -> None:
                    help="simulator processes (default 2)")
     s.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     s.set_defaults(func=cmd_sim)
+
+    from hwgen.run import register_run  # `hwgen run`: the board link (argparse only)
+
+    register_run(sub)
