@@ -97,10 +97,17 @@ def _geometry_difference(board: P.Geometry, host: P.Geometry) -> str | None:
     return None
 
 
+def builtin_image(model):
+    """The board top's self-test image (hwgen.board_top.default_selftest_image, without
+    importing Amaranth): the first digits test image, or random with seed 0."""
+    from hwgen.commands import sample_images
+
+    return sample_images(model, 1, seed=0)[0][0]
+
+
 def run_images(link, model, pixels, labels=None, *, out=print) -> RunReport:
     """PING (check the geometry), SELFTEST, then CLASSIFY every image [B, C, H, W];
     print one line per image against the golden model and return the figures."""
-    from hwgen.commands import sample_images
     from quant import golden
 
     cfg = model.config
@@ -118,9 +125,7 @@ def run_images(link, model, pixels, labels=None, *, out=print) -> RunReport:
             f"this one {host.model_id:08x}): expect differences")
     report = RunReport(labels=labels)
 
-    # The self-test image is the board top's built-in one (hwgen.board_top).
-    selftest_image = sample_images(model, 1, seed=0)[0]
-    want = golden.run(model, selftest_image, taps=False)
+    want = golden.run(model, builtin_image(model).unsqueeze(0), taps=False)
     st = client.selftest()
     report.selftest_ok = st.cls == int(want["pred"][0]) and list(st.logits) == want["logits"][0].tolist()
     out(f"self-test: class {st.cls} (golden {int(want['pred'][0])}) "

@@ -1,0 +1,196 @@
+"""`hwgen run` without hardware: a fake board answers through the protocol encoder with the
+golden model (and with scripted faults); pyserial's loop:// and a missing device check the
+real port path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hwgen import cli
+from hwgen import protocol as P
+from hwgen import run as R
+from hwgen.commands import BUNDLED_MODEL, sample_images
+from quant import golden
+from quant.config import get_config
+from quant.model_file import load_model
+from quant.random_model import random_int_model
+
+
+class FakeBoard:
+    """A programmed board in software, with pyserial's read/write: each write is one
+    request frame; replies come from the golden model via hwgen.protocol. Faults are
+    keyed by the request number (0 = the first request, usually PING)."""
+
+    def __init__(self, model, *, silent=(), corrupt=(), error=(), wrong_logit=(),
+                 selftest_image=None):
+        self.model = model
+        self.geo = P.model_geometry(model)
+        self.selftest_image = (R.builtin_image(model) if selftest_image is None
+                               else selftest_image)
+        self.faults = {"silent": set(silent), "corrupt": set(corrupt), "error": set(error),
+                       "wrong_logit": set(wrong_logit)}
+        self.requests = 0
+        self.out = bytearray()
+        self.closed = False
+
+    def _answer(self, frame: bytes) -> bytes:
+        try:
+            req = P.decode_request(frame, self.geo)
+        except P.ProtocolError as e:
+            return P.encode_error(e.cmd, e.status)
+        if req.cmd == P.PING:
+            return P.encode_pong(self.geo)
+        if req.cmd == P.SELFTEST:
+            pixels = self.selftest_image.unsqueeze(0)
+        else:
+            cfg = self.model.config
+            h, w = cfg.image_size
+            pixels = torch.tensor(list(req.payload)).reshape(1, h, w, cfg.image_channels)
+            pixels = pixels.permute(0, 3, 1, 2)
+        g = golden.run(self.model, pixels, taps=False)
+        logits = g["logits"][0].tolist()
+        if self.requests in self.faults["wrong_logit"]:
+            logits[0] += 1
+        return P.encode_result(req.cmd, int(g["pred"][0]), logits, self.geo)
+
+    def write(self, data: bytes) -> int:
+        n, self.requests = self.requests, self.requests + 1
+        if n in self.faults["silent"]:
+            return len(data)
+        if n in self.faults["error"]:
+            reply = P.encode_error(data[1], P.ERR_CHECKSUM)
+        else:
+            reply = bytearray(self._answer(bytes(data)))
+            if n in self.faults["corrupt"]:
+                reply[-2] ^= 0x01
+        self.out += reply
+        return len(data)
+
+    def read(self, n: int) -> bytes:
+        chunk = bytes(self.out[:n])
+        del self.out[:n]
+        return chunk  # empty: a timeout
+
+    def reset_input_buffer(self) -> None:
+        self.out.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def digits():
+    torch.set_num_threads(1)
+    return load_model(BUNDLED_MODEL)
+
+
+def test_fake_board_answers_like_the_golden_model(digits):
+    """The fake itself: a known digits image classified as the golden model says."""
+    pixels, labels = sample_images(digits, 2)
+    board = FakeBoard(digits)
+    client = R.BoardClient(board, P.model_geometry(digits))
+    r = client.classify(pixels[1], digits.config)
+    g = golden.run(digits, pixels[1:2], taps=False)
+    assert r.cls == int(g["pred"][0]) and list(r.logits) == g["logits"][0].tolist()
+
+
+def test_run_images_all_match(digits):
+    pixels, labels = sample_images(digits, 4)
+    lines = []
+    board = FakeBoard(digits)
+    report = R.run_images(board, digits, pixels, labels, out=lines.append)
+    assert (report.images, report.matches, report.selftest_ok) == (4, 4, True)
+    assert report.retried == []
+    assert lines[0].startswith("self-test: class ") and lines[0].endswith("ok")
+    assert lines[1].startswith("image 0: class ") and "MISMATCH" not in "".join(lines)
+    assert board.requests == 2 + 4  # PING, SELFTEST, 4 x CLASSIFY
+    summary = R.format_summary(report)
+    assert summary.startswith("4/4 images match the golden model")
+    assert "accuracy" in summary and "images/s" in summary
+
+
+def test_a_corrupt_reply_and_an_error_frame_are_retried(digits, monkeypatch):
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    pixels, labels = sample_images(digits, 3)
+    board = FakeBoard(digits, corrupt={2}, error={4})
+    report = R.run_images(board, digits, pixels, labels, out=lambda s: None)
+    assert report.matches == 3
+    assert len(report.retried) == 2
+    assert "malformed reply to CLASSIFY" in report.retried[0]
+    assert "CLASSIFY error CHECKSUM" in report.retried[1]
+    assert "2 request(s) retried" in R.format_summary(report)
+
+
+def test_a_silent_board_is_a_one_line_error(digits, monkeypatch):
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    board = FakeBoard(digits, silent={0, 1})
+    pixels, labels = sample_images(digits, 1)
+    with pytest.raises(R.BoardError, match="^no reply to PING within the timeout$"):
+        R.run_images(board, digits, pixels, labels, out=lambda s: None)
+
+
+def test_another_model_on_the_board_is_refused(digits):
+    other = random_int_model(get_config("digits-tiny").replace(num_classes=4), 8, seed=0)
+    pixels, labels = sample_images(digits, 1)
+    with pytest.raises(R.BoardError, match="another model: classes 4 on the board, 10 here"):
+        R.run_images(FakeBoard(other), digits, pixels, labels, out=lambda s: None)
+
+
+def test_same_shape_other_weights_warns_and_mismatches(digits):
+    other = random_int_model(digits.config, 8, seed=3)
+    pixels, labels = sample_images(digits, 3)
+    lines = []
+    report = R.run_images(FakeBoard(other), digits, pixels, labels, out=lines.append)
+    assert lines[0].startswith("warning: the board was built from another model file")
+    assert report.matches < 3 or not report.selftest_ok
+
+
+def _cli(monkeypatch, board, *argv):
+    monkeypatch.setattr(R, "open_link", lambda port, baud, timeout: board)
+    return cli.main(["run", "--port", "fake", *argv])
+
+
+def test_cli_run_prints_each_image_and_a_summary(digits, monkeypatch, capsys):
+    board = FakeBoard(digits)
+    assert _cli(monkeypatch, board, "--images", "3") == 0
+    out = capsys.readouterr().out
+    assert "image 2: class" in out and "3/3 images match the golden model" in out
+    assert board.closed
+
+
+def test_cli_run_fails_on_a_wrong_logit(digits, monkeypatch, capsys):
+    board = FakeBoard(digits, wrong_logit={3})  # PING, SELFTEST, image 0, image 1 <-
+    assert _cli(monkeypatch, board, "--images", "2") == 1
+    cap = capsys.readouterr()
+    assert "image 1: class" in cap.out and "MISMATCH" in cap.out and "golden [" in cap.out
+    assert cap.err.strip() == "hwgen run: error: 1 of 2 images differ(s) from the golden model"
+
+
+def test_cli_run_missing_port_is_one_line(capsys):
+    assert cli.main(["run", "--port", "/dev/no-such-hwgen-port", "--images", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hwgen run: error: cannot open serial port '/dev/no-such-hwgen-port'")
+    assert "\n" not in err
+
+
+def test_cli_run_on_a_port_nobody_answers(capsys, monkeypatch):
+    """pyserial's loop:// echoes our own request back: never a reply frame."""
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    assert cli.main(["run", "--port", "loop://", "--timeout", "0.05", "--images", "1"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "hwgen run: error: no reply to PING within the timeout")
+
+
+def test_cli_run_checks_its_options(capsys):
+    assert cli.main(["run", "--port", "loop://", "--images", "0"]) == 1
+    assert "--images must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_the_self_test_image_is_the_board_tops():
+    from hwgen.board_top import default_selftest_image
+
+    model = random_int_model(get_config("digits-tiny"), 8, seed=0)
+    assert torch.equal(default_selftest_image(model), R.builtin_image(model))
+    other = random_int_model(get_config("cifar-mid"), 8, seed=0)
+    assert torch.equal(default_selftest_image(other), R.builtin_image(other))
