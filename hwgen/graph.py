@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from amaranth import Shape
 from amaranth.lib import wiring
 
 from hwgen.memmap import map_memory
 from quant.config import SasaMode
-from quant.ir import IntModel
+from quant.ir import IntModel, LIFLayer
 from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.head import Head
 from rtl_templates.lif_array import LIFArray
@@ -117,8 +118,9 @@ class Graph:
 
 class _Builder:
     def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int,
-                 family: str | None, spram: int):
+                 family: str | None, spram: int, lif_block: frozenset[str]):
         self.family = family
+        self.lif_block = lif_block
         self.spram_left = spram
         self.m = model
         self.cfg = model.config
@@ -172,9 +174,10 @@ class _Builder:
 
     def lif(self, name: str, lif, channels: int, lanes: int, in_width: int,
             repeat: bool = False):
+        storage = "block" if name in self.lif_block and 16 % lanes == 0 else "registers"
         comp = LIFArray(channels=channels, lanes=lanes, time_steps=self.T, in_width=in_width,
                         vth=lif.vth.tolist(), input_shift=lif.input_shift,
-                        state_bits=lif.state_bits, repeat=repeat)
+                        state_bits=lif.state_bits, repeat=repeat, storage=storage)
         return self.node(name, "lif", comp, name)
 
     def build(self) -> Graph:
@@ -272,11 +275,10 @@ class _Builder:
                 s_dwc = s_to_dwc
             if blk.q_lif.input_shift != blk.k_lif.input_shift:
                 raise ValueError(f"{p}: q and k LIFs must share input_shift")
-            qk_lif = self.node(f"{p}.qk_lif", "lif", LIFArray(
-                channels=2 * D, lanes=fq.pe, time_steps=T, in_width=qk_acc,
-                vth=blk.q_lif.vth.tolist() + blk.k_lif.vth.tolist(),
-                input_shift=blk.q_lif.input_shift,
-                state_bits=max(blk.q_lif.state_bits, blk.k_lif.state_bits)), f"{p}.qk_lif")
+            qk_lif = self.lif(f"{p}.qk_lif", LIFLayer(
+                vth=torch.cat([blk.q_lif.vth, blk.k_lif.vth]),
+                state_bits=max(blk.q_lif.state_bits, blk.k_lif.state_bits),
+                input_shift=blk.q_lif.input_shift), 2 * D, fq.pe, qk_acc)
             g.connect((qk.name, "o"), (qk_lif.name, "i"),
                       self.values_tap([f"{p}.q", f"{p}.k"], grid, 2 * D, qk_acc, fq.pe))
             sasa = self.node(f"{p}.sasa", "sasa", SASA(
@@ -354,13 +356,15 @@ def _cat_rows(a, b) -> list:
 
 
 def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
-                lanes_u: int = 1, family: str | None = None, spram: int = 0) -> Graph:
+                lanes_u: int = 1, family: str | None = None, spram: int = 0,
+                lif_block: frozenset[str] = frozenset()) -> Graph:
     """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
     "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
     the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U).
     `family` ("ice40", "ecp5" or None for simulation/ASIC) picks memory styles: where small
-    weight tables and FIFOs go; `spram` is how many iCE40 SPRAMs big FIFOs may use."""
-    return _Builder(model, folding or {}, lanes_u, family, spram).build()
+    weight tables and FIFOs go; `spram` is how many iCE40 SPRAMs big FIFOs may use;
+    `lif_block` names the LIF arrays that keep their spikes in block RAM."""
+    return _Builder(model, folding or {}, lanes_u, family, spram, frozenset(lif_block)).build()
 
 
 SMALL_FIFO_BITS = 256

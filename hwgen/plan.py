@@ -20,6 +20,16 @@ from quant.ir import IntModel
 from rtl_templates.spram_fifo import SPRAMFIFO
 
 SPRAM_PER_DEVICE = {"iCE40UP5K": 4}
+# What the board top (hwgen/board_top.py) needs besides the accelerator, measured.
+BOARD_TOP_RESERVE = {"lut": 400, "lc": 450, "ff": 300, "bram": 1}
+
+
+def logic_cells(lut: int, ff: int) -> int:
+    """iCE40 logic cells (a LUT4 and a flip-flop each) after nextpnr packs a design: a
+    flip-flop shares a cell only with the LUT that alone feeds it, and most of ours hold
+    stream words and shift registers fed by other flip-flops. Fitted to nextpnr 0.11 on
+    digits-tiny: cells = LUTs + 7/10 of the flip-flops."""
+    return lut + (7 * ff) // 10
 
 
 class ModelTooLarge(HwgenError):
@@ -36,6 +46,8 @@ class Target:
     fps: float | None = None
     clock_mhz: float = 12.0
     budget: dict[str, int] | None = None  # caps on "lut", "ff", "bram", "dsp"
+    # Left free for the board top around the accelerator (UART, frame buffer, self-test).
+    reserve: dict[str, int] = field(default_factory=lambda: dict(BOARD_TOP_RESERVE))
 
     @property
     def spram(self) -> int:
@@ -50,9 +62,15 @@ class Target:
     def limits(self) -> dict[str, int]:
         caps: dict[str, int] = {}
         if self.device is not None:
+            # The ceiling is on LUTs (hwgen issue 4: "default 80% LUT"); an iCE40 design
+            # must also fit its logic cells, where flip-flops count too.
             caps = {"lut": int(self.device.lut * self.max_util), "ff": self.device.ff,
+                    **({"lc": self.device.lut} if self.family == "ice40" else {}),
                     "bram": self.device.bram, "dsp": self.device.dsp,
                     "spram": self.spram}
+        for key, value in (self.reserve if self.device is not None else {}).items():
+            if key in caps:
+                caps[key] = max(0, caps[key] - value)
         for key, value in (self.budget or {}).items():
             caps[key] = min(caps.get(key, value), value)
         return caps
@@ -96,17 +114,22 @@ class Plan:
     lanes_u: int
     foldings: dict[str, Folding]
     layers: list[LayerPlan]
+    lif_block: frozenset[str] = frozenset()  # LIF arrays keeping their spikes in block RAM
     latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
     interval_cycles: int | None = None  # images back to back: result to result
     notes: list[str] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
-        return {"lut": sum(x.total_lut for x in self.layers),
-                "ff": sum(x.total_ff for x in self.layers),
+        lut = sum(x.total_lut for x in self.layers)
+        ff = sum(x.total_ff for x in self.layers)
+        out = {"lut": lut, "ff": ff,
                 "bram": sum(x.bram for x in self.layers),
                 "dsp": sum(x.dsp for x in self.layers),
                 "spram": sum(x.spram for x in self.layers),
                 "lutram": sum(m.lutram for x in self.layers for m in x.memories)}
+        if self.family == "ice40":
+            out["lc"] = logic_cells(lut, ff)
+        return out
 
     @property
     def bottleneck(self) -> LayerPlan:
@@ -117,7 +140,8 @@ class Plan:
         return clock_mhz * 1e6 / ii if ii else None
 
     def graph(self, model: IntModel) -> Graph:
-        return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram)
+        return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram,
+                           self.lif_block)
 
     def table(self) -> str:
         rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
@@ -136,10 +160,14 @@ class Plan:
         out = [f"plan for {self.model_name} on {self._target_name()} "
                f"(family {self.family}, residual lanes {self.lanes_u})", *lines]
         caps = self.target.limits()
-        if caps:
-            use = ", ".join(f"{k.upper()} {tot[k]}/{caps[k]} ({100 * tot[k] / caps[k]:.0f}%)"
-                            for k in ("lut", "ff", "bram", "dsp") if caps.get(k))
-            out.append(f"fits: {use}")
+        dev = self.target.device
+        if caps and dev is not None:
+            size = {"lc": dev.lut, "lut": dev.lut, "ff": dev.ff, "bram": dev.bram, "dsp": dev.dsp,
+                    "spram": self.target.spram}
+            use = ", ".join(f"{k.upper()} {tot[k]} of {size[k]} ({100 * tot[k] / size[k]:.0f}%,"
+                            f" limit {caps[k]})" for k in ("lc", "lut", "ff", "bram", "dsp", "spram")
+                            if k in caps and size.get(k))
+            out.append(f"fits: {use}; limits keep room for the board top")
         if self.latency_cycles is not None:
             out.append(f"latency {self.latency_cycles} cycles per image (exact, cycle models); "
                        f"initiation interval {self.interval_cycles} cycles; bottleneck "
@@ -157,6 +185,7 @@ class Plan:
     def to_dict(self) -> dict:
         return {
             "model": self.model_name, "family": self.family, "lanes_u": self.lanes_u,
+            "lif_block": sorted(self.lif_block),
             "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
                          for k, f in sorted(self.foldings.items())},
             "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
@@ -219,11 +248,12 @@ def _next_divisor(n: int, current: int) -> int | None:
     return bigger[0] if bigger else None
 
 
-def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int
-             ) -> Plan:
-    graph = build_graph(model, foldings, lanes_u, target.family, target.spram)
+def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int,
+             lif_block: frozenset[str] = frozenset()) -> Plan:
+    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block)
     layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
-    return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers)
+    return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers,
+                frozenset(lif_block))
 
 
 def _fits(plan: Plan) -> list[str]:
@@ -304,6 +334,8 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
     foldings = {name: Folding(mode="event") for name in event_layers}
     lanes = 1
     plan = plan_for(model, target, foldings, lanes)
+    if target.family == "ice40" and target.device is not None:
+        plan = _lifs_to_block_ram(model, target, plan)
     over = _fits(plan)
     if over:
         need = plan.totals()
@@ -329,7 +361,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
                 if proposal is None:
                     exhausted.add(knob)
                     continue
-                candidate = plan_for(model, target, *proposal)
+                candidate = plan_for(model, target, *proposal, plan.lif_block)
                 if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
                     exhausted.add(knob)
                     continue
@@ -337,6 +369,19 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
                 break
         if not improved:
             break
+    return plan
+
+
+def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
+    """On an iCE40, logic cells run out before block RAM: move the LIF arrays' spike
+    storage into spare block RAMs, biggest first, while they last."""
+    lifs = sorted((x for x in plan.layers if x.kind == "lif"), key=lambda x: -x.total_ff)
+    for lif in lifs:
+        candidate = plan_for(model, target, plan.foldings, plan.lanes_u,
+                             plan.lif_block | {lif.node})
+        if candidate.totals()["bram"] > target.limits().get("bram", 0):
+            break
+        plan = candidate
     return plan
 
 

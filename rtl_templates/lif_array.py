@@ -6,14 +6,16 @@ lanes across the T steps of a token, and emits the token's T spike vectors.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.hdl import signed
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import enum, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import (
     Resources,
     bits_for,
+    check_choice,
     check_divides,
     check_int,
     check_ints,
@@ -21,6 +23,9 @@ from rtl_templates.common import (
     values_signature,
 )
 from rtl_templates.timing import BlockModel
+
+STORAGES = ("registers", "block")
+WORD = 16  # block storage: a 16-bit wide memory (an iCE40 block RAM's widest shape)
 
 
 class LIFArray(wiring.Component):
@@ -41,21 +46,27 @@ class LIFArray(wiring.Component):
     Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
     ``channels``-bit beat per step).
 
-    Storage: one shift register of ``time_steps * channels`` bits holding the token's spikes
-    in (group, step) order; it shifts while collecting and while emitting, so each output
-    beat is a fixed strided selection of it (flip-flops only: no decoder, no multiplexer).
+    Storage (``storage``): "registers" keeps the token's ``time_steps * channels`` spikes in
+    one shift register in (group, step) order; it shifts while collecting and while
+    emitting, so each output beat is a fixed strided selection of it (flip-flops only: no
+    decoder, no multiplexer). "block" keeps them in a 16-bit wide memory with bit write
+    enables (one block RAM: rows ``t * R + r``, ``R = ceil(channels / 16)``, row r holding
+    channels ``16r .. 16r+15`` of step t), and assembles each output beat from its R rows
+    in a ``16 * R``-bit register: far fewer flip-flops, R + 1 more cycles per beat.
 
     Timing per token: the input beats are taken one per cycle (with
     ``repeat``, one beat then ``time_steps - 1`` cycles for the other steps),
     ``channels / lanes * time_steps`` cycles in all; then the ``time_steps``
-    output beats are offered one per cycle, during which no input is taken.
-    So a token costs ``(channels / lanes + 1) * time_steps`` cycles when the
-    neighbours never stall. Backpressure: ``i.ready`` and ``o.valid`` depend
+    output beats are offered one per cycle (with "block" storage each beat is read for
+    R + 1 cycles first), during which no input is taken. So a token costs
+    ``(channels / lanes + 1) * time_steps`` cycles (block: ``(channels / lanes + R + 2) *
+    time_steps``) when the neighbours never stall. Backpressure: ``i.ready`` and ``o.valid`` depend
     only on the block's state.
     """
 
     def __init__(self, *, channels: int, lanes: int, time_steps: int, in_width: int, vth,
-                 input_shift: int = 0, state_bits: int, repeat: bool = False):
+                 input_shift: int = 0, state_bits: int, repeat: bool = False,
+                 storage: str = "registers"):
         self.channels = check_int("channels", channels)
         self.lanes = check_int("lanes", lanes)
         check_divides("lanes", lanes, channels)
@@ -69,12 +80,21 @@ class LIFArray(wiring.Component):
         if max(self.vth) > (1 << (state_bits - 1)) - 1:
             raise ValueError(f"vth must fit signed state_bits ({state_bits}), not {max(self.vth)!r}")
         self.repeat = bool(repeat)
+        check_choice("storage", storage, STORAGES)
+        if storage == "block" and (lanes > WORD or WORD % lanes):
+            raise ValueError(f"lanes must divide {WORD} with block storage, not {lanes!r}")
+        self.storage = storage
         super().__init__({"i": In(values_signature(in_width, lanes)),
                           "o": Out(spike_signature(channels))})
 
     @property
     def groups(self) -> int:
         return self.channels // self.lanes
+
+    @property
+    def rows(self) -> int:
+        """Memory rows per step with block storage (16 channels each)."""
+        return -(-self.channels // WORD)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,7 +106,7 @@ class LIFArray(wiring.Component):
         # (group, step) order: entry (g, t) sits at g*T + t once collected. It shifts one
         # entry per collected step and per emitted beat, so step t's channels always sit
         # at the same strided positions: no write decoding and no output multiplexer.
-        chain = Signal(T * self.channels)
+        chain = Signal(T * self.channels) if self.storage == "registers" else None
         v = [Signal(signed(self.state_bits), name=f"v{j}") for j in range(L)]
         held = [Signal(signed(self.in_width), name=f"held{j}") for j in range(L)]
 
@@ -131,10 +151,23 @@ class LIFArray(wiring.Component):
         shift_in = Signal(L)
         m.d.comb += shift_in.eq(Cat(*fired_bits))
         emit = Signal()
-        with m.If(step | emit):
-            # While emitting, what enters is never read: collecting the next token
-            # replaces every entry.
-            m.d.sync += chain.eq(Cat(chain[L:], shift_in))
+        if chain is not None:
+            with m.If(step | emit):
+                # While emitting, what enters is never read: collecting the next token
+                # replaces every entry.
+                m.d.sync += chain.eq(Cat(chain[L:], shift_in))
+        else:
+            m.submodules.spikes = mem = Memory(shape=unsigned(WORD), depth=T * self.rows,
+                                               init=[], attrs={"ram_style": "block"})
+            wr = mem.write_port(granularity=1)
+            rd = mem.read_port(domain="sync")
+            first = Signal(range(self.channels))  # first channel of the group
+            m.d.comb += [
+                first.eq(g * L),
+                wr.addr.eq(t * self.rows + (first >> 4)),
+                wr.data.eq(shift_in.replicate(WORD // L)),
+                wr.en.eq(Mux(step, Const((1 << L) - 1, WORD) << first[:4], 0)),
+            ]
         with m.If(step):
             with m.If(t == T - 1):
                 m.d.sync += t.eq(0)
@@ -145,10 +178,35 @@ class LIFArray(wiring.Component):
             with m.Else():
                 m.d.sync += t.eq(t + 1)
 
-        m.d.comb += [self.o.valid.eq(phase == Phase.EMIT), emit.eq(self.o.valid & self.o.ready)]
-        m.d.comb += self.o.payload.eq(Cat(*[chain[(g_ * T) * L:(g_ * T + 1) * L]
-                                            for g_ in range(G)]))
-        with m.If(self.o.valid & self.o.ready):
+        m.d.comb += emit.eq(self.o.valid & self.o.ready)
+        if chain is not None:
+            m.d.comb += [self.o.valid.eq(phase == Phase.EMIT),
+                         self.o.payload.eq(Cat(*[chain[(g_ * T) * L:(g_ * T + 1) * L]
+                                                 for g_ in range(G)]))]
+            with m.If(emit):
+                with m.If(t_out == T - 1):
+                    m.d.sync += [t_out.eq(0), phase.eq(Phase.COLLECT)]
+                with m.Else():
+                    m.d.sync += t_out.eq(t_out + 1)
+            return m
+        # Block storage: EMIT reads the beat's R rows (data one cycle after each address)
+        # into `beat`, lowest row last-in at the top, then offers it.
+        R = self.rows
+        r = Signal(range(R + 1))
+        beat = Signal(WORD * R)
+        loaded = Signal()
+        m.d.comb += [rd.addr.eq(t_out * R + r), rd.en.eq((phase == Phase.EMIT) & ~loaded),
+                     self.o.valid.eq((phase == Phase.EMIT) & loaded),
+                     self.o.payload.eq(beat[:self.channels])]
+        with m.If((phase == Phase.EMIT) & ~loaded):
+            with m.If(r != 0):
+                m.d.sync += beat.eq(Cat(beat[WORD:], rd.data))
+            with m.If(r == R):
+                m.d.sync += [r.eq(0), loaded.eq(1)]
+            with m.Else():
+                m.d.sync += r.eq(r + 1)
+        with m.If(emit):
+            m.d.sync += loaded.eq(0)
             with m.If(t_out == T - 1):
                 m.d.sync += [t_out.eq(0), phase.eq(Phase.COLLECT)]
             with m.Else():
@@ -157,18 +215,22 @@ class LIFArray(wiring.Component):
 
     # -- estimates ------------------------------------------------------------
     def model(self) -> LIFArrayModel:
-        return LIFArrayModel(self.groups, self.time_steps, self.repeat)
+        read = self.rows + 1 if self.storage == "block" else 0
+        return LIFArrayModel(self.groups, self.time_steps, self.repeat, read)
 
     def cycles_per_token(self) -> int:
         """Cycles per token when inputs are always valid and the output always ready."""
-        return (self.groups + 1) * self.time_steps
+        read = self.rows + 1 if self.storage == "block" else 0
+        return (self.groups + 1 + read) * self.time_steps
 
     def resources(self, family: str) -> Resources:
         """Calibrated with Yosys 0.70 (within about 10%): per lane an adder, a
         comparator and the reset mux; the threshold table (a ROM over the groups); counters.
         The spike shift register costs flip-flops only (on an iCE40, a logic cell each)."""
         L, T, G, C = self.lanes, self.time_steps, self.groups, self.channels
-        ff = T * C + L * self.state_bits + bits_for(G) + 2 * bits_for(T) + 1
+        block = self.storage == "block"
+        spikes = WORD * self.rows + bits_for(self.rows + 1) + 1 if block else T * C
+        ff = spikes + L * self.state_bits + bits_for(G) + 2 * bits_for(T) + 1
         if self.repeat:
             ff += L * self.in_width
         # ECP5 without wide LUTs spends about 1.4x the LUT4s of an iCE40 on the lane
@@ -177,6 +239,10 @@ class LIFArray(wiring.Component):
         per_lane = lane_factor * self.state_bits + (self.in_width if self.repeat else 0)
         table = L * self.state_bits * _rom_luts(G)
         lut = round(L * per_lane + mux_factor * table + 3 * bits_for(G) + 4 * bits_for(T))
+        if block:  # write-enable decoder, row address, the read counter
+            lut += WORD + 2 * bits_for(T * self.rows) + 2 * bits_for(self.rows + 1)
+            return Resources(lut=lut, ff=ff, memories=((T * self.rows, WORD),),
+                             memory_kinds=("block",))
         return Resources(lut=lut, ff=ff)
 
 
@@ -186,19 +252,21 @@ def _rom_luts(entries: int) -> int:
 
 
 class LIFArrayModel(BlockModel):
-    """Control mirror of LIFArray: COLLECT groups*T steps, then EMIT T beats."""
+    """Control mirror of LIFArray: COLLECT groups*T steps, then EMIT T beats (with block
+    storage, each beat first spends `read` cycles being read)."""
 
-    def __init__(self, groups: int, time_steps: int, repeat: bool):
-        self.groups, self.T, self.repeat = groups, time_steps, repeat
+    def __init__(self, groups: int, time_steps: int, repeat: bool, read: int = 0):
+        self.groups, self.T, self.repeat, self.read = groups, time_steps, repeat, read
         self.collecting = True
         self.step = 0  # steps done in COLLECT (0 .. groups*T)
         self.emitted = 0
+        self.reading = 0  # cycles spent reading the current beat (block storage)
 
     def _internal(self) -> bool:
         return self.repeat and self.step % self.T != 0
 
     def valid(self, port):
-        return not self.collecting
+        return not self.collecting and self.reading == self.read
 
     def ready(self, port):
         return self.collecting and not self._internal()
@@ -209,13 +277,18 @@ class LIFArrayModel(BlockModel):
                 self.step += 1
                 if self.step == self.groups * self.T:
                     self.step, self.collecting = 0, False
+        elif self.reading < self.read:
+            self.reading += 1
         elif fired["o"]:
             self.emitted += 1
+            self.reading = 0
             if self.emitted == self.T:
                 self.emitted, self.collecting = 0, True
 
     def quiet(self):
-        return 1 if self._internal() else 1 << 30
+        if self._internal() or (not self.collecting and self.reading < self.read):
+            return 1
+        return 1 << 30
 
     def skip(self, cycles):
         pass

@@ -13,7 +13,8 @@ from rtl_templates.lif_array import LIFArray
 from sim.block_sim import verify_block
 
 
-def _case(channels, lanes, T, in_width, shift, tokens, seed, repeat=False, kind="random"):
+def _case(channels, lanes, T, in_width, shift, tokens, seed, repeat=False, kind="random",
+          storage="registers"):
     g = torch.Generator().manual_seed(seed)
     lo, hi = -(1 << (in_width - 1)), (1 << (in_width - 1)) - 1
     steps = 1 if repeat else T
@@ -30,7 +31,8 @@ def _case(channels, lanes, T, in_width, shift, tokens, seed, repeat=False, kind=
     xt = x.expand(tokens, T, channels) if repeat else x
     spikes = lif(xt.transpose(0, 1), vth, shift).transpose(0, 1)  # golden over t: [T, N, C]
     block = LIFArray(channels=channels, lanes=lanes, time_steps=T, in_width=in_width,
-                     vth=vth.tolist(), input_shift=shift, state_bits=state_bits, repeat=repeat)
+                     vth=vth.tolist(), input_shift=shift, state_bits=state_bits, repeat=repeat,
+                     storage=storage)
     return block, pack_values(x, in_width, lanes), pack_spikes(spikes)
 
 
@@ -46,6 +48,18 @@ def test_lif_array_random(verilator, channels, lanes, T, in_width, shift, repeat
                                  repeat=repeat)
     verify_block(block, {"i": words}, {"o": spikes}, simulator=verilator,
                  seed=channels, gap=0.3, backpressure=0.3, tag="lif")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("channels,lanes,T,repeat", [(8, 2, 4, False), (36, 4, 3, False),
+                                                     (16, 1, 2, True)])
+def test_lif_array_block_storage(simulator, channels, lanes, T, repeat):
+    block, words, spikes = _case(channels, lanes, T, 9, 0, 12, seed=channels, repeat=repeat,
+                                 storage="block")
+    run = verify_block(block, {"i": words}, {"o": spikes}, simulator=simulator,
+                       seed=channels, gap=0.3, backpressure=0.3, tag="lifb")
+    free = verify_block(block, {"i": words}, {"o": spikes}, simulator=simulator, tag="lifb")
+    assert free.cycles == 12 * block.cycles_per_token() < run.cycles
 
 
 @pytest.mark.sim
@@ -71,6 +85,12 @@ def test_lif_array_rejects_bad_parameters():
         LIFArray(channels=8, lanes=2, time_steps=4, in_width=8, vth=[1] * 7, state_bits=10)
     with pytest.raises(ValueError, match="vth must be >= 1"):
         LIFArray(channels=2, lanes=2, time_steps=4, in_width=8, vth=[0, 1], state_bits=10)
+    with pytest.raises(ValueError, match="lanes must divide 16 with block storage"):
+        LIFArray(channels=6, lanes=3, time_steps=4, in_width=8, vth=[1] * 6, state_bits=10,
+                 storage="block")
+    with pytest.raises(ValueError, match="storage must be one of"):
+        LIFArray(channels=6, lanes=3, time_steps=4, in_width=8, vth=[1] * 6, state_bits=10,
+                 storage="lut")
     with pytest.raises(TypeError, match="time_steps must be an integer"):
         LIFArray(channels=2, lanes=2, time_steps=0, in_width=8, vth=[1, 1], state_bits=10)
 
