@@ -23,7 +23,6 @@ from rtl_templates.frames import (
     OK,
     PING,
     SELFTEST,
-    ImageROM,
     RequestParser,
     ResponseBuilder,
 )
@@ -126,16 +125,15 @@ class BoardCore(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cfg, geo = self.cfg, self.geometry
+        geo = self.geometry
         acc_bits = self.graph.model.head.acc_bits
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.parser = parser = RequestParser(
-            pixels=geo.pixels, channels=geo.channels, pixel_bits=geo.pixel_bits, gap=self.gap)
+            pixels=geo.pixels, channels=geo.channels, pixel_bits=geo.pixel_bits, gap=self.gap,
+            builtin=self.selftest_words)
         m.submodules.builder = builder = ResponseBuilder(
             classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
-        m.submodules.rom = rom = ImageROM(self.selftest_words,
-                                          width=cfg.image_channels * cfg.pixel_bits)
         m.submodules.accelerator = acc = self.accelerator
         m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds)
 
@@ -155,7 +153,6 @@ class BoardCore(wiring.Component):
 
         inflight = Signal()  # an image is in the accelerator
         tag = Signal(8)  # who asked: CLASSIFY, SELFTEST or LOCAL
-        from_rom = Signal()
         m.d.comb += self.busy.eq(inflight)
 
         # Requests: PING and errors are answered at once; CLASSIFY and SELFTEST wait until
@@ -175,17 +172,14 @@ class BoardCore(wiring.Component):
                          start_req.eq(req.valid & ~inflight & ~local_pending)]
         with m.If(start_req):
             is_selftest = req.payload.cmd == SELFTEST
-            m.d.sync += [inflight.eq(1), tag.eq(req.payload.cmd), from_rom.eq(is_selftest)]
-            m.d.comb += rom.start.eq(is_selftest)
+            m.d.sync += [inflight.eq(1), tag.eq(req.payload.cmd)]
+            m.d.comb += parser.replay.eq(is_selftest)
         with m.Elif(local_pending & ~inflight):
-            m.d.sync += [inflight.eq(1), tag.eq(LOCAL), from_rom.eq(1), local_pending.eq(0)]
-            m.d.comb += rom.start.eq(1)
+            m.d.sync += [inflight.eq(1), tag.eq(LOCAL), local_pending.eq(0)]
+            m.d.comb += parser.replay.eq(1)
 
-        # The accelerator's input: the parser's verified image or the built-in one.
-        with m.If(from_rom):
-            wiring.connect(m, rom.o, acc.i)
-        with m.Else():
-            wiring.connect(m, parser.o, acc.i)
+        # The accelerator's input: the parser's verified image, or its built-in one.
+        wiring.connect(m, parser.o, acc.i)
 
         # Results: to the host unless a local self-test asked; self-tests light the LEDs.
         res = acc.o

@@ -1,14 +1,13 @@
 """Request and response frames of the board's UART link, in hardware (docs/protocol.md).
 
 `RequestParser` checks request frames byte by byte and releases a verified
-image into the accelerator; `ResponseBuilder` turns results and status replies
-into response frames; `ImageROM` streams a built-in image (the self-test). The
-constants mirror `hwgen.protocol`, the host side (a test keeps them equal).
+image (or its built-in self-test image) into the accelerator; `ResponseBuilder`
+turns results and status replies into response frames. The constants mirror `hwgen.protocol`, the host side (a test keeps them equal).
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -53,13 +52,13 @@ def result_reply_layout(classes: int, acc_bits: int) -> data.StructLayout:
     return data.StructLayout({"cmd": unsigned(8), "result": result_layout(classes, acc_bits)})
 
 
-def _replay(m: Module, mem: Memory, o, left: Signal, start: Value) -> Value:
-    """Stream every word of `mem` on `o` from address 0; `start` (a strobe, only while
-    `left == 0`) begins it. The read port's data register is the output register, as in
-    StreamFIFO. Returns the strobe of the last word leaving."""
-    depth = mem.depth
+def _replay(m: Module, mem: Memory, o, left: Signal, start: Value, base: Value,
+            count: int) -> Value:
+    """Stream `count` words of `mem` from address `base` on `o`; `start` (a strobe, only
+    while `left == 0`) begins it. The read port's data register is the output register,
+    as in StreamFIFO. Returns the strobe of the last word leaving."""
     rd = mem.read_port(domain="sync")
-    rp = Signal(range(depth))
+    rp = Signal(range(mem.depth))
     advance = Signal()
     m.d.comb += [
         advance.eq(~o.valid | o.ready),
@@ -71,7 +70,7 @@ def _replay(m: Module, mem: Memory, o, left: Signal, start: Value) -> Value:
         with m.If(left != 0):
             m.d.sync += [rp.eq(rp + 1), left.eq(left - 1)]
     with m.If(start):
-        m.d.sync += [rp.eq(0), left.eq(depth)]
+        m.d.sync += [rp.eq(base), left.eq(count)]
     last = Signal()
     m.d.comb += last.eq(o.valid & o.ready & (left == 0))
     return last
@@ -94,12 +93,15 @@ class RequestParser(wiring.Component):
     Parameters: ``pixels`` (N, beats per image), ``channels`` (C, bytes per pixel),
     ``pixel_bits`` (1..8; a byte with bits set above them is a range error), ``gap``
     (cycles of quiet line, >= 2, that time out an unfinished frame and end a drain;
-    choose several byte times).
+    choose several byte times), ``builtin`` (optional: the N pixel words of a built-in
+    image, the self-test's).
 
     Ports: sink ``i`` (bytes from a UartRx); ``frame_error``, ``overrun`` (the UartRx's
     pulses: bytes were lost); source ``req`` (`control_layout`: one beat per frame, OK or
     an error code); source ``o`` (pixels, ``unsigned(C * pixel_bits)``, channel c in bits
-    ``[c*pixel_bits, (c+1)*pixel_bits)``, N beats after each OK CLASSIFY ``req`` beat).
+    ``[c*pixel_bits, (c+1)*pixel_bits)``, N beats after each OK CLASSIFY ``req`` beat);
+    ``replay`` (strobe: release the built-in image; ignored while ``releasing`` or
+    without ``builtin``); ``releasing`` (words of an image are still to leave ``o``).
 
     Frame checks, in order: sync byte, command, length (the command's own), then per
     payload byte the range, then the CRC-8. A bad sync, command or length, a UART error
@@ -110,23 +112,36 @@ class RequestParser(wiring.Component):
 
     Buffering: the payload goes into a memory of N words of ``C * pixel_bits`` bits;
     only after the CRC matched are the words released, so a corrupt frame never
-    reaches ``o``.
+    reaches ``o``. The built-in image is the memory's upper half (initialised, never
+    written): one block RAM holds both, and both leave through the same ``o``.
 
     Backpressure and latency: ``i`` is ready from the first byte of a frame to its last
     (one byte per cycle; a UartRx delivers one per ``10 * divisor``), so nothing is
     lost while the host follows the protocol. From the ``req`` beat to the end of an
     image's release, ``i`` is not ready: bytes the host sends meanwhile are lost in
     the UartRx (an overrun, answered ERR_UART after the frame). ``req`` is offered the
-    cycle after the checksum byte (or the drain's end) and held until taken; ``o``
-    offers the first word two cycles after the ``req`` beat and then one word per cycle
-    that ``o`` is ready.
+    cycle after the checksum byte (or the drain's end), once no image is releasing,
+    and held until taken; ``o`` offers the first word two cycles after the ``req`` beat
+    (or ``replay``) and then one word per cycle that ``o`` is ready.
     """
 
-    def __init__(self, *, pixels: int, channels: int, pixel_bits: int, gap: int):
+    def __init__(self, *, pixels: int, channels: int, pixel_bits: int, gap: int,
+                 builtin=None):
         _check_pixels(pixels, channels, pixel_bits)
         self.pixels, self.channels, self.pixel_bits = pixels, channels, pixel_bits
         self.gap = check_int("gap", gap, MIN_GAP)
+        if builtin is not None:
+            builtin = list(builtin)
+            width = channels * pixel_bits
+            if len(builtin) != pixels:
+                raise ValueError(f"builtin must have {pixels} words, not {len(builtin)}")
+            bad = [w for w in builtin if not isinstance(w, int) or not 0 <= w < 1 << width]
+            if bad:
+                raise ValueError(f"builtin words must be integers in 0..{(1 << width) - 1}, "
+                                 f"not {bad[0]!r}")
+        self.builtin = builtin
         super().__init__({
+            "replay": In(1), "releasing": Out(1),
             "i": In(stream.Signature(unsigned(8))),
             "frame_error": In(1), "overrun": In(1),
             "req": Out(stream.Signature(control_layout())),
@@ -136,7 +151,9 @@ class RequestParser(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         n, c, pb = self.pixels, self.channels, self.pixel_bits
-        m.submodules.buffer = mem = Memory(shape=unsigned(c * pb), depth=n, init=[])
+        init = [] if self.builtin is None else [0] * n + self.builtin
+        m.submodules.buffer = mem = Memory(shape=unsigned(c * pb), depth=len(init) or n,
+                                           init=init)
         wr = mem.write_port()
 
         byte = self.i.payload
@@ -173,8 +190,16 @@ class RequestParser(wiring.Component):
             m.d.comb += wr.data.eq(byte[:pb])
 
         left = Signal(range(n + 1))
-        released = _replay(m, mem, self.o, left, self.req.valid & self.req.ready
-                           & (status == OK) & (cmd == CLASSIFY))
+        start_frame = Signal()
+        start_builtin = Signal()
+        m.d.comb += [
+            self.releasing.eq((left != 0) | self.o.valid),
+            start_frame.eq(self.req.valid & self.req.ready & (status == OK) & (cmd == CLASSIFY)),
+        ]
+        if self.builtin is not None:
+            m.d.comb += start_builtin.eq(self.replay & ~self.releasing & ~start_frame)
+        released = _replay(m, mem, self.o, left, start_frame | start_builtin,
+                           Mux(start_builtin, n, 0), n)
 
         def fail(code: int, next_state: str = "DRAIN") -> None:
             m.d.sync += status.eq(code)
@@ -198,7 +223,7 @@ class RequestParser(wiring.Component):
                 with m.If(lost | self.frame_error):
                     fail(ERR_UART)
                 with m.Elif(got):
-                    m.d.sync += crc.eq(crc8_next(Const(0, 8), byte))
+                    m.d.sync += crc.eq(crc_next)  # crc is 0 in IDLE: cleared on the way in
                     with m.If(byte == SYNC_REQUEST):
                         m.next = "CMD"
                     with m.Else():
@@ -281,8 +306,10 @@ class RequestParser(wiring.Component):
                     m.next = "EMIT"
 
             with m.State("EMIT"):
-                m.d.comb += self.req.valid.eq(1)
-                with m.If(self.req.ready):
+                # A CLASSIFY's release must not start while the built-in image leaves.
+                m.d.comb += self.req.valid.eq(~self.releasing)
+                with m.If(self.req.valid & self.req.ready):
+                    m.d.sync += crc.eq(0)
                     with m.If((status == OK) & (cmd == CLASSIFY)):
                         m.next = "RELEASE"
                     with m.Else():
@@ -297,48 +324,6 @@ class RequestParser(wiring.Component):
             m.d.sync += lost.eq(1)
         with m.Elif(self.i.ready & (lost | self.frame_error)):
             m.d.sync += lost.eq(0)
-        return m
-
-
-class ImageROM(wiring.Component):
-    """A built-in image (the self-test's) streamed as pixel beats on demand.
-
-    Parameters: ``words`` (the N pixel words, token raster order), ``width`` (bits per
-    word).
-
-    Ports: ``start`` (strobe: begin an image; ignored while ``busy``); ``busy`` (high
-    from the cycle after ``start`` until the last word has left); source ``o``
-    (``unsigned(width)``, N beats per start).
-
-    Latency: the first word is offered two cycles after ``start``; then one word per
-    cycle that ``o`` is ready. The words live in a memory with a synchronous read port,
-    so synthesis may put them in block RAM or LUTs.
-    """
-
-    def __init__(self, words, *, width: int):
-        self.width = check_int("width", width)
-        words = list(words)
-        if not words:
-            raise ValueError("words must not be empty")
-        bad = [w for w in words if not isinstance(w, int) or not 0 <= w < 1 << width]
-        if bad:
-            raise ValueError(f"words must be integers in 0..{(1 << width) - 1}, not {bad[0]!r}")
-        self.words = words
-        super().__init__({"start": In(1), "busy": Out(1),
-                          "o": Out(stream.Signature(unsigned(width)))})
-
-    def elaborate(self, platform) -> Module:
-        m = Module()
-        m.submodules.rom = mem = Memory(shape=unsigned(self.width), depth=len(self.words),
-                                        init=self.words)
-        left = Signal(range(len(self.words) + 1))
-        go = Signal()
-        m.d.comb += go.eq(self.start & ~self.busy)
-        last = _replay(m, mem, self.o, left, go)
-        with m.If(go):
-            m.d.sync += self.busy.eq(1)
-        with m.Elif(last):
-            m.d.sync += self.busy.eq(0)
         return m
 
 
@@ -378,66 +363,98 @@ class ResponseBuilder(wiring.Component):
             "o": Out(stream.Signature(unsigned(8))),
         })
 
-    def _frames(self, m: Module) -> list[list[Value]]:
-        """Bytes before the CRC of each frame kind: result, pong, error."""
-        def header(cmd, status, length: int) -> list[Value]:
-            return [Const(SYNC_RESPONSE, 8), cmd, status, Const(length & 0xFF, 8),
-                    Const(length >> 8, 8)]
-
-        res = self.result.payload
-        nb = self.logit_bytes
-        logit_bytes = []
-        for k in range(self.classes):
-            ext = Signal(signed(8 * nb), name=f"logit{k}")
-            m.d.comb += ext.eq(res.result.logits[k])
-            logit_bytes += [ext[8 * b:8 * (b + 1)] for b in range(nb)]
-        cls = Value.cast(res.result.cls)
-        result = header(res.cmd, Const(OK, 8), 1 + self.classes * nb) + [cls] + logit_bytes
-        ctrl = self.ctrl.payload
-        pong = header(ctrl.cmd, ctrl.status, len(self.ping_payload)) + [
-            Const(b, 8) for b in self.ping_payload]
-        error = header(ctrl.cmd, ctrl.status, 0)
-        return [result, pong, error]
-
     def elaborate(self, platform) -> Module:
         m = Module()
-        frames = self._frames(m)
-        longest = max(len(f) for f in frames)
+        res, ctrl = self.result.payload, self.ctrl.payload
+        nb, classes = self.logit_bytes, self.classes
+        ping = self.ping_payload
+
         active = Signal()
-        kind = Signal(range(len(frames)))
-        k = Signal(range(longest + 1))
+        kind = Signal(2)  # 0 result, 1 PING reply, 2 error
+        k = Signal(range(max(5, len(ping), 1)))  # byte of the header / PING payload
+        j = Signal(range(classes))  # logit
+        b = Signal(range(nb))  # byte of the logit
         crc = Signal(8)
         byte = Signal(8)
-        last = Signal()
-
-        with m.Switch(kind):
-            for idx, frame in enumerate(frames):
-                with m.Case(idx):
-                    m.d.comb += last.eq(k == len(frame))
-                    with m.Switch(k):
-                        for pos, value in enumerate(frame):
-                            with m.Case(pos):
-                                m.d.comb += byte.eq(value)
-                        with m.Default():
-                            m.d.comb += byte.eq(crc)
-
         fire = Signal()
+        done = Signal()  # the CRC byte leaves
+
+        is_result = kind == 0
+        cmd = Signal(8)
+        status = Signal(8)
+        m.d.comb += [
+            cmd.eq(Mux(is_result, res.cmd, ctrl.cmd)),
+            status.eq(Mux(is_result, OK, ctrl.status)),
+        ]
+        lengths = [1 + classes * nb, len(ping), 0]
+        length = Signal(16)
+        with m.Switch(kind):
+            for idx, n in enumerate(lengths):
+                with m.Case(idx):
+                    m.d.comb += length.eq(n)
+
+        # The logit bytes: a mux picks logit j, then byte b of it sign-extended.
+        logit = Signal(signed(8 * nb))
+        m.d.comb += logit.eq(Array(res.result.logits[i] for i in range(classes))[j])
+
         m.d.comb += [
             self.o.valid.eq(active), self.o.payload.eq(byte),
             fire.eq(self.o.valid & self.o.ready),
-            self.result.ready.eq(fire & last & (kind == 0)),
-            self.ctrl.ready.eq(fire & last & (kind != 0)),
+            self.result.ready.eq(fire & done & is_result),
+            self.ctrl.ready.eq(fire & done & ~is_result),
         ]
         with m.If(fire):
-            m.d.sync += [crc.eq(crc8_next(crc, byte)), k.eq(k + 1)]
-            with m.If(last):
-                m.d.sync += active.eq(0)
-        with m.If(~active):
-            m.d.sync += [k.eq(0), crc.eq(0)]
-            with m.If(self.result.valid):
-                m.d.sync += [active.eq(1), kind.eq(0)]
-            with m.Elif(self.ctrl.valid):
-                m.d.sync += [active.eq(1),
-                             kind.eq(Mux(self.ctrl.payload.status == OK, 1, 2))]
-        return m
+            m.d.sync += crc.eq(crc8_next(crc, byte))
 
+        with m.FSM(init="IDLE"):
+            with m.State("IDLE"):
+                m.d.sync += [k.eq(0), j.eq(0), b.eq(0), crc.eq(0)]
+                with m.If(self.result.valid):
+                    m.d.sync += [active.eq(1), kind.eq(0)]
+                    m.next = "HEADER"
+                with m.Elif(self.ctrl.valid):
+                    m.d.sync += [active.eq(1), kind.eq(Mux(ctrl.status == OK, 1, 2))]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.Switch(k):
+                    for pos, value in enumerate([Const(SYNC_RESPONSE, 8), cmd, status,
+                                                 length[:8], length[8:]]):
+                        with m.Case(pos):
+                            m.d.comb += byte.eq(value)
+                with m.If(fire):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == 4):
+                        m.d.sync += k.eq(0)
+                        with m.If(is_result):
+                            m.next = "CLASS"
+                        with m.Elif((kind == 1) & (len(ping) > 0)):
+                            m.next = "PING"
+                        with m.Else():
+                            m.next = "CRC"
+            with m.State("CLASS"):
+                m.d.comb += byte.eq(res.result.cls)
+                with m.If(fire):
+                    m.next = "LOGITS"
+            with m.State("LOGITS"):
+                m.d.comb += byte.eq(logit.word_select(b, 8) if nb > 1 else logit)
+                with m.If(fire):
+                    m.d.sync += b.eq(b + 1)
+                    with m.If(b == nb - 1):
+                        m.d.sync += [b.eq(0), j.eq(j + 1)]
+                        with m.If(j == classes - 1):
+                            m.next = "CRC"
+            with m.State("PING"):
+                with m.Switch(k):
+                    for pos, value in enumerate(ping):
+                        with m.Case(pos):
+                            m.d.comb += byte.eq(value)
+                with m.If(fire):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == len(ping) - 1):
+                        m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += [byte.eq(crc), done.eq(1)]
+                with m.If(fire):
+                    m.d.sync += active.eq(0)
+                    m.next = "IDLE"
+        return m

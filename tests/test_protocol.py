@@ -5,6 +5,7 @@ input gaps and output stalls."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from amaranth import Module, Signal
@@ -277,16 +278,17 @@ def test_request_parser_reports_lost_bytes_after_a_release():
     assert got == [P.OK, P.ERR_UART]
 
 
-def test_response_builder_against_the_protocol():
-    rng = random.Random(3)
-    acc_bits = 13
-    dut = F.ResponseBuilder(classes=GEO.classes, acc_bits=acc_bits, ping_payload=GEO.ping_payload())
+@pytest.mark.parametrize("acc_bits", [7, 13, 17])
+def test_response_builder_against_the_protocol(acc_bits):
+    rng = random.Random(acc_bits)
+    geo = replace(GEO, logit_bytes=-(-acc_bits // 8))
+    dut = F.ResponseBuilder(classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     results = [(P.CLASSIFY, 2, [lo, hi, -1]), (P.SELFTEST, 0, [0, 1, -2]),
                (P.CLASSIFY, 1, [rng.randint(lo, hi) for _ in range(3)])]
     ctrls = [(P.PING, P.OK), (0x77, P.ERR_COMMAND), (0, P.ERR_SYNC)]
-    expected_frames = {P.encode_result(c, k, lg, GEO) for c, k, lg in results} \
-        | {P.encode_pong(GEO), P.encode_error(0x77, P.ERR_COMMAND), P.encode_error(0, P.ERR_SYNC)}
+    expected_frames = {P.encode_result(c, k, lg, geo) for c, k, lg in results} \
+        | {P.encode_pong(geo), P.encode_error(0x77, P.ERR_COMMAND), P.encode_error(0, P.ERR_SYNC)}
     out = bytearray()
 
     async def bench(ctx):
@@ -329,37 +331,44 @@ def test_response_builder_against_the_protocol():
         data = data[n:]
     assert set(frames) == expected_frames and len(frames) == 6
     # Each input's own beats in order.
-    got_results = [P.decode_response(f, GEO) for f in frames if f[2] == P.OK and f[1] != P.PING]
+    got_results = [P.decode_response(f, geo) for f in frames if f[2] == P.OK and f[1] != P.PING]
     assert [(r.cmd, r.cls, list(r.logits)) for r in got_results] == [
         (c, k, lg) for c, k, lg in results]
 
 
-def test_image_rom_streams_its_words_once_per_start():
-    words = [5, 0, 127, 64, 3]
-    dut = F.ImageROM(words, width=7)
-    got = []
+def test_request_parser_replays_its_builtin_image():
+    """The built-in image leaves on `replay`; a replay while releasing is ignored; a
+    CLASSIFY frame that completes meanwhile waits, then releases its own words."""
+    builtin = [5, 0, 127, 64, 3, 99]
+    dut = F.RequestParser(pixels=GEO.pixels, channels=1, pixel_bits=7, gap=8, builtin=builtin)
+    image = bytes([7, 1, 2, 3, 4, 126])
+    frame = P.encode_request(P.CLASSIFY, image)
+    got, reqs = [], []
+    rng = random.Random(4)
 
     async def bench(ctx):
-        rng = random.Random(4)
-        ctx.set(dut.start, 1)
+        ctx.set(dut.replay, 1)
         await ctx.tick()
-        for _ in range(60):
-            ctx.set(dut.start, rng.random() < 0.3)  # ignored while busy
-            ctx.set(dut.o.ready, rng.random() < 0.5)
+        ctx.set(dut.replay, 0)
+        sent = 0
+        for _ in range(200):
+            ctx.set(dut.replay, rng.random() < 0.2 and len(got) < 6)  # ignored: releasing
+            ctx.set(dut.o.ready, rng.random() < 0.2)
+            ctx.set(dut.req.ready, 1)
+            ctx.set(dut.i.valid, sent < len(frame))
+            ctx.set(dut.i.payload, frame[min(sent, len(frame) - 1)])
+            if ctx.get(dut.i.valid) and ctx.get(dut.i.ready):
+                sent += 1
+            if ctx.get(dut.req.valid) and ctx.get(dut.req.ready):
+                reqs.append((len(got), ctx.get(dut.req.payload.status)))
             if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
                 got.append(ctx.get(dut.o.payload))
             await ctx.tick()
-            if len(got) == len(words):
-                break
-        ctx.set(dut.start, 0)
-        ctx.set(dut.o.ready, 1)
-        for _ in range(5):
-            assert not ctx.get(dut.o.valid)
-            await ctx.tick()
-        assert not ctx.get(dut.busy)
+        assert not ctx.get(dut.releasing)
 
     _simulate(dut, bench)
-    assert got == words
+    assert got == builtin + list(image)
+    assert reqs == [(6, P.OK)]  # offered only once the built-in image had left
 
 
 def test_parameters_are_checked():
@@ -371,5 +380,7 @@ def test_parameters_are_checked():
         F.RequestParser(pixels=40000, channels=2, pixel_bits=8, gap=10)
     with pytest.raises(ValueError, match="classes must be at most 256, not 300"):
         F.ResponseBuilder(classes=300, acc_bits=8, ping_payload=b"")
-    with pytest.raises(ValueError, match=r"words must be integers in 0\.\.127, not 128"):
-        F.ImageROM([1, 128], width=7)
+    with pytest.raises(ValueError, match=r"builtin words must be integers in 0\.\.127, not 128"):
+        F.RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1, 128])
+    with pytest.raises(ValueError, match="builtin must have 2 words, not 1"):
+        F.RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1])
