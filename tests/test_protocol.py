@@ -34,6 +34,30 @@ def test_crc8_check_value_and_residue():
     assert P.crc8(b"") == 0
 
 
+def test_crc8_error_detection_as_documented():
+    """docs/protocol.md: all 1- and 3-bit errors, all bursts up to 8 bits, all 2-bit errors
+    less than 127 bits apart; 127 apart is the first miss."""
+    rng = random.Random(7)
+    frame = P.encode_request(P.CLASSIFY, bytes(rng.randrange(256) for _ in range(64)))
+    bits = 8 * len(frame)
+
+    def flipped(*positions):
+        f = bytearray(frame)
+        for i in positions:
+            f[i // 8] ^= 0x80 >> (i % 8)
+        return P.crc8(f)
+
+    assert all(flipped(i) != 0 for i in range(bits))
+    assert all(flipped(i, i + d) != 0 for i in range(0, bits - 127, 13) for d in range(1, 127))
+    assert flipped(5, 5 + 127) == 0
+    for _ in range(300):
+        i, j, k = rng.sample(range(bits), 3)
+        assert flipped(i, j, k) != 0
+        start, length = rng.randrange(bits - 8), rng.randrange(2, 9)
+        middle = [p for p in range(start + 1, start + length - 1) if rng.random() < 0.5]
+        assert flipped(start, *middle, start + length - 1) != 0
+
+
 def test_constants_match_the_hardware():
     for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING", "OK",
                  "ERR_SYNC", "ERR_COMMAND", "ERR_LENGTH", "ERR_CHECKSUM", "ERR_TIMEOUT",
