@@ -21,7 +21,7 @@ from rtl_templates.spram_fifo import SPRAMFIFO
 
 SPRAM_PER_DEVICE = {"iCE40UP5K": 4}
 # What the board top (hwgen/board_top.py) needs besides the accelerator, measured.
-BOARD_TOP_RESERVE = {"lut": 400, "lc": 450, "ff": 300, "bram": 1}
+BOARD_TOP_RESERVE = {"lut": 600, "lc": 700, "ff": 200, "bram": 1}
 
 
 def logic_cells(lut: int, ff: int) -> int:
