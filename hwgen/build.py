@@ -9,9 +9,11 @@ Vendor-tool boards get the build directory and script, not a bitstream.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -170,8 +172,10 @@ def _version(package: str) -> str:
         return "absent"
 
 
+@functools.cache
 def _source_digest() -> str:
-    """hwgen's version for the cache: a hash of the sources that shape the hardware."""
+    """hwgen's version for the cache: a hash of the sources that shape the hardware, taken
+    once per process (the modules it loaded are the ones it builds with)."""
     h = hashlib.sha256()
     for folder in ("hwgen", "rtl_templates"):
         for path in sorted((_ROOT / folder).glob("*.py")):
@@ -231,8 +235,12 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict) -> None:
     if proc.returncode:
         text = log.read_text(errors="replace").strip().splitlines()
         tail = next((ln for ln in reversed(text) if "ERROR" in ln), text[-1] if text else "")
+        # nextpnr's way of saying the design has more cells than the device
+        if (over := re.search(r"Failed to expand region .* of (\d+) (\w+?)s?$", tail)):
+            tail = (f"the design does not fit the device: placement needs {over[1]} {over[2]} "
+                    f"({tail.strip()})")
         raise ToolFailed(f"{Path(argv[0]).name} failed (exit {proc.returncode}; log {log}): "
-                         f"{tail.strip()[:200]}")
+                         f"{tail.strip()[:300]}")
 
 
 def _load_manifest(out_dir: Path) -> dict | None:

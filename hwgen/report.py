@@ -21,7 +21,7 @@ from quant.errors import HwgenError
 REPORT_VERSION = 1
 PJ_PER_AC = 0.9  # 45 nm, 32-bit integer add (Horowitz, ISSCC 2014), as the field uses it
 PJ_PER_MAC = 4.6  # 45 nm, 32-bit multiply-accumulate
-RESOURCE_KEYS = ("lut", "ff", "bram", "dsp")
+RESOURCE_KEYS = ("lut", "ff", "bram", "dsp", "spram")
 ENERGY_RULE = (
     "Operations per image, from the golden model's spikes on the sample images (the "
     "hardware is bit-exact to it). AC (accumulate, 0.9 pJ): one per input spike per output "
@@ -162,24 +162,47 @@ def timing_section(plan, clock_mhz: float, fmax_mhz: float | None) -> dict:
             "latency_us_at_fmax": lat / fmax_mhz if lat and fmax_mhz else None}
 
 
+# nextpnr's cell type for a resource, per family (whole placed design).
+_NEXTPNR_CELL = {"ice40": {"lc": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
+                           "spram": "ICESTORM_SPRAM"},
+                 "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD",
+                          "dsp": "MULT18X18D"}}
+
+
 def resources_section(plan, result) -> dict:
-    """Predicted (plan) vs synthesised resources, per block and for the whole device."""
-    tot = plan.totals()
+    """Predicted (plan) vs synthesised resources, per block and in total.
+
+    `device` rows: the plan's accelerator total; the accelerator alone as synthesised
+    (sum of the per-block figures) with the error against it; the whole design (Yosys,
+    flattened, board top included); nextpnr's count of the placed design. iCE40 adds
+    logic cells ("lc": the planner's packing model vs nextpnr)."""
+    tot = dict(plan.totals())
     synth = result.synth or {}
-    device = {k: {"predicted": tot[k], "synthesised": synth.get(k),
-                  "error": _error(tot[k], synth.get(k))} for k in RESOURCE_KEYS}
-    blocks = []
     per = result.per_block or {}
+    acc = {k: sum(row.get(k, 0) for row in per.values()) for k in RESOURCE_KEYS} if per else {}
+    keys = list(RESOURCE_KEYS)
+    if result.family == "ice40":
+        from hwgen.plan import logic_cells
+
+        tot["lc"] = logic_cells(tot["lut"], tot["ff"])
+        keys.append("lc")
+    cells = _NEXTPNR_CELL.get(result.family, {})
+    device = {}
+    for k in keys:
+        pnr = result.utilization.get(cells.get(k, ""), {}).get("used")
+        versus = acc.get(k) if k != "lc" else None
+        device[k] = {"predicted": tot.get(k), "accelerator": versus,
+                     "error": _error(tot.get(k), versus), "design": synth.get(k),
+                     "nextpnr": pnr}
+    blocks = []
     for x in plan.layers:
-        pred = {"lut": x.total_lut, "ff": x.total_ff, "bram": x.bram, "dsp": x.dsp}
+        pred = {"lut": x.total_lut, "ff": x.total_ff, "bram": x.bram, "dsp": x.dsp,
+                "spram": getattr(x, "spram", 0)}
         got = per.get(x.node)
         blocks.append({"block": x.node, "kind": x.kind, "predicted": pred, "synthesised": got,
-                       "error": {k: _error(pred[k], got[k]) for k in RESOURCE_KEYS}
+                       "error": {k: _error(pred[k], got.get(k)) for k in RESOURCE_KEYS}
                        if got else None})
-    block_totals = None
-    if per:
-        block_totals = {k: sum(row.get(k, 0) for row in per.values()) for k in RESOURCE_KEYS}
-    return {"device": device, "blocks": blocks, "accelerator_synthesised": block_totals,
+    return {"device": device, "blocks": blocks,
             "unplanned_blocks": {k: v for k, v in per.items()
                                  if k not in {x.node for x in plan.layers}},
             "nextpnr": result.utilization}
@@ -381,15 +404,18 @@ def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[s
 
 
 def resource_lines(res: dict, board: dict, out_dir: Path) -> list[str]:
-    cap = board["capacity"]
-    lines = ["## Resources", "", "Whole design: the plan's prediction (accelerator) vs Yosys "
-             "(flattened board build, board top included); error = (predicted - synthesised) "
-             "/ synthesised.", ""]
-    acc = res.get("accelerator_synthesised") or {}
-    lines += table(["resource", "predicted", "synthesised (device)", "accelerator alone",
-                    "error", "capacity"],
-                   [[k.upper(), v["predicted"], v["synthesised"], acc.get(k),
-                     pct(v["error"]), cap.get(k)] for k, v in res["device"].items()])
+    cap = dict(board["capacity"], lc=board["capacity"]["lut"])
+    lines = ["## Resources", "", "The plan's prediction for the accelerator against the "
+             "accelerator alone as synthesised (the per-block figures below, summed): error = "
+             "(predicted - synthesised) / synthesised. Whole design: Yosys on the flattened "
+             "board build, board top included; nextpnr: the placed design. LC: iCE40 logic "
+             "cells (a LUT4 and a flip-flop each), the planner's packing model vs nextpnr.",
+             ""]
+    lines += table(["resource", "predicted", "accelerator synthesised", "error",
+                    "whole design (Yosys)", "placed (nextpnr)", "capacity"],
+                   [[k.upper(), v["predicted"], v["accelerator"], pct(v["error"]), v["design"],
+                     v["nextpnr"], cap.get(k)] for k, v in res["device"].items()
+                    if k != "spram" or v["predicted"] or v["design"]])
     if res.get("nextpnr"):
         lines += ["", "nextpnr utilisation:", ""]
         lines += table(["cell", "used", "available", "%"],
@@ -397,6 +423,8 @@ def resource_lines(res: dict, board: dict, out_dir: Path) -> list[str]:
                          f"{100 * v['used'] / v['available']:.1f}%" if v["available"] else "-"]
                         for k, v in res["nextpnr"].items() if v["used"]])
     blocks = res["blocks"]
+    shown = [k for k in RESOURCE_KEYS if k != "spram" or any(
+        x["predicted"].get(k) or (x["synthesised"] or {}).get(k) for x in blocks)]
     if any(x["synthesised"] for x in blocks):
         lines += ["", "Per block: plan vs a hierarchical Yosys synthesis of the accelerator "
                   "(no optimisation across block boundaries).", ""]
@@ -404,9 +432,9 @@ def resource_lines(res: dict, board: dict, out_dir: Path) -> list[str]:
         for x in blocks:
             p, s, e = x["predicted"], x["synthesised"] or {}, x["error"] or {}
             rows.append([x["block"], x["kind"]] + [
-                f"{p[k]} / {fmt(s.get(k))} ({pct(e.get(k))})" for k in RESOURCE_KEYS])
+                f"{p[k]} / {fmt(s.get(k))} ({pct(e.get(k))})" for k in shown])
         lines += table(["block", "kind"] + [f"{k.upper()} pred / synth (err)"
-                                            for k in RESOURCE_KEYS], rows)
+                                            for k in shown], rows)
         for k in ("lut", "ff"):
             png = _bar_plot(out_dir / f"resources_{k}.png", [x["block"] for x in blocks],
                             {"predicted": [x["predicted"][k] for x in blocks],

@@ -53,7 +53,7 @@ def icebreaker_build(tiny_model, tmp_path_factory):
     plan = _smallest_plan(tiny_model, board)
     out = tmp_path_factory.mktemp("build") / "icebreaker"
     lines: list[str] = []
-    result = build(tiny_model, board, plan, out, progress=lines.append, images=2, top="bare")
+    result = build(tiny_model, board, plan, out, progress=lines.append, images=2, top="uart")
     return result, plan, out, lines
 
 
@@ -69,13 +69,15 @@ def _one_line_error(capsys) -> str:
 
 def test_icebreaker_build(icebreaker_build):
     result, plan, out, lines = icebreaker_build
-    assert not result.cached
+    assert not result.cached and result.top == "BoardTop"
     assert result.bitstream == out / "top.bin" and result.bitstream.stat().st_size > 100_000
     assert result.fmax_mhz > 0 and result.clock_mhz == 12.0
     lc = result.utilization["ICESTORM_LC"]
     assert 0 < lc["used"] <= lc["available"] == 5280
     assert result.synth["lut"] > 0 and result.synth["ff"] > 0
-    assert result.synth["bram"] == plan.totals()["bram"]
+    # The board top adds block RAM of its own; the accelerator's is exactly the plan's.
+    assert sum(b["bram"] for b in result.per_block.values()) == plan.totals()["bram"]
+    assert result.synth["bram"] >= plan.totals()["bram"]
     # One progress line per step, in order.
     steps = [ln.split("]")[1].split()[0] for ln in lines]
     assert steps == ["elaborate", "synthesise", "place", "pack", "per-block"]
@@ -95,9 +97,11 @@ def test_report_contents(icebreaker_build):
     assert data["timing"]["images_per_s_at_fmax"] == pytest.approx(
         result.fmax_mhz * 1e6 / plan.interval_cycles)
     dev = data["resources"]["device"]
-    assert dev["lut"]["synthesised"] == result.synth["lut"]
+    assert dev["lut"]["design"] == result.synth["lut"]
+    assert dev["lut"]["accelerator"] == sum(b["lut"] for b in result.per_block.values())
     assert dev["lut"]["error"] == pytest.approx(
-        (dev["lut"]["predicted"] - dev["lut"]["synthesised"]) / dev["lut"]["synthesised"])
+        (dev["lut"]["predicted"] - dev["lut"]["accelerator"]) / dev["lut"]["accelerator"])
+    assert dev["lc"]["nextpnr"] == result.utilization["ICESTORM_LC"]["used"]
     assert data["activity"]["energy"]["nj_per_image"] > 0
     md = (out / "report.md").read_text()
     for x in plan.layers:
@@ -114,7 +118,7 @@ def test_cached_rebuild(icebreaker_build, tiny_model):
     lines: list[str] = []
     start = time.monotonic()
     again = build(tiny_model, "icebreaker", plan, out, progress=lines.append, images=2,
-                  top="bare")
+                  top="uart")
     assert time.monotonic() - start < 5
     assert again.cached and again.digest == result.digest
     assert lines == [lines[0]] and lines[0].startswith(f"cached: {out} ({result.digest})")
