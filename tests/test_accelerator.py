@@ -128,3 +128,38 @@ def test_verilog_is_deterministic():
     c = accelerator_verilog(build_graph(model, {"blocks.0.qk": Folding(4, 4)}, 2))
     assert c != a
     torch.manual_seed(0)
+
+
+def _board_plan(model, board: str):
+    from hwgen.boards import get_board
+    from hwgen.plan import Target, make_plan
+
+    b = get_board(board)
+    return make_plan(model, Target(device=b.device, clock_mhz=b.clock_mhz))
+
+
+@pytest.mark.sim
+def test_bundled_digits_tiny_on_its_board_plan(verilator):
+    """The trained model, planned for the iCEBreaker as `hwgen build` would, on test images."""
+    from hwgen.commands import BUNDLED_MODEL, sample_images
+    from hwgen.loader import load_supported
+
+    model = load_supported(BUNDLED_MODEL)
+    graph = _board_plan(model, "icebreaker").graph(model)
+    pixels, labels = sample_images(model, 3)
+    report = simulate_accelerator(graph, pixels, labels=labels, simulator=verilator,
+                                  tag="digits-ice")
+    assert report.ok, report.mismatch
+    assert report.cycles == report.predicted_cycles
+    assert report.predictions == report.golden_predictions
+
+
+@pytest.mark.sim
+def test_digits_tiny_token_mode(verilator):
+    """digits-tiny with token-mode SASA (random integer weights), planned for the ECP5."""
+    model = random_int_model(get_config("digits-tiny").replace(sasa_mode="token"), seed=3)
+    graph = _board_plan(model, "ulx3s-85f").graph(model)
+    report = simulate_accelerator(graph, random_pixels(model.config, 3, seed=1),
+                                  simulator=verilator, tag="digits-token")
+    assert report.ok, report.mismatch
+    assert report.cycles == report.predicted_cycles
