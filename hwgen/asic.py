@@ -273,8 +273,7 @@ def build_asic(model, plan, out_dir: Path | str, *, progress=None,
     total = _figures(total_cells, unique)
     # "12345+" when some cells (the memory blackboxes) have no count
     yosys_count = int(str(stat["design"].get("estimated_num_transistors", "0")).rstrip("+"))
-    notes = ["No PDK was used: gates are Yosys' generic CMOS cells (abc -g cmos), "
-             "NAND2-equivalents = transistors / 4, and there is no timing or area sign-off."]
+    notes = []
     if yosys_count != total["transistors"]:
         notes.append(f"Yosys' own transistor count ({yosys_count:,}) differs from the "
                      f"per-cell sum ({total['transistors']:,})")
@@ -292,6 +291,7 @@ def build_asic(model, plan, out_dir: Path | str, *, progress=None,
                   "weight_bits": model.weight_bits,
                   "weight_memory_bits": model.weight_memory_bits()},
         "asic": result.to_dict(), "yosys_transistors": yosys_count,
+        "pdk": None,  # none used: generic CMOS cells, no timing or area sign-off
         "plan": plan.to_dict(),
         "timing": report.timing_section(plan, clock_mhz, None),
         "activity": report.activity(model, images),
@@ -309,8 +309,9 @@ def asic_markdown(data: dict, out_dir: Path) -> str:
     tot = a["total"]
     lines = [f"# hwgen ASIC estimate: {m['name']}", "",
              "**No PDK was used.** Yosys generic synthesis (`synth; abc -g cmos`) of the "
-             "technology-independent Verilog; memories are generic modules (docs/asic.md) "
-             "counted in bits, not gates.", "",
+             "technology-independent Verilog: generic CMOS cells, NAND2-equivalents = "
+             "transistors / 4, no timing or area sign-off. Memories are generic modules "
+             "(docs/asic.md) counted in bits, not gates.", "",
              f"- logic: {fmt(tot['nand2_eq'])} NAND2-equivalent gates (transistors / 4)",
              f"- flip-flops: {fmt(tot['ff'])}",
              f"- memory: {fmt(tot['memory_bits'])} bits ({fmt(tot['rom_bits'])} ROM, "

@@ -388,6 +388,11 @@ def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[s
     if sim and sim.get("cycles"):
         meas, pred = sim["cycles"], sim.get("predicted_cycles") or []
         err = max((abs(a - p) / p for a, p in zip(meas, pred, strict=False) if p), default=None)
+        other = sim.get("plan")
+        if other and (other.get("foldings"), other.get("lanes_u"), other.get("model")) != (
+                plan.get("foldings"), plan.get("lanes_u"), plan.get("model")):
+            lines += ["**Warning: sim.json was simulated with a different plan (model, folding "
+                      "or lanes) than this build; its cycles are not this design's.**", ""]
         lines += [f"Simulated (`sim.json`, {sim['images']} images on {sim['simulator']}, "
                   f"{sim['passed']}/{sim['images']} bit-exact): cycles per image, first pixel "
                   f"to result, measured mean {fmt(sum(meas) / len(meas))} vs predicted "

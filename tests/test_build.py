@@ -133,12 +133,17 @@ def test_cached_rebuild(icebreaker_build, tiny_model):
 def test_report_command_adds_simulated_cycles(icebreaker_build, capsys):
     _, plan, out, _ = icebreaker_build
     sim = {"images": 2, "passed": 2, "simulator": "verilator", "cycles": [531, 540],
-           "predicted_cycles": [531, 531]}
+           "predicted_cycles": [531, 531], "plan": plan.to_dict()}
     (out / "sim.json").write_text(json.dumps(sim))
     try:
         assert main(["report", str(out)]) == 0
         md = (out / "report.md").read_text()
         assert "measured mean 535.5" in md and "largest error +1.7%" in md
+        assert "different plan" not in md
+        sim["plan"] = dict(plan.to_dict(), lanes_u=plan.lanes_u + 1)
+        (out / "sim.json").write_text(json.dumps(sim))
+        assert main(["report", str(out)]) == 0
+        assert "different plan" in (out / "report.md").read_text()
     finally:
         (out / "sim.json").unlink()
         main(["report", str(out)])
@@ -224,3 +229,43 @@ def test_asic_flow(tiny_model, tmp_path):
     for x in plan.layers:
         if x.kind not in ("fork",):
             assert f"| {x.node} |" in md, x.node
+
+
+# --------------------------------------------------------------------------- reference builds
+
+@pytest.mark.slow
+def test_asic_digits_tiny(tmp_path, capsys):
+    from hwgen.commands import BUNDLED_MODEL
+    from quant.model_file import load_model
+
+    _require_tools("icebreaker")
+    assert main(["build", "--asic", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    total = data["asic"]["total"]
+    assert total["rom_bits"] == load_model(BUNDLED_MODEL).weight_memory_bits()
+    assert total["nand2_eq"] > 1000 and total["ff"] > 100
+    assert "NAND2-eq" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_digits_tiny_fits_icebreaker(tmp_path, capsys):
+    """Issue 5's target: the bundled model on the UP5K at <= 80% logic cells, meeting 12 MHz."""
+    _require_tools("icebreaker")
+    assert main(["build", "--board", "icebreaker", "--out", str(tmp_path)]) == 0, \
+        capsys.readouterr().err
+    res = json.loads((tmp_path / "build.json").read_text())["result"]
+    lc = res["utilization"]["ICESTORM_LC"]
+    assert lc["used"] <= 0.8 * lc["available"], lc
+    assert res["fmax_mhz"] >= 12.0
+    assert res["top"] == "BoardTop"
+
+
+@pytest.mark.slow
+def test_cifar_mid_fits_ulx3s(tmp_path, capsys):
+    """Issue 5's reference: cifar-mid (random weights) on the ECP5-85F."""
+    _require_tools("ulx3s-85f")
+    argv = ["build", "--board", "ulx3s-85f", "--config", "cifar-mid", "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "build.json").read_text())["result"]
+    assert res["fmax_mhz"] >= 25.0
+    assert (tmp_path / "top.bit").stat().st_size > 0
