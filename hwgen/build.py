@@ -27,7 +27,7 @@ from quant.errors import HwgenError
 
 NAME = "top"  # Amaranth's design name: top.il, top.asc, build_top.sh ...
 MANIFEST = "build.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 TOOL_TIMEOUT_S = 3600
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,8 @@ class BuildResult:
     vendor_tool: str | None = None
     top: str = ""  # the board top's class name
     clock_mhz: float = 0.0
+    interval_cycles: int | None = None  # the plan's, for the summary
+    latency_cycles: int | None = None
     fmax_mhz: float | None = None
     fmax_per_clock: dict[str, float] = field(default_factory=dict)
     utilization: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -186,12 +188,18 @@ def _source_digest() -> str:
 
 
 def build_digest(model, board: Board, plan, options: dict) -> str:
-    """Content hash naming a build: model bytes, plan, board, options, tool and hwgen versions."""
+    """Content hash naming a build: model bytes, plan, board, options, tool and hwgen versions.
+
+    `plan` is a Plan, or a dict of the planner's inputs (the plan is a function of them,
+    the model, the board and hwgen's sources), which lets the CLI find a cached build
+    without planning."""
     from quant.model_file import encode_model
 
+    plan_part = plan.to_dict() if hasattr(plan, "to_dict") else {"planner_inputs": plan}
     h = hashlib.sha256()
-    parts = [f"v{MANIFEST_VERSION}", board.name, board.platform, json.dumps(plan.to_dict(),
-             sort_keys=True), json.dumps(options, sort_keys=True), _source_digest(),
+    parts = [f"v{MANIFEST_VERSION}", board.name, board.platform,
+             json.dumps(plan_part, sort_keys=True), json.dumps(options, sort_keys=True),
+             _source_digest(),
              *(f"{p}={_version(p)}" for p in ("amaranth", "amaranth-boards", *board.tools))]
     for part in parts:
         h.update(part.encode() + b"\0")
@@ -250,6 +258,24 @@ def _load_manifest(out_dir: Path) -> dict | None:
         return None
 
 
+def build_options(board: Board, *, hierarchy: bool, top: str, images: int) -> dict:
+    """The options of `build` that shape its outputs (part of the digest)."""
+    return {"overrides": _overrides(board.device.family), "hierarchy": hierarchy, "top": top,
+            "images": images}
+
+
+def reuse(out_dir: Path, digest: str, progress, start: float) -> BuildResult | None:
+    """The cached build in `out_dir` (its report refreshed if a sim.json appeared), saying so."""
+    from hwgen import report
+
+    hit = cached_build(out_dir, digest)
+    if hit is not None:
+        report.refresh(out_dir)
+        _say(progress, f"cached: {out_dir} ({digest}); bitstream {hit.bitstream.name}, "
+                       f"reports reused ({time.monotonic() - start:.1f} s)")
+    return hit
+
+
 def cached_build(out_dir: Path, digest: str) -> BuildResult | None:
     """The build in `out_dir` if it was made from the same inputs and its outputs exist."""
     man = _load_manifest(out_dir)
@@ -265,14 +291,15 @@ def cached_build(out_dir: Path, digest: str) -> BuildResult | None:
 
 
 def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None,
-          force: bool = False, hierarchy: bool = True, images: int = 8, top: str = "auto"
-          ) -> BuildResult:
+          force: bool = False, hierarchy: bool = True, images: int = 8, top: str = "auto",
+          digest: str | None = None) -> BuildResult:
     """Build `model` with `plan` for `board` in `out_dir` and write its report.
 
     Steps (one progress line each): elaborate, synthesise, place & route, pack, and
     (with `hierarchy`, concurrently) the accelerator's per-block figures. An unchanged
     rebuild (same digest) returns the cached result unless `force`. `images` sample
-    images drive the report's spike rates and energy estimate.
+    images drive the report's spike rates and energy estimate. `digest` names the build
+    (default: `build_digest` of the model, plan, board and options).
     """
     from hwgen import report
     from hwgen.synth import ToolFailed
@@ -283,18 +310,17 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
     if board.vendor:
         return _vendor_build(model, board, plan, out_dir, progress, images, top)
     env_tools = tool_env(board)
-    options = {"overrides": _overrides(board.device.family), "hierarchy": hierarchy, "top": top,
-               "images": images}
-    digest = build_digest(model, board, plan, options)
-    if not force and (hit := cached_build(out_dir, digest)) is not None:
-        report.refresh(out_dir)  # a sim.json may have appeared since
-        _say(progress, f"cached: {out_dir} ({digest}); bitstream {hit.bitstream.name}, "
-                       f"reports reused ({time.monotonic() - start:.1f} s)")
+    if digest is None:
+        options = build_options(board, hierarchy=hierarchy, top=top, images=images)
+        digest = build_digest(model, board, plan, options)
+    if not force and (hit := reuse(out_dir, digest, progress, start)) is not None:
         return hit
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # a half-finished build is never a cache hit
     family = board.device.family
-    result = BuildResult(board.name, family, out_dir, digest, clock_mhz=board.clock_mhz)
+    result = BuildResult(board.name, family, out_dir, digest, clock_mhz=board.clock_mhz,
+                         interval_cycles=plan.interval_cycles,
+                         latency_cycles=plan.latency_cycles)
 
     n_steps = 5 if hierarchy else 4
     _say(progress, f"[1/{n_steps}] elaborate {model.config.name} for {board.name} "
@@ -411,6 +437,7 @@ def _vendor_build(model, board: Board, plan, out_dir: Path, progress, images: in
     result = BuildResult(board.name, board.device.family, out_dir, "", script=out_dir /
                          f"build_{NAME}.sh", vendor_tool=", ".join(board.tools),
                          top=type(design).__name__, clock_mhz=board.clock_mhz,
+                         interval_cycles=plan.interval_cycles, latency_cycles=plan.latency_cycles,
                          seconds=time.monotonic() - start)
     result.notes.append(f"not built: {board.name} needs {', '.join(board.tools)}; run "
                         f"'sh build_{NAME}.sh' in this directory where it is installed")
@@ -457,6 +484,7 @@ def cmd_build(args) -> int:
     )
 
     _quiet_unused()
+    start = time.monotonic()
     if args.images < 1:
         raise HwgenError(f"--images must be >= 1, not {args.images}")
     if args.asic:
@@ -485,15 +513,27 @@ def cmd_build(args) -> int:
     board = get_board(args.board or DEFAULT_BOARD.get(model.config.name, "ulx3s-85f"))
     if not board.vendor:
         tool_env(board)
+    out = Path(args.out or f"build/{board.name}-{model.config.name}").resolve()
+    digest = None
+    if not board.vendor:
+        # Planning can take a while: look for a cached build by the planner's inputs first.
+        opts = build_options(board, hierarchy=not args.no_hierarchy, top=args.top,
+                             images=args.images)
+        inputs = {"max_util": args.max_util, "target_fps": args.target_fps,
+                  "event_driven": args.event_driven}
+        digest = build_digest(model, board, inputs, opts)
+        if not args.force and (hit := reuse(out, digest, progress, start)) is not None:
+            print(summary(hit))
+            return 0
     _, plan = make_plan_from_args(args, model)
-    out = Path(args.out or f"build/{board.name}-{model.config.name}")
     res = build(model, board, plan, out, progress=progress, force=args.force,
-                hierarchy=not args.no_hierarchy, images=args.images, top=args.top)
-    print(summary(res, plan))
+                hierarchy=not args.no_hierarchy, images=args.images, top=args.top,
+                digest=digest)
+    print(summary(res))
     return 0
 
 
-def summary(res: BuildResult, plan) -> str:
+def summary(res: BuildResult) -> str:
     """The headline figures of a build, for the terminal."""
     if res.vendor_tool:
         return (f"not built: {res.board} needs {res.vendor_tool}, which hwgen does not run; "
@@ -505,7 +545,7 @@ def summary(res: BuildResult, plan) -> str:
                     f"{v['available']} ({100 * v['used'] / v['available']:.0f}%)"
                     for k, v in res.utilization.items()
                     if v["used"] and v["available"] and not k.startswith(("SB_IO", "SB_GB")))
-    ii = plan.interval_cycles
+    ii = res.interval_cycles
     lines = [f"bitstream: {res.bitstream} ({state}; hash {res.digest})",
              f"report: {res.out_dir / 'report.md'}",
              f"Fmax {res.fmax_mhz:.1f} MHz vs {res.clock_mhz:g} MHz constraint: timing {met}"
@@ -514,7 +554,7 @@ def summary(res: BuildResult, plan) -> str:
     if ii and res.fmax_mhz:
         lines.append(f"throughput: {res.clock_mhz * 1e6 / ii:,.0f} images/s at "
                      f"{res.clock_mhz:g} MHz, {res.fmax_mhz * 1e6 / ii:,.0f} at Fmax "
-                     f"(II {ii:,} cycles, latency {plan.latency_cycles:,} cycles)")
+                     f"(II {ii:,} cycles, latency {res.latency_cycles:,} cycles)")
     return "\n".join(lines)
 
 

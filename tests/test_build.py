@@ -1,6 +1,8 @@
 """`hwgen build`: a real (small) iCEBreaker build with its report and cache, the CLI's
 one-line errors, vendor boards, and the ASIC flow."""
 
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -9,7 +11,7 @@ import pytest
 
 from hwgen import boards
 from hwgen.boards import get_board
-from hwgen.build import build, build_digest
+from hwgen.build import BuildResult, build, build_digest
 from hwgen.cli import main
 from hwgen.graph import Folding
 from hwgen.plan import Target, make_plan, predict_timing
@@ -46,15 +48,26 @@ def _smallest_plan(model, board):
     return predict_timing(plan, model)
 
 
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(scope="module")
-def icebreaker_build(tiny_model, tmp_path_factory):
+def icebreaker_build(tiny_model, tiny_file, tmp_path_factory):
+    """The tiny model built through the CLI: planner, UART board top, tools, report."""
     _require_tools("icebreaker")
-    board = get_board("icebreaker")
-    plan = _smallest_plan(tiny_model, board)
     out = tmp_path_factory.mktemp("build") / "icebreaker"
-    lines: list[str] = []
-    result = build(tiny_model, board, plan, out, progress=lines.append, images=2, top="uart")
-    return result, plan, out, lines
+    argv = ["build", "--board", "icebreaker", "--model", str(tiny_file), "--out", str(out),
+            "--images", "2"]
+    code, stdout, stderr = _cli(argv)
+    assert code == 0, stderr
+    result = BuildResult.from_dict(json.loads((out / "build.json").read_text())["result"])
+    plan = make_plan(tiny_model, Target(device=get_board("icebreaker").device))
+    plan = predict_timing(plan, tiny_model)
+    return result, plan, out, stderr.splitlines(), argv, stdout
 
 
 def _one_line_error(capsys) -> str:
@@ -68,7 +81,9 @@ def _one_line_error(capsys) -> str:
 # --------------------------------------------------------------------------- real build
 
 def test_icebreaker_build(icebreaker_build):
-    result, plan, out, lines = icebreaker_build
+    result, plan, out, lines, _, stdout = icebreaker_build
+    assert plan.to_dict() == json.loads((out / "report.json").read_text())["plan"]
+    assert f"bitstream: {out / 'top.bin'}" in stdout and "Fmax" in stdout
     assert not result.cached and result.top == "BoardTop"
     assert result.bitstream == out / "top.bin" and result.bitstream.stat().st_size > 100_000
     assert result.fmax_mhz > 0 and result.clock_mhz == 12.0
@@ -90,7 +105,7 @@ def test_icebreaker_build(icebreaker_build):
 
 
 def test_report_contents(icebreaker_build):
-    result, plan, out, _ = icebreaker_build
+    result, plan, out, *_ = icebreaker_build
     data = json.loads((out / "report.json").read_text())
     assert data["timing"]["fmax_mhz"] == result.fmax_mhz
     assert data["timing"]["interval_cycles"] == plan.interval_cycles
@@ -114,15 +129,18 @@ def test_report_contents(icebreaker_build):
 
 
 def test_cached_rebuild(icebreaker_build, tiny_model):
-    result, plan, out, _ = icebreaker_build
-    lines: list[str] = []
+    result, plan, out, _, argv, stdout = icebreaker_build
     start = time.monotonic()
-    again = build(tiny_model, "icebreaker", plan, out, progress=lines.append, images=2,
-                  top="uart")
-    assert time.monotonic() - start < 5
-    assert again.cached and again.digest == result.digest
-    assert lines == [lines[0]] and lines[0].startswith(f"cached: {out} ({result.digest})")
-    assert again.bitstream == result.bitstream and again.fmax_mhz == result.fmax_mhz
+    code, again, err = _cli(argv)
+    assert code == 0 and time.monotonic() - start < 5
+    assert err.splitlines() == [err.splitlines()[0]]
+    assert err.startswith(f"cached: {out} ({result.digest})")
+    assert again.replace("(cached;", "(built") .split("\n")[2:] == stdout.split("\n")[2:]
+    # The library call with an explicit plan names builds by the plan itself.
+    lines: list[str] = []
+    hit = build(tiny_model, "icebreaker", plan, out, progress=lines.append, images=2, top="uart",
+                digest=result.digest)
+    assert hit.cached and hit.bitstream == result.bitstream and hit.fmax_mhz == result.fmax_mhz
     # A different plan is a different build.
     other = _smallest_plan(tiny_model, get_board("icebreaker"))
     other.foldings["head"] = Folding(pe=2)
@@ -131,7 +149,7 @@ def test_cached_rebuild(icebreaker_build, tiny_model):
 
 
 def test_report_command_adds_simulated_cycles(icebreaker_build, capsys):
-    _, plan, out, _ = icebreaker_build
+    _, plan, out, *_ = icebreaker_build
     sim = {"images": 2, "passed": 2, "simulator": "verilator", "cycles": [531, 540],
            "predicted_cycles": [531, 531], "plan": plan.to_dict()}
     (out / "sim.json").write_text(json.dumps(sim))
