@@ -345,8 +345,8 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
         def run_hierarchy():
             try:
                 per_block["stats"] = _per_block(graph, family)
-            except HwgenError as e:
-                per_block["error"] = str(e)
+            except Exception as e:  # noqa: BLE001 - the build goes on; the report says why
+                per_block["error"] = f"{type(e).__name__}: {e}"
 
         worker = threading.Thread(target=run_hierarchy, daemon=True)
         worker.start()
