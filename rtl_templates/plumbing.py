@@ -5,13 +5,22 @@ Both work on any payload shape and come with their cycle models.
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Module, Mux, Shape, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import Resources, bits_for, check_choice, check_int
+from rtl_templates.common import (
+    _BRAM_SHAPES,
+    Resources,
+    bits_for,
+    bram_count,
+    check_choice,
+    check_int,
+)
 from rtl_templates.timing import BlockModel
 
 
@@ -81,18 +90,72 @@ class StreamFIFO(wiring.Component):
         return FIFOModel(self.depth)
 
     def resources(self, family: str) -> Resources:
-        ctr = bits_for(self.depth + 1)
-        # Pointers wrap with a compare unless the depth is a power of two; the level
-        # counts up and down (measured with Yosys 0.70: about 10 LUT4s per counter bit).
-        lut, ff = 10 * ctr + 12, 3 * ctr + 1 + self.width
+        """LUT4/FF estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70 on both
+        families (28 FIFOs, depths 4 .. 4096, widths 4 .. 34): flip-flops exact, LUTs
+        within 10 % but for a few deep or non-power-of-two RAMs (up to 20 %) and tiny LUT-RAM
+        FIFOs (a few LUTs).
+
+        Control: the level and the two pointers, about 6 LUT4s per level bit, plus 2 per
+        pointer bit when the depth is not a power of two (the wrap compares). The memory:
+
+        - in block RAM (``style="block"``, or Yosys' cheapest choice: `ram_in_block_ram`):
+          the read port is not transparent and both addresses may meet, so Yosys wraps the
+          RAM in read-before-write logic: the write word and address kept a cycle, the read
+          word held in flip-flops, a bypass multiplexer (``2*width + addr + 2`` FFs,
+          ``width`` LUT4s). RAMs stacked in depth (`bram_stack`) add a read multiplexer of
+          ``width`` LUT4s per extra RAM and its registered select.
+        - in LUT RAM or flip-flops (Yosys' choice): a "ram" memory, whose mapping
+          (hwgen.memmap) adds the read register and the read multiplexer.
+        - ``style="logic"``: every entry a register loaded under a decoded write enable (a
+          LUT4 per entry), read through a multiplexer of about 0.9 LUT4 per bit and entry.
+        """
+        check_choice("family", family, FAMILIES)
+        depth, width = self.depth, self.width
+        level, addr = bits_for(depth + 1), bits_for(depth)
+        ff = level + 2 * addr + 1
+        lut = 6 * level + (0 if _power_of_two(depth) else 2 * addr)
         if self.style == "logic":
-            # Every entry a register with its write enable, read through a mux tree.
-            bits = self.depth * self.width
-            return Resources(lut=lut + self.width * (self.depth - 1) // 3 + self.depth,
-                             ff=ff + bits)
-        kinds = ("block",) if self.style == "block" else ("ram",)
-        return Resources(lut=lut, ff=ff, memories=((self.depth, self.width),),
-                         memory_kinds=kinds)
+            mux = math.ceil(0.9 * width * (depth - 1))
+            return Resources(lut=lut + mux + depth, ff=ff + depth * width + width)
+        if self.style == "block" or ram_in_block_ram(depth, width, family):
+            stack = bram_stack(depth, width, family)
+            select = bits_for(stack) if stack > 1 else 0
+            return Resources(lut=lut + width * stack, ff=ff + 2 * width + addr + 2 + select,
+                             memories=((depth, width),), memory_kinds=("block",))
+        return Resources(lut=lut, ff=ff, memories=((depth, width),))
+
+
+FAMILIES = ("ice40", "ecp5")
+# Yosys 0.70's memory_libmap costs (hwgen/memmap.py applies the same rule for the planner):
+# soft logic 1 per bit, a block RAM 64 (iCE40) or 128 (ECP5), an ECP5 LUT RAM 4 per 16x4
+# slice; a mapping must be strictly cheaper than the ones before it to win.
+_BRAM_COST = {"ice40": 64, "ecp5": 128}
+
+
+def ram_in_block_ram(depth: int, width: int, family: str) -> bool:
+    """Whether Yosys maps a RAM with one write and one synchronous read port to block RAM."""
+    cost = depth * width  # soft logic
+    blocks = bram_count(depth, width, family) * _BRAM_COST[family]
+    bram = blocks < cost
+    cost = min(cost, blocks)
+    if family == "ecp5" and 4 * math.ceil(depth / 16) * math.ceil(width / 4) < cost:
+        return False  # LUT RAM
+    return bram
+
+
+def bram_stack(depth: int, width: int, family: str) -> int:
+    """Block RAMs stacked in depth (read through a multiplexer) for a depth x width memory:
+    the aspect ratio needing the fewest RAMs, the deepest among equals (as Yosys picks)."""
+    def count(shape):
+        return math.ceil(depth / shape[0]) * math.ceil(width / shape[1])
+
+    fewest = min(count(s) for s in _BRAM_SHAPES[family])
+    deepest = max(d for d, w in _BRAM_SHAPES[family] if count((d, w)) == fewest)
+    return math.ceil(depth / deepest)
+
+
+def _power_of_two(n: int) -> bool:
+    return n & (n - 1) == 0
 
 
 def _wrap_inc(counter: Signal, modulus: int):
@@ -172,7 +235,12 @@ class Fork(wiring.Component):
         return ForkModel(self.n)
 
     def resources(self, family: str) -> Resources:
-        return Resources(lut=2 * self.n + 1, ff=self.n)
+        """Per output its valid, its taken flag and its done update; ``i.ready`` ANDs the
+        flags. Measured with Yosys 0.70 (n = 2 .. 4): 4n LUT4s on iCE40, 2n + 4 on ECP5
+        (its mapping merges more of the done updates); the payload is wires only."""
+        check_choice("family", family, FAMILIES)
+        lut = 4 * self.n if family == "ice40" else 2 * self.n + 4
+        return Resources(lut=lut, ff=self.n)
 
 
 def _and_all(values):
