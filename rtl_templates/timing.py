@@ -58,14 +58,14 @@ class BlockModel:
         return dict.fromkeys(self.inputs + self.outputs, False)
 
     def in_valid(self, port: str) -> bool:
-        return self._net._valid(self._net._in_edge[(self.name, port)])
+        return self._net._valid(self._edges_in[port])
 
     def out_ready(self, port: str) -> bool:
-        return self._net._ready(self._net._out_edge[(self.name, port)])
+        return self._net._ready(self._edges_out[port])
 
     def in_word(self, port: str) -> int:
         """Payload of the beat currently offered on input `port` (needs recorded words)."""
-        edge = self._net._in_edge[(self.name, port)]
+        edge = self._edges_in[port]
         if edge.words is None:
             raise ValueError(f"{self.name}.{port}: the model needs the stream's words, "
                              f"but stream {edge.name!r} was connected without them")
@@ -88,6 +88,7 @@ class Edge:
     count: int = 0  # beats fired so far
     fire_cycles: list[int] = field(default_factory=list)
     record: bool = False
+    index: int = 0  # position in the network's edge list (cache slot)
 
 
 class Network:
@@ -99,8 +100,8 @@ class Network:
         self._in_edge: dict[tuple[str, str], Edge] = {}
         self._out_edge: dict[tuple[str, str], Edge] = {}
         self.cycle = 1
-        self._vcache: dict[int, object] = {}
-        self._rcache: dict[int, object] = {}
+        self._vcache: list = []
+        self._rcache: list = []
 
     def add(self, name: str, model: BlockModel) -> BlockModel:
         if name in self.blocks:
@@ -120,10 +121,12 @@ class Network:
         if src in self._out_edge or dst in self._in_edge:
             raise ValueError(f"port already connected: {src} -> {dst}")
         edge = Edge(name or f"{src[0]}.{src[1]}->{dst[0]}.{dst[1]}", src, dst, words,
-                    record=record)
+                    record=record, index=len(self.edges))
         self.edges.append(edge)
         self._out_edge[src] = edge
         self._in_edge[dst] = edge
+        self.blocks[src[0]].__dict__.setdefault("_edges_out", {})[src[1]] = edge
+        self.blocks[dst[0]].__dict__.setdefault("_edges_in", {})[dst[1]] = edge
         return edge
 
     def edge(self, name: str) -> Edge:
@@ -135,25 +138,23 @@ class Network:
     # Handshakes are evaluated lazily and memoised per cycle, so a model may ask
     # its neighbours (a join's ready depends on its other inputs' valid).
     def _valid(self, edge: Edge) -> bool:
-        key = id(edge)
-        v = self._vcache.get(key)
+        cache = self._vcache
+        v = cache[edge.index]
         if v is None:
-            self._vcache[key] = _BUSY
-            block, port = edge.src
-            v = bool(self.blocks[block].valid(port))
-            self._vcache[key] = v
+            cache[edge.index] = _BUSY
+            v = bool(self._src_model[edge.index].valid(edge.src[1]))
+            cache[edge.index] = v
         elif v is _BUSY:
             raise RuntimeError(f"combinational loop through valid of {edge.name!r}")
         return v
 
     def _ready(self, edge: Edge) -> bool:
-        key = id(edge)
-        r = self._rcache.get(key)
+        cache = self._rcache
+        r = cache[edge.index]
         if r is None:
-            self._rcache[key] = _BUSY
-            block, port = edge.dst
-            r = bool(self.blocks[block].ready(port))
-            self._rcache[key] = r
+            cache[edge.index] = _BUSY
+            r = bool(self._dst_model[edge.index].ready(edge.dst[1]))
+            cache[edge.index] = r
         elif r is _BUSY:
             raise RuntimeError(f"combinational loop through ready of {edge.name!r}")
         return r
@@ -174,13 +175,20 @@ class Network:
         """
         self._check_connected()
         blocks = list(self.blocks.values())
+        edges = self.edges
+        n = len(edges)
+        self._src_model = [self.blocks[e.src[0]] for e in edges]
+        self._dst_model = [self.blocks[e.dst[0]] for e in edges]
+        # Blocks where nothing fired all get the same (never written) all-False map.
+        nothing = {name: m._nothing for name, m in self.blocks.items()}
+        valid, ready = self._valid, self._ready
         while True:
             if self.cycle > max_cycles:
                 raise RuntimeError(f"model did not finish within {max_cycles} cycles; "
                                    f"stalled edges: {self._describe_stall()}")
-            self._vcache.clear()
-            self._rcache.clear()
-            fired_edges = [e for e in self.edges if self._valid(e) and self._ready(e)]
+            self._vcache = [None] * n
+            self._rcache = [None] * n
+            fired_edges = [e for e in edges if valid(e) and ready(e)]
             if not fired_edges:
                 jump = min(m.quiet() for m in blocks)
                 if jump > 1:
@@ -191,15 +199,18 @@ class Network:
                     if until():
                         return self.cycle - 1
                     continue
-            fired: dict[str, dict[str, bool]] = {n: m._nothing for n, m in self.blocks.items()}
+            fired: dict[str, dict[str, bool]] = {}
             for e in fired_edges:
-                fired[e.src[0]][e.src[1]] = True
-                fired[e.dst[0]][e.dst[1]] = True
+                for block, port in (e.src, e.dst):
+                    f = fired.get(block)
+                    if f is None:
+                        f = fired[block] = dict(nothing[block])
+                    f[port] = True
                 e.count += 1
                 if e.record:
                     e.fire_cycles.append(self.cycle)
-            for n, m in self.blocks.items():
-                m.tick(fired[n])
+            for name, m in self.blocks.items():
+                m.tick(fired.get(name) or nothing[name])
             self.cycle += 1
             if until():
                 return self.cycle - 1
