@@ -118,6 +118,7 @@ class Plan:
     lif_block: frozenset[str] = frozenset()  # LIF arrays keeping their spikes in block RAM
     latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
     interval_cycles: int | None = None  # images back to back: result to result
+    interval_exact: bool = True  # False: the bottleneck block's cycles (an estimate)
     notes: list[str] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
@@ -170,8 +171,9 @@ class Plan:
                             if k in caps and size.get(k))
             out.append(f"fits: {use}; limits keep room for the board top")
         if self.latency_cycles is not None:
+            how = "exact" if self.interval_exact else "estimate: the bottleneck block's cycles"
             out.append(f"latency {self.latency_cycles} cycles per image (exact, cycle models); "
-                       f"initiation interval {self.interval_cycles} cycles; bottleneck "
+                       f"initiation interval {self.interval_cycles} cycles ({how}); bottleneck "
                        f"{self.bottleneck.node}")
             ips = self.images_per_second(self.target.clock_mhz)
             out.append(f"throughput {ips:,.0f} images/s at {self.target.clock_mhz:g} MHz")
@@ -190,6 +192,7 @@ class Plan:
             "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
                          for k, f in sorted(self.foldings.items())},
             "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
+            "interval_exact": self.interval_exact,
             "totals": self.totals(),
             "layers": [{"node": x.node, "kind": x.kind, "layer": x.layer, "folding": x.folding,
                         "cycles": x.cycles, "lut": x.total_lut, "ff": x.total_ff, "bram": x.bram,
@@ -386,15 +389,27 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
     return plan
 
 
+# Above this many modelled cycles the interval comes from the bottleneck block instead of a
+# three-image run of the cycle models (which steps every cycle in Python).
+EXACT_INTERVAL_CYCLES = 600_000
+
+
 def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
-    """Fill the plan's exact latency and initiation interval from the cycle models."""
+    """Fill the plan's latency (exact, from the cycle models: one image alone) and its
+    initiation interval (exact from three images back to back when that run is short
+    enough; otherwise the bottleneck block's cycles, marked as an estimate)."""
     from hwgen.predict import image_cycles
 
     one = image_cycles(plan.graph(model), images=1, edge_words=edge_words)[0]
-    words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
-    three = image_cycles(plan.graph(model), images=3, edge_words=words3)
     plan.latency_cycles = one
-    plan.interval_cycles = three[2] - three[1]
+    if 3 * one <= EXACT_INTERVAL_CYCLES:
+        words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
+        three = image_cycles(plan.graph(model), images=3, edge_words=words3)
+        plan.interval_cycles = three[2] - three[1]
+        plan.interval_exact = True
+    else:
+        plan.interval_cycles = plan.bottleneck.cycles
+        plan.interval_exact = False
     return plan
 
 
