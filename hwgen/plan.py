@@ -267,8 +267,8 @@ def _fits(plan: Plan) -> list[str]:
             if tot.get(k, 0) > cap]
 
 
-def _knobs(model: IntModel, node: Node) -> list[str]:
-    """The folding knobs that speed up `node`."""
+def _knobs(model: IntModel, node: LayerPlan) -> list[str]:
+    """The folding knobs that speed up the block `node` plans."""
     layer = node.layer or ""
     if node.kind in ("linear", "spike_conv", "pixel_conv", "head"):
         if layer == "rpe" or layer.endswith((".o", ".fc2")):
@@ -356,9 +356,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
         slow = sorted(plan.layers, key=lambda x: -x.cycles)
         improved = False
         for layer_plan in slow[:1]:
-            node = next(n for n in plan.graph(model).nodes.values()
-                        if n.name == layer_plan.node)
-            for knob in _knobs(model, node):
+            for knob in _knobs(model, layer_plan):
                 if knob in exhausted:
                     continue
                 proposal = _try_knob(model, plan, knob)
