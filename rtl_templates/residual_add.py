@@ -68,8 +68,13 @@ class ResidualAdd(wiring.Component):
         return 1
 
     def resources(self, family: str) -> Resources:
-        adders = (len(self.in_widths) - 1) * self.lanes * self.out_width
-        return Resources(lut=adders + 2, ff=self.lanes * self.out_width + 1)
+        """Calibrated with Yosys 0.70 on both families (widths 8 .. 20, 1 .. 4 lanes: within
+        ~5 %). Per output bit: two inputs cost one LUT4 beside the carry chain; three inputs
+        Yosys builds as a 3:2 compressor (two LUT4s per bit) feeding one adder, three in
+        all. Plus the join's handshake; the flip-flops are the output register and valid."""
+        per_bit = 1 if len(self.in_widths) == 2 else 3
+        return Resources(lut=per_bit * self.lanes * self.out_width + 3,
+                         ff=self.lanes * self.out_width + 1)
 
 
 class ResidualAddModel(BlockModel):
