@@ -226,7 +226,8 @@ class LIFArray(wiring.Component):
     def resources(self, family: str) -> Resources:
         """Calibrated with Yosys 0.70 (within about 10%): per lane an adder, a
         comparator and the reset mux; the threshold table (a ROM over the groups); counters.
-        The spike shift register costs flip-flops only (on an iCE40, a logic cell each)."""
+        The spike shift register costs flip-flops only (on an iCE40, a logic cell each).
+        Block storage: one block RAM on iCE40, four on ECP5 (bit write enables, below)."""
         L, T, G, C = self.lanes, self.time_steps, self.groups, self.channels
         block = self.storage == "block"
         spikes = WORD * self.rows + bits_for(self.rows + 1) + 1 if block else T * C
@@ -241,8 +242,13 @@ class LIFArray(wiring.Component):
         lut = round(L * per_lane + mux_factor * table + 3 * bits_for(G) + 4 * bits_for(T))
         if block:  # write-enable decoder, row address, the read counter
             lut += WORD + 2 * bits_for(T * self.rows) + 2 * bits_for(self.rows + 1)
-            return Resources(lut=lut, ff=ff, memories=((T * self.rows, WORD),),
-                             memory_kinds=("block",))
+            depth = T * self.rows
+            # One iCE40 block RAM (a write mask bit per data bit). An ECP5 DP16KD has at most
+            # four write enables (its 36-bit mode's byte enables), so Yosys spreads the 16
+            # bit enables over four block RAMs: listed as four memories of 4 bits.
+            memories = ((depth, WORD),) if family == "ice40" else ((depth, WORD // 4),) * 4
+            return Resources(lut=lut, ff=ff, memories=memories,
+                             memory_kinds=("block",) * len(memories))
         return Resources(lut=lut, ff=ff)
 
 
