@@ -70,6 +70,28 @@ def _prepare_env(simulator: str) -> None:
         os.environ["MAKEFLAGS"] = _verilator_make_flags(quick_build())
 
 
+def _verilator_runner():
+    """cocotb's Verilator runner without `--public-flat-rw`.
+
+    That flag makes every signal of the design visible to VPI, which stops
+    Verilator from optimising them away and slowed our accelerator about 3x; the
+    testbenches only touch top-level ports, so `--public-depth 1` is enough.
+    (cocotb 2.1 builds the command in the private `_build_command`; cocotb is pinned.)
+    """
+    from cocotb_tools.runner import Verilator
+
+    class PortsOnlyVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            first = cmds[0]
+            if "--public-flat-rw" in first:
+                k = first.index("--public-flat-rw")
+                cmds[0] = first[:k] + ["--public-depth", "1"] + first[k + 1:]
+            return cmds
+
+    return PortsOnlyVerilator()
+
+
 def quick_build() -> bool:
     """Compile Verilator models without C++ optimisation (set HWGEN_SIM_QUICK=1).
 
@@ -136,7 +158,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     if simulator == "icarus":
         verilog_text = _icarus_wake(verilog_text)
     quick = simulator == "verilator" and quick_build()
-    digest = hashlib.sha256(f"{simulator}{waves}{quick}{verilog_text}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{simulator}{waves}{quick}ports{verilog_text}".encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{toplevel}.v"
@@ -148,7 +170,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     data_path.write_text(json.dumps(stimulus))
     result_path.unlink(missing_ok=True)
 
-    runner = get_runner(simulator)
+    runner = _verilator_runner() if simulator == "verilator" else get_runner(simulator)
     build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
     if simulator == "verilator" and waves:
         build_args += ["--trace-structs"]  # VCD: the wheel lacks lz4.h, which FST needs
