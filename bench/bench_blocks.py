@@ -12,7 +12,7 @@ Run from the repo root:
     .venv/bin/python bench/bench_blocks.py [--quick] [--no-fmax] [--jobs 2]
         [--family ice40|ecp5] [--kind KIND ...]
 Prints one Markdown table per family and a summary line (mean / max absolute LUT error).
-About 11 minutes cold on two busy cores (36 blocks x 2 families: two Yosys runs and one
+About 10 minutes cold on two busy cores (36 blocks x 2 families: two Yosys runs and one
 nextpnr run each), under a minute once cached; `--quick` is the digits-tiny half.
 `tests/test_estimates.py` checks the same cases against bounds.
 """
