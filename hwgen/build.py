@@ -361,8 +361,19 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
         _say(progress, f"[{k}/{n_steps}] {step} ({Path(exe).name}, log {log.name}); "
                        f"{time.monotonic() - start:.1f} s so far")
         t0 = time.monotonic()
-        _run_step([exe, *argv[1:]], out_dir, log, env)
+        try:
+            _run_step([exe, *argv[1:]], out_dir, log, env)
+        except ToolFailed as e:
+            if result.synth and "does not fit" in str(e):
+                tot = plan.totals()
+                raise ToolFailed(f"{e}; Yosys counted {result.synth['lut']} LUT4 and "
+                                 f"{result.synth['ff']} flip-flops (board top included), the "
+                                 f"plan predicted {tot['lut']} and {tot['ff']} for the "
+                                 "accelerator") from None
+            raise
         result.steps[step] = time.monotonic() - t0
+        if tool == "yosys":
+            _parse_synth(result, out_dir)
 
     result.bitstream = out_dir / _FAMILY[family][1]
     if not result.bitstream.exists():
@@ -384,13 +395,16 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
     return result
 
 
-def _parse_outputs(result: BuildResult, out_dir: Path) -> None:
+def _parse_synth(result: BuildResult, out_dir: Path) -> None:
     from hwgen.synth import SynthStats
 
     stat = json.loads((out_dir / f"{NAME}.stat.json").read_text())
     s = SynthStats.from_cells(result.family, stat["design"]["num_cells_by_type"])
     result.synth = {"lut": s.lut, "ff": s.ff, "carry": s.carry, "bram": s.bram, "spram": s.spram,
                     "dsp": s.dsp, "lutram": s.lutram, "cells": s.cells}
+
+
+def _parse_outputs(result: BuildResult, out_dir: Path) -> None:
     rep = json.loads((out_dir / f"{NAME}.report.json").read_text())
     result.utilization = {k: {"used": v["used"], "available": v["available"]}
                           for k, v in sorted(rep.get("utilization", {}).items())}
