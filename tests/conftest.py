@@ -6,7 +6,6 @@ import pytest
 
 from sim.runner import simulator_missing_reason
 
-
 # Tests simulate for seconds but compile for tens of seconds: build Verilator models at -O0.
 os.environ.setdefault("HWGEN_SIM_QUICK", "1")
 

