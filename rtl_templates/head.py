@@ -32,7 +32,7 @@ from rtl_templates.gated_sum import (
     tree_stages,
     weight_rows,
 )
-from rtl_templates.timing import BlockModel
+from rtl_templates.timing import BlockModel, LocalQuiet
 
 
 def result_layout(classes: int, acc_bits: int) -> data.StructLayout:
@@ -248,7 +248,7 @@ def _wrap(counter: Signal, n: int):
     return Mux(counter == n - 1, 0, counter + 1)
 
 
-class HeadModel(BlockModel):
+class HeadModel(LocalQuiet, BlockModel):
     """Control mirror of Head: beat buffer, operation and beat counters, the pipeline's
     end-of-image tag, the drain / scan / emit phases."""
 
@@ -292,11 +292,8 @@ class HeadModel(BlockModel):
             self.phase = Phase.ACCUM
         self.pipe = [item] + self.pipe[:-1]
 
-    def quiet(self):
-        if self.phase in (Phase.DRAIN, Phase.SCAN) or self._issue() \
-                or any(p is not None for p in self.pipe):
-            return 1
-        return 1 << 30
+    _state_attrs = ("full", "op", "beat", "scan", "phase", "pipe")
 
-    def skip(self, cycles):
-        pass
+    def _active(self) -> bool:
+        return (self.phase in (Phase.DRAIN, Phase.SCAN) or self._issue()
+                or any(p is not None for p in self.pipe))

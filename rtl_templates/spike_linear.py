@@ -35,7 +35,7 @@ from rtl_templates.gated_sum import (
     tree_stages,
     weight_rows,
 )
-from rtl_templates.timing import BlockModel
+from rtl_templates.timing import BlockModel, LocalQuiet
 
 MODES = ("dense", "event")
 
@@ -341,7 +341,7 @@ def _wrap_inc(m: Module, counter: Signal, n: int) -> None:
         m.d.sync += counter.eq(counter + 1)
 
 
-class SpikeLinearModel(BlockModel):
+class SpikeLinearModel(LocalQuiet, BlockModel):
     """Control mirror of SpikeLinear: slot flags, the issue counters, the pipeline's
     (valid, last) tags and the output register. Event mode reads each input beat's
     popcount from the stream's words when the beat fires."""
@@ -388,12 +388,18 @@ class SpikeLinearModel(BlockModel):
             self.slot_ops[self.t_in] = self._offered_ops if self.event else self.K
             self.t_in = (self.t_in + 1) % self.T
 
-    def quiet(self):
+    _state_attrs = ("slot_full", "slot_ops", "t_in", "g", "t", "op", "pipe", "out_valid")
+
+    def _active(self) -> bool:
         if self.pipe[-1] is not None and self.out_valid:
-            return 1 << 30  # stalled on the output: nothing moves until it fires
-        if self.slot_full[self.t] or any(p is not None for p in self.pipe):
-            return 1
-        return 1 << 30
+            return False  # stalled on the output: nothing moves until it fires
+        return self.slot_full[self.t] or any(p is not None for p in self.pipe)
+
+    def quiet(self):
+        if self.event:  # its ready reads the input's words: not a local handshake
+            return 1 if self._active() else 1 << 30
+        return LocalQuiet.quiet(self)
 
     def skip(self, cycles):
-        pass
+        if not self.event:
+            LocalQuiet.skip(self, cycles)
