@@ -6,7 +6,7 @@ lanes across the T steps of a token, and emits the token's T spike vectors.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
@@ -74,11 +74,7 @@ class LIFArray(wiring.Component):
         self.in_width = check_int("in_width", in_width)
         self.input_shift = check_int("input_shift", input_shift, 0)
         self.state_bits = check_int("state_bits", state_bits, 2)
-        self.vth = check_ints("vth", vth, channels)
-        if min(self.vth) < 1:
-            raise ValueError(f"vth must be >= 1 everywhere, not {min(self.vth)!r}")
-        if max(self.vth) > (1 << (state_bits - 1)) - 1:
-            raise ValueError(f"vth must fit signed state_bits ({state_bits}), not {max(self.vth)!r}")
+        self.vth = check_vth(vth, channels, state_bits)
         self.repeat = bool(repeat)
         check_choice("storage", storage, STORAGES)
         if storage == "block" and (lanes > WORD or WORD % lanes):
@@ -107,7 +103,7 @@ class LIFArray(wiring.Component):
         # entry per collected step and per emitted beat, so step t's channels always sit
         # at the same strided positions: no write decoding and no output multiplexer.
         chain = Signal(T * self.channels) if self.storage == "registers" else None
-        v = [Signal(signed(self.state_bits), name=f"v{j}") for j in range(L)]
+        v = membranes(L, self.state_bits)
         held = [Signal(signed(self.in_width), name=f"held{j}") for j in range(L)]
 
         class Phase(enum.Enum):
@@ -125,28 +121,14 @@ class LIFArray(wiring.Component):
             step.eq((phase == Phase.COLLECT) & (internal_step | self.i.valid)),
         ]
 
-        vth = [Signal(signed(self.state_bits), name=f"vth{j}") for j in range(L)]
-        with m.Switch(g):
-            for gi in range(G):
-                with m.Case(gi):
-                    m.d.comb += [vth[j].eq(self.vth[gi * L + j]) for j in range(L)]
-
-        sum_width = max(self.in_width + self.input_shift, self.state_bits) + 1
-        fired_bits = []
-        for j in range(L):
-            x = Mux(internal_step, held[j], self.i.payload[j]) if self.repeat else self.i.payload[j]
-            v_prev = Mux(t == 0, 0, v[j])
-            total = Signal(signed(sum_width), name=f"sum{j}")
-            h = Signal(signed(self.state_bits), name=f"h{j}")
-            s = Signal(name=f"s{j}")
-            m.d.comb += [total.eq((x << self.input_shift) + v_prev), h.eq(total >> 1),
-                         s.eq(h >= vth[j])]
-            fired_bits.append(s)
-            with m.If(step):
-                m.d.sync += v[j].eq(Mux(s, 0, h))
-                if self.repeat:
-                    with m.If(~internal_step):
-                        m.d.sync += held[j].eq(self.i.payload[j])
+        vth = threshold_table(m, g, self.vth, L, self.state_bits)
+        xs = [Mux(internal_step, held[j], self.i.payload[j]) if self.repeat else self.i.payload[j]
+              for j in range(L)]
+        fired_bits = lif_lanes(m, xs, v, vth, first=t == 0, step=step,
+                               input_shift=self.input_shift)
+        if self.repeat:
+            with m.If(step & ~internal_step):
+                m.d.sync += [held[j].eq(self.i.payload[j]) for j in range(L)]
 
         shift_in = Signal(L)
         m.d.comb += shift_in.eq(Cat(*fired_bits))
@@ -250,6 +232,55 @@ class LIFArray(wiring.Component):
             return Resources(lut=lut, ff=ff, memories=memories,
                              memory_kinds=("block",) * len(memories))
         return Resources(lut=lut, ff=ff)
+
+
+def check_vth(vth, channels: int, state_bits: int) -> list[int]:
+    """One threshold per channel, each >= 1 and fitting signed `state_bits`."""
+    out = check_ints("vth", vth, channels)
+    if min(out) < 1:
+        raise ValueError(f"vth must be >= 1 everywhere, not {min(out)!r}")
+    if max(out) > (1 << (state_bits - 1)) - 1:
+        raise ValueError(f"vth must fit signed state_bits ({state_bits}), not {max(out)!r}")
+    return out
+
+
+def membranes(lanes: int, state_bits: int) -> list[Signal]:
+    """The membrane registers V of `lanes` neurons (state_bits signed each)."""
+    return [Signal(signed(state_bits), name=f"v{j}") for j in range(lanes)]
+
+
+def threshold_table(m: Module, group: Value, vth: list[int], lanes: int,
+                    state_bits: int) -> list[Signal]:
+    """Per lane, the threshold of channel ``group * lanes + j`` (a constant table over the
+    group counter)."""
+    out = [Signal(signed(state_bits), name=f"vth{j}") for j in range(lanes)]
+    with m.Switch(group):
+        for gi in range(len(vth) // lanes):
+            with m.Case(gi):
+                m.d.comb += [out[j].eq(vth[gi * lanes + j]) for j in range(lanes)]
+    return out
+
+
+def lif_lanes(m: Module, xs: list[Value], v: list[Signal], vth: list[Value], *, first: Value,
+              step: Value, input_shift: int) -> list[Signal]:
+    """One step of the integer LIF (docs/arithmetic.md) for each lane: with ``V = 0`` when
+    `first`, ``H = ((x << input_shift) + V) >> 1``, ``S = H >= vth``; on `step`, ``V`` (the
+    registers `v`, see `membranes`) becomes ``0 if S else H``. Returns the spikes S.
+
+    ``x << input_shift`` plus V is formed one bit wider than the state, whose width holds
+    the shifted input, H and V (docs/arithmetic.md, "Widths"), so nothing wraps."""
+    state_bits = len(v[0])
+    spikes = []
+    for j, (x, vj) in enumerate(zip(xs, v, strict=True)):
+        total = Signal(signed(max(len(x) + input_shift, state_bits) + 1), name=f"sum{j}")
+        h = Signal(signed(state_bits), name=f"h{j}")
+        s = Signal(name=f"s{j}")
+        m.d.comb += [total.eq((x << input_shift) + Mux(first, 0, vj)), h.eq(total >> 1),
+                     s.eq(h >= vth[j])]
+        with m.If(step):
+            m.d.sync += vj.eq(Mux(s, 0, h))
+        spikes.append(s)
+    return spikes
 
 
 def _rom_luts(entries: int) -> int:
