@@ -18,7 +18,8 @@ from quant.config import SasaMode
 from quant.ir import IntModel, LIFLayer
 from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.head import Head
-from rtl_templates.lif_array import LIFArray
+from rtl_templates.lif_array import WORD, LIFArray
+from rtl_templates.lif_linear import LIFLinear
 from rtl_templates.maxpool import SpikeMaxPool2x2
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.plumbing import Fork, StreamFIFO
@@ -62,7 +63,7 @@ class TapSpec:
 @dataclass
 class Node:
     name: str
-    kind: str  # "pixel_conv", "spike_conv", "lif", "pool", "linear", "sasa", "dwconv", "add", "head", "fork", "fifo"
+    kind: str  # "pixel_conv", "spike_conv", "lif", "pool", "linear", "lif_linear", "sasa", "dwconv", "add", "head", "fork", "fifo"
     component: wiring.Component
     layer: str | None = None  # the integer-model layer it computes (None for plumbing)
     tokens: int = 0  # tokens per image on the block's input grid
@@ -118,9 +119,11 @@ class Graph:
 
 class _Builder:
     def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int,
-                 family: str | None, spram: int, lif_block: frozenset[str]):
+                 family: str | None, spram: int, lif_block: frozenset[str],
+                 fuse: frozenset[str]):
         self.family = family
         self.lif_block = lif_block
+        self.fuse = fuse
         self.spram_left = spram
         self.m = model
         self.cfg = model.config
@@ -179,6 +182,21 @@ class _Builder:
                         vth=lif.vth.tolist(), input_shift=lif.input_shift,
                         state_bits=lif.state_bits, repeat=repeat, storage=storage)
         return self.node(name, "lif", comp, name)
+
+    def fusable(self, layer: str, f: Folding, lanes: int) -> bool:
+        """Whether the spike linear `layer` is fused with the LIF array feeding it (asked for
+        in `fuse`, dense, and the spike memory's 16-bit rows split into whole beats)."""
+        return (layer in self.fuse and f.mode == "dense" and WORD % lanes == 0
+                and WORD % f.simd == 0)
+
+    def lif_linear(self, layer: str, lif, linear, f: Folding, pe: int, lanes: int,
+                   in_width: int) -> Node:
+        """`lif` and the spike linear `linear` as one LIFLinear node named `layer`."""
+        comp = LIFLinear(linear.weight.tolist(), linear.bias.tolist(), time_steps=self.T,
+                         weight_bits=self.m.weight_bits, acc_bits=linear.acc_bits, pe=pe,
+                         simd=f.simd, lanes=lanes, in_width=in_width, vth=lif.vth.tolist(),
+                         input_shift=lif.input_shift, state_bits=lif.state_bits)
+        return self.node(layer, "lif_linear", comp, layer)
 
     def build(self) -> Graph:
         m, cfg, T, g = self.m, self.cfg, self.T, self.g
@@ -311,24 +329,36 @@ class _Builder:
             u_to_add, u_to_lif = self.fanout(f"{p}.u_mid", u, u_shape, 2, u_tap)
             u_delayed = self.fifo(f"{p}.u_fifo2", u_to_add, u_shape, 2 * beats_u,
                                   cfg.tokens * beats_u)
-            mlp_lif = self.lif(f"{p}.mlp_lif", blk.mlp_lif, D, L, ub)
-            g.connect(u_to_lif, (mlp_lif.name, "i"))
+            # (On request, each LIF array fused with the linear it feeds: no spike taps.)
             f1 = self.fold(f"{p}.fc1")
-            fc1 = self.node(f"{p}.fc1", "linear", SpikeLinear(
-                blk.fc1.weight.tolist(), blk.fc1.bias.tolist(), time_steps=T, weight_bits=wbits,
-                acc_bits=blk.fc1.acc_bits, pe=f1.pe, simd=f1.simd, mode=f1.mode), f"{p}.fc1")
-            g.connect((mlp_lif.name, "o"), (fc1.name, "i"),
-                      self.spikes_tap([f"{p}.mlp_lif"], grid, D))
+            if self.fusable(f"{p}.fc1", f1, L):
+                fc1 = self.lif_linear(f"{p}.fc1", blk.mlp_lif, blk.fc1, f1, f1.pe, L, ub)
+                g.connect(u_to_lif, (fc1.name, "i"))
+            else:
+                mlp_lif = self.lif(f"{p}.mlp_lif", blk.mlp_lif, D, L, ub)
+                g.connect(u_to_lif, (mlp_lif.name, "i"))
+                fc1 = self.node(f"{p}.fc1", "linear", SpikeLinear(
+                    blk.fc1.weight.tolist(), blk.fc1.bias.tolist(), time_steps=T,
+                    weight_bits=wbits, acc_bits=blk.fc1.acc_bits, pe=f1.pe, simd=f1.simd,
+                    mode=f1.mode), f"{p}.fc1")
+                g.connect((mlp_lif.name, "o"), (fc1.name, "i"),
+                          self.spikes_tap([f"{p}.mlp_lif"], grid, D))
             hid = cfg.hidden
-            fc1_lif = self.lif(f"{p}.fc1_lif", blk.fc1_lif, hid, f1.pe, blk.fc1.acc_bits)
-            g.connect((fc1.name, "o"), (fc1_lif.name, "i"),
-                      self.values_tap([f"{p}.fc1"], grid, hid, blk.fc1.acc_bits, f1.pe))
+            fc1_tap = self.values_tap([f"{p}.fc1"], grid, hid, blk.fc1.acc_bits, f1.pe)
             f2 = self.fold(f"{p}.fc2")
-            fc2 = self.node(f"{p}.fc2", "linear", SpikeLinear(
-                blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), time_steps=T, weight_bits=wbits,
-                acc_bits=blk.fc2.acc_bits, pe=L, simd=f2.simd, mode=f2.mode), f"{p}.fc2")
-            g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
-                      self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
+            if self.fusable(f"{p}.fc2", f2, f1.pe):
+                fc2 = self.lif_linear(f"{p}.fc2", blk.fc1_lif, blk.fc2, f2, L, f1.pe,
+                                      blk.fc1.acc_bits)
+                g.connect((fc1.name, "o"), (fc2.name, "i"), fc1_tap)
+            else:
+                fc1_lif = self.lif(f"{p}.fc1_lif", blk.fc1_lif, hid, f1.pe, blk.fc1.acc_bits)
+                g.connect((fc1.name, "o"), (fc1_lif.name, "i"), fc1_tap)
+                fc2 = self.node(f"{p}.fc2", "linear", SpikeLinear(
+                    blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), time_steps=T,
+                    weight_bits=wbits, acc_bits=blk.fc2.acc_bits, pe=L, simd=f2.simd,
+                    mode=f2.mode), f"{p}.fc2")
+                g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
+                          self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
             add2 = self.node(f"{p}.add_mlp", "add",
                          ResidualAdd((ub, blk.fc2.acc_bits), ub, L), f"{p}.u_mlp")
             g.connect(u_delayed, (add2.name, "i0"))
@@ -357,14 +387,18 @@ def _cat_rows(a, b) -> list:
 
 def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
                 lanes_u: int = 1, family: str | None = None, spram: int = 0,
-                lif_block: frozenset[str] = frozenset()) -> Graph:
+                lif_block: frozenset[str] = frozenset(),
+                fuse: frozenset[str] = frozenset()) -> Graph:
     """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
     "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
     the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U).
     `family` ("ice40", "ecp5" or None for simulation/ASIC) picks memory styles: where small
     weight tables and FIFOs go; `spram` is how many iCE40 SPRAMs big FIFOs may use;
-    `lif_block` names the LIF arrays that keep their spikes in block RAM."""
-    return _Builder(model, folding or {}, lanes_u, family, spram, frozenset(lif_block)).build()
+    `lif_block` names the LIF arrays that keep their spikes in block RAM; `fuse` names the
+    MLP linears ("blocks.0.fc1", "blocks.0.fc2") to fuse with the LIF array feeding them
+    (`rtl_templates.lif_linear`; dense folding whose SIMD and LIF lanes divide 16)."""
+    return _Builder(model, folding or {}, lanes_u, family, spram, frozenset(lif_block),
+                    frozenset(fuse)).build()
 
 
 SMALL_FIFO_BITS = 256

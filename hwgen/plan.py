@@ -116,6 +116,7 @@ class Plan:
     foldings: dict[str, Folding]
     layers: list[LayerPlan]
     lif_block: frozenset[str] = frozenset()  # LIF arrays keeping their spikes in block RAM
+    fuse: frozenset[str] = frozenset()  # linears fused with the LIF array feeding them
     latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
     interval_cycles: int | None = None  # images back to back: result to result
     interval_exact: bool = True  # False: the bottleneck block's cycles (an estimate)
@@ -143,7 +144,7 @@ class Plan:
 
     def graph(self, model: IntModel) -> Graph:
         return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram,
-                           self.lif_block)
+                           self.lif_block, self.fuse)
 
     def table(self) -> str:
         rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
@@ -188,7 +189,7 @@ class Plan:
     def to_dict(self) -> dict:
         return {
             "model": self.model_name, "family": self.family, "lanes_u": self.lanes_u,
-            "lif_block": sorted(self.lif_block),
+            "lif_block": sorted(self.lif_block), "fuse": sorted(self.fuse),
             "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
                          for k, f in sorted(self.foldings.items())},
             "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
@@ -253,11 +254,11 @@ def _next_divisor(n: int, current: int) -> int | None:
 
 
 def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int,
-             lif_block: frozenset[str] = frozenset()) -> Plan:
-    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block)
+             lif_block: frozenset[str] = frozenset(), fuse: frozenset[str] = frozenset()) -> Plan:
+    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block, fuse)
     layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
     return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers,
-                frozenset(lif_block))
+                frozenset(lif_block), frozenset(fuse))
 
 
 def _fits(plan: Plan) -> list[str]:
@@ -270,7 +271,7 @@ def _fits(plan: Plan) -> list[str]:
 def _knobs(model: IntModel, node: LayerPlan) -> list[str]:
     """The folding knobs that speed up the block `node` plans."""
     layer = node.layer or ""
-    if node.kind in ("linear", "spike_conv", "pixel_conv", "head"):
+    if node.kind in ("linear", "lif_linear", "spike_conv", "pixel_conv", "head"):
         if layer == "rpe" or layer.endswith((".o", ".fc2")):
             return [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
         return [f"simd:{layer}", f"pe:{layer}"]
@@ -337,7 +338,12 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
     linears to run event-driven."""
     foldings = {name: Folding(mode="event") for name in event_layers}
     lanes = 1
-    plan = plan_for(model, target, foldings, lanes)
+    # On an iCE40 logic cells are the scarce resource: the MLP's LIF arrays are fused with
+    # the linears they feed (their spikes kept once, in block RAM), and the other LIF
+    # arrays keep their spikes in spare block RAMs.
+    fuse = frozenset(f"blocks.{b}.{fc}" for b in range(len(model.blocks))
+                     for fc in ("fc1", "fc2")) if target.family == "ice40" else frozenset()
+    plan = plan_for(model, target, foldings, lanes, fuse=fuse)
     if target.family == "ice40" and target.device is not None:
         plan = _lifs_to_block_ram(model, target, plan)
     over = _fits(plan)
@@ -363,7 +369,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
                 if proposal is None:
                     exhausted.add(knob)
                     continue
-                candidate = plan_for(model, target, *proposal, plan.lif_block)
+                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse)
                 if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
                     exhausted.add(knob)
                     continue
@@ -380,7 +386,7 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
     lifs = sorted((x for x in plan.layers if x.kind == "lif"), key=lambda x: -x.total_ff)
     for lif in lifs:
         candidate = plan_for(model, target, plan.foldings, plan.lanes_u,
-                             plan.lif_block | {lif.node})
+                             plan.lif_block | {lif.node}, plan.fuse)
         if candidate.totals()["bram"] > target.limits().get("bram", 0):
             break
         plan = candidate

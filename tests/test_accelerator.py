@@ -60,13 +60,33 @@ def fuzz_case(seed: int):
 
 
 FUZZ_SEEDS = [1, 2, 3, 4, 5, 6]
+FUSED_SEEDS = {3, 4, 6}  # the MLP's LIF arrays fused with fc1/fc2 where the folding allows
+
+
+def _fusable(n: int) -> int:
+    """The largest divisor of 16 that divides n."""
+    return max(d for d in (1, 2, 4, 8, 16) if n % d == 0)
+
+
+def fuzz_graph(seed: int, model=None):
+    """`fuzz_case`'s graph; for FUSED_SEEDS with fc1/fc2 folded so that they fuse (dense, SIMD
+    and the fed LIF's lanes dividing 16) and fused."""
+    m, fold, lanes = fuzz_case(seed)
+    fuse = set()
+    if seed in FUSED_SEEDS:
+        for b in range(m.config.depth):
+            fc1, fc2 = f"blocks.{b}.fc1", f"blocks.{b}.fc2"
+            fold[fc1] = Folding(_fusable(fold[fc1].pe), _fusable(m.config.dim))
+            fold[fc2] = Folding(fold[fc2].pe, _fusable(m.config.hidden))
+            fuse |= {fc2} | ({fc1} if _fusable(lanes) == lanes else set())
+    return build_graph(model or m, fold, lanes, fuse=fuse)
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("seed", FUZZ_SEEDS)
 def test_fuzz_configs_bit_exact_and_cycle_exact(verilator, seed):
-    model, fold, lanes = fuzz_case(seed)
-    graph = build_graph(model, fold, lanes)
+    model, _, _ = fuzz_case(seed)
+    graph = fuzz_graph(seed)
     pixels = random_pixels(model.config, 3, seed=seed)
     report = simulate_accelerator(graph, pixels, simulator=verilator, tag=f"fuzz{seed}")
     assert report.ok, report.mismatch
@@ -85,6 +105,8 @@ def test_fuzz_cases_cover_the_issue():
     assert any(c.dim % 2 for c in cfgs)
     assert any(any(c.stem_pool) for c in cfgs) and any(not all(c.stem_pool) for c in cfgs)
     assert any(f.mode == "event" for _, fold, _ in cases for f in fold.values())
+    kinds = [{n.kind for n in fuzz_graph(s).nodes.values()} for s in FUSED_SEEDS]
+    assert sum("lif_linear" in k for k in kinds) >= 2
 
 
 @pytest.mark.sim
