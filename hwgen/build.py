@@ -533,7 +533,8 @@ def cmd_build(args) -> int:
         # Planning can take a while: look for a cached build by the planner's inputs first.
         opts = build_options(board, hierarchy=not args.no_hierarchy, top=args.top,
                              images=args.images)
-        inputs = {"max_util": args.max_util, "target_fps": args.target_fps,
+        inputs = {"max_util": board.max_util if args.max_util is None else args.max_util,
+                  "target_fps": args.target_fps,
                   "event_driven": args.event_driven}
         digest = build_digest(model, board, inputs, opts)
         if not args.force and (hit := reuse(out, digest, progress, start)) is not None:

@@ -61,13 +61,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from quant.quantize import quantize_checkpoint, report_accuracy
 
     _quant_threads()
-    print(f"quantising the bundled checkpoint {BUNDLED_CHECKPOINT.name} "
+    print(f"[demo 1/2] quantising the bundled checkpoint {BUNDLED_CHECKPOINT.name} "
           "(docs/arithmetic.md) and running the integer golden model ...", flush=True)
     model = quantize_checkpoint(BUNDLED_CHECKPOINT, weight_bits=8)
     print(report_accuracy(BUNDLED_CHECKPOINT, model, other_bits=(4,)))
     print(f"weight memory {model.weight_memory_bits():,} bits at 8 bits; the bundled integer "
           f"model file is {BUNDLED_MODEL.name} (try: hwgen inspect {BUNDLED_MODEL})")
-    return 0
+    if args.skip_build:
+        return 0
+    argv = ["build", "--board", args.board, *(["--out", args.out] if args.out else [])]
+    print(f"[demo 2/2] hwgen {' '.join(argv)}: the bundled model's accelerator behind the "
+          "UART board top, synthesised, placed and routed ...", flush=True)
+    build_args = build_parser().parse_args(argv)
+    return build_args.func(build_args)
 
 
 def _positive_int(text: str) -> int:
@@ -128,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job on the bundled model",
                        description="Quantise the bundled digits-tiny checkpoint at 8 and 4 "
                                    "bits and print float vs integer (golden model) accuracy on "
-                                   "the digits test split.")
+                                   "the digits test split; then build the bundled model for "
+                                   "the iCEBreaker ('hwgen build --board icebreaker'): print "
+                                   "where the bitstream and report are, Fmax, utilisation "
+                                   "and images/s.",
+                       epilog="example: hwgen demo --out build/demo")
+    d.add_argument("--board", default="icebreaker", help="board to build for (default "
+                                                          "icebreaker; see 'hwgen boards')")
+    d.add_argument("--out", help="build directory (default build/BOARD-digits-tiny)")
+    d.add_argument("--skip-build", action="store_true",
+                   help="only the accuracy report (no synthesis)")
     d.set_defaults(func=_cmd_demo)
 
     from hwgen import commands  # argparse only: the commands import their heavy modules lazily

@@ -38,8 +38,9 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--board", metavar="NAME",
                    help="plan for this board's device (see 'hwgen boards'; default: icebreaker "
                         "for digits-tiny, ulx3s-85f otherwise)")
-    g.add_argument("--max-util", type=float, default=80.0, metavar="P",
-                   help="LUT utilisation ceiling in percent (default 80)")
+    g.add_argument("--max-util", type=float, metavar="P",
+                   help="utilisation ceiling in percent of the device's LUTs (and, on iCE40, "
+                        "logic cells); default: the board's (80, icebreaker 95)")
     g.add_argument("--target-fps", type=float, metavar="F",
                    help="stop widening once this many images/s are reached at the board clock")
     g.add_argument("--event-driven", default="", metavar="LAYERS",
@@ -70,10 +71,7 @@ def target_from_args(args: argparse.Namespace, model):
 
     name = args.board or DEFAULT_BOARD.get(model.config.name, "ulx3s-85f")
     board = get_board(name)
-    if not 1 <= args.max_util <= 100:
-        raise HwgenError(f"--max-util must be a percentage in 1..100, not {args.max_util}")
-    return board, Target(device=board.device, max_util=args.max_util / 100,
-                         fps=args.target_fps, clock_mhz=board.clock_mhz)
+    return board, Target.for_board(board, args.max_util, args.target_fps)
 
 
 def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hwgen.boards import Device
+from hwgen.boards import Board, Device
 from hwgen.graph import Folding, Graph, Node, build_graph
 from hwgen.memmap import MemoryMapping, map_memory
 from quant.errors import HwgenError
@@ -50,6 +50,15 @@ class Target:
     # Left free for the board top around the accelerator (UART, frame buffer, self-test).
     reserve: dict[str, int] = field(default_factory=lambda: dict(BOARD_TOP_RESERVE))
 
+    @classmethod
+    def for_board(cls, board: Board, max_util: float | None = None,
+                  fps: float | None = None) -> Target:
+        """The board's device at its clock; `max_util` in percent, default the board's."""
+        util = board.max_util if max_util is None else max_util
+        if not 1 <= util <= 100:
+            raise HwgenError(f"--max-util must be a percentage in 1..100, not {util}")
+        return cls(device=board.device, max_util=util / 100, fps=fps, clock_mhz=board.clock_mhz)
+
     @property
     def spram(self) -> int:
         """SB_SPRAM256KA primitives of the device (the iCE40 UP5K has four)."""
@@ -63,10 +72,12 @@ class Target:
     def limits(self) -> dict[str, int]:
         caps: dict[str, int] = {}
         if self.device is not None:
-            # The ceiling is on LUTs (hwgen issue 4: "default 80% LUT"); an iCE40 design
-            # must also fit its logic cells, where flip-flops count too.
+            # The ceiling is on LUTs (hwgen issue 4: "default 80% LUT"); on an iCE40 it is
+            # on logic cells too, where flip-flops count as well (issue 5: "<= 80% logic
+            # cells"), and nextpnr needs that slack to place and route.
             caps = {"lut": int(self.device.lut * self.max_util), "ff": self.device.ff,
-                    **({"lc": self.device.lut} if self.family == "ice40" else {}),
+                    **({"lc": int(self.device.lut * self.max_util)}
+                       if self.family == "ice40" else {}),
                     "bram": self.device.bram, "dsp": self.device.dsp,
                     "spram": self.spram}
         for key, value in (self.reserve if self.device is not None else {}).items():
@@ -183,7 +194,8 @@ class Plan:
 
     def _target_name(self) -> str:
         if self.target.device:
-            return f"{self.target.device.name} (LUT ceiling {self.target.max_util:.0%})"
+            what = "LUT/LC" if self.family == "ice40" else "LUT"
+            return f"{self.target.device.name} ({what} ceiling {self.target.max_util:.0%})"
         return "an unbounded target"
 
     def to_dict(self) -> dict:
@@ -353,7 +365,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
         raise ModelTooLarge(
             f"{model.config.name} does not fit {target.device.name if target.device else 'the budget'}"
             f" even fully folded: needs " + ", ".join(
-                f"{k.upper()} {need[k]} (has {caps[k]}, {need[k] - caps[k]:+d})"
+                f"{k.upper()} {need[k]} (limit {caps[k]}, {need[k] - caps[k]:+d})"
                 for k in caps if need.get(k, 0) > caps[k]))
     exhausted: set[str] = set()
     for _ in range(max_steps):

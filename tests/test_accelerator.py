@@ -157,7 +157,7 @@ def _board_plan(model, board: str):
     from hwgen.plan import Target, make_plan
 
     b = get_board(board)
-    return make_plan(model, Target(device=b.device, clock_mhz=b.clock_mhz))
+    return make_plan(model, Target.for_board(b))
 
 
 @pytest.mark.sim

@@ -18,7 +18,7 @@ def test_help_imports_no_torch():
     ("train", ["--epochs", "--seed", "checkpoint"]),
     ("quantize", ["--bits", "-o OUTPUT", "docs/arithmetic.md"]),
     ("inspect", ["--no-accuracy", "UP5K", "golden model"]),
-    ("demo", ["bundled", "float vs integer"]),
+    ("demo", ["bundled", "float vs integer", "--board", "--skip-build", "bitstream"]),
 ])
 def test_subcommand_help(capsys, command, words):
     with pytest.raises(SystemExit) as exit_:

@@ -222,7 +222,7 @@ def test_cli_train_one_epoch_then_quantize(tmp_path, capsys):
 def test_cli_demo_prints_float_and_integer_accuracy(capsys):
     from hwgen.cli import main
 
-    assert main(["demo"]) == 0
+    assert main(["demo", "--skip-build"]) == 0
     out = capsys.readouterr().out
     for words in ("float model", "integer, 8-bit", "integer, 4-bit", "360 images"):
         assert words in out
