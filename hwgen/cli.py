@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hwgen import commands  # argparse only: the commands import their heavy modules lazily
 
     commands.register(sub)
-    from hwgen.build import register_build  # build, boards, report
+    from hwgen.build_cli import register_build  # build, boards, report
     register_build(sub)
     return p
 
