@@ -175,6 +175,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                                     strict=True)) if a != b)
         raise HwgenError(f"cycle prediction off at image {bad}: measured {report.cycles[bad]}, "
                          f"predicted {report.predicted_cycles[bad]}")
+    if off := report.span_mismatches():
+        raise HwgenError(f"per-layer cycle prediction off ({len(off)} streams): {off[0]}")
     return 0
 
 
@@ -202,6 +204,11 @@ def format_sim_report(report, plan, wall: float) -> str:
                      f"({report.images / sim:.1f} images/s, "
                      f"{report.simulated_cycles / sim:,.0f} cycles/s); simulator build "
                      f"{report.build_seconds:.1f} s; wall {wall:.1f} s")
+    if report.spans:
+        off = report.span_mismatches()
+        lines.append(f"per layer: {len(report.spans[0])} streams' first and last beat per "
+                     f"image " + (f"differ from the prediction in {len(off)} cases, first: "
+                                  f"{off[0]}" if off else "equal the prediction"))
     acc = report.accuracy
     if acc is not None:
         lines.append(f"accuracy on these images: {100 * acc:.2f}% (hardware classes vs labels)")
@@ -215,6 +222,10 @@ def sim_report_dict(report, plan, wall: float) -> dict:
             "predictions": report.predictions, "labels": report.labels,
             "accuracy": report.accuracy, "seconds": wall, "simulator": report.simulator,
             "build_seconds": report.build_seconds, "sim_seconds": report.sim_seconds,
+            # per tapped stream, image 0: first and last beat, measured and predicted
+            "layers": [{"stream": name, "measured": list(got),
+                        "predicted": list(report.predicted_spans[0][name])}
+                       for name, got in report.spans[0].items()] if report.spans else None,
             "plan": plan.to_dict()}
 
 

@@ -16,19 +16,20 @@ from rtl_templates.timing import Network, Sink, Source
 
 
 def build_network(graph: Graph, *, images: int, edge_words: dict[str, Sequence[int]] | None = None,
-                  idle: Sequence[int] | None = None, stall: Sequence[int] | None = None
-                  ) -> tuple[Network, Sink]:
+                  idle: Sequence[int] | None = None, stall: Sequence[int] | None = None,
+                  record: bool = False) -> tuple[Network, Sink]:
     net = Network()
     for node in graph.nodes.values():
         net.add(node.name, node.component.model())
     in_beats = graph.input_tap.grid[0] * graph.input_tap.grid[1] * images
     net.add("_source", Source(in_beats, idle))
     sink = net.add("_sink", Sink(stall))
-    net.connect(("_source", "o"), graph.input, name="_input")
+    net.connect(("_source", "o"), graph.input, name="_input", record=record)
     net.connect(graph.output, ("_sink", "i"), name="_output")
     words = edge_words or {}
     for edge in graph.edges:
-        net.connect(edge.src, edge.dst, words=words.get(edge.name), name=edge.name)
+        net.connect(edge.src, edge.dst, words=words.get(edge.name), name=edge.name,
+                    record=record)
     return net, sink
 
 
@@ -39,6 +40,20 @@ def image_cycles(graph: Graph, *, images: int = 1,
     net, sink = build_network(graph, images=images, edge_words=edge_words)
     net.run(lambda: sink.received >= images, max_cycles)
     return sink.cycles
+
+
+def image_spans(graph: Graph, *, edge_words: dict[str, Sequence[int]] | None = None,
+                max_cycles: int = 50_000_000) -> dict[str, tuple[int, int]]:
+    """One image alone: each tapped stream's first and last beat, counting the image's
+    first input beat as cycle 1 (as the simulation's `spans`)."""
+    net, sink = build_network(graph, images=1, edge_words=edge_words, record=True)
+    net.run(lambda: sink.received >= 1, max_cycles)
+    base = net.edge("_input").fire_cycles[0] - 1
+    out = {}
+    for edge in graph.tapped():
+        fires = net.edge(edge.name).fire_cycles
+        out[edge.name] = (fires[0] - base, fires[-1] - base)
+    return out
 
 
 def needs_words(graph: Graph) -> bool:

@@ -377,13 +377,30 @@ def markdown(data: dict, sim: dict | None, out_dir: Path) -> str:
 
 def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[str]:
     layers = [x for x in plan["layers"] if x["cycles"]]
+    spans = _output_spans(sim)
     lines = ["## Cycles", "", "Busy cycles per image of each block in free flow (the plan's "
-             "closed-form estimate; the slowest sets the initiation interval).", ""]
-    lines += table(["block", "kind", "folding", "predicted cycles/image"],
-                   [[x["node"], x["kind"], x["folding"] or "-", x["cycles"]] for x in layers])
-    series = {"predicted": [x["cycles"] for x in layers]}
+             "closed-form estimate; the slowest sets the initiation interval)."]
+    head = ["block", "kind", "folding", "predicted cycles/image"]
+    rows = [[x["node"], x["kind"], x["folding"] or "-", x["cycles"]] for x in layers]
+    series = {"predicted busy": [x["cycles"] for x in layers]}
+    if spans:
+        lines[-1] += (" After `hwgen sim`: each block's output stream in the first simulated "
+                      "image, first..last beat counted from the image's first pixel beat "
+                      "(cycle 1), measured and as the cycle models predict, and the span "
+                      "between them (the block's active cycles, stalls included).")
+        head += ["output beats, measured", "predicted", "measured span"]
+        for row, x in zip(rows, layers, strict=True):
+            got = spans.get(x["node"])
+            row += ([f"{got['measured'][0]:,}..{got['measured'][1]:,}",
+                     f"{got['predicted'][0]:,}..{got['predicted'][1]:,}",
+                     got["measured"][1] - got["measured"][0] + 1] if got else ["-", "-", "-"])
+        series["measured span"] = [(spans[x["node"]]["measured"][1]
+                                    - spans[x["node"]]["measured"][0] + 1)
+                                   if x["node"] in spans else 0 for x in layers]
+    lines += [""] + table(head, rows)
     png = _bar_plot(out_dir / "cycles.png", [x["node"] for x in layers], series,
-                    "cycles per image", "predicted busy cycles per block")
+                    "cycles per image", "cycles per block: predicted busy"
+                    + (", measured output span" if spans else ""))
     lines += ["", f"![cycles]({png})", ""]
     if sim and sim.get("cycles"):
         meas, pred = sim["cycles"], sim.get("predicted_cycles") or []
@@ -397,8 +414,7 @@ def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[s
                   f"{sim['passed']}/{sim['images']} bit-exact): cycles per image, first pixel "
                   f"to result, measured mean {fmt(sum(meas) / len(meas))} vs predicted "
                   f"{fmt(sum(pred) / len(pred)) if pred else '-'} (largest error "
-                  f"{pct(err) if err is not None else '-'}). The simulation measures whole "
-                  "images, not single blocks.", ""]
+                  f"{pct(err) if err is not None else '-'}).", ""]
         lines += table(["image", "measured cycles", "predicted cycles"],
                        [[k, a, p] for k, (a, p) in enumerate(zip(meas, pred, strict=False))])
         lines.append("")
@@ -406,6 +422,14 @@ def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[s
         lines += ["No simulation yet: run `hwgen sim --report <build dir>/sim.json` (same "
                   "model and board), then `hwgen report <build dir>`.", ""]
     return lines
+
+
+def _output_spans(sim: dict | None) -> dict[str, dict]:
+    """Block name -> its output stream's measured and predicted beats (sim.json "layers")."""
+    out = {}
+    for x in (sim or {}).get("layers") or []:
+        out.setdefault(x["stream"].split("->")[0].rsplit(".", 1)[0], x)
+    return out
 
 
 def resource_lines(res: dict, board: dict, out_dir: Path) -> list[str]:

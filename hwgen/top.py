@@ -3,8 +3,9 @@
 `Accelerator` has a pixel stream in (`i`) and a result stream out (`o`). A
 simulation build (`taps=True`) also watches every tapped stream with a
 `TapSignature` and exports, per tap k, `t{k}_sig`/`t{k}_count` (signature and
-beat count) and `t{k}_fire`/`t{k}_payload` (for replaying one image beat by
-beat), plus a free-running `cycle` counter.
+beat count), `t{k}_first`/`t{k}_last` (the `cycle` of its first beat since the
+`tap_arm` input was last pulsed, and of its latest beat) and `t{k}_fire`/`t{k}_payload`
+(for replaying one image beat by beat), plus a free-running `cycle` counter.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ class Accelerator(wiring.Component):
         self.tap_edges = graph.tapped() if taps else []
         if taps:
             members["cycle"] = Out(CYCLE_BITS)
+            members["tap_arm"] = In(1)
             for k, edge in enumerate(self.tap_edges):
                 width = Shape.cast(_payload_shape(graph.port(edge.src))).width
                 members[f"t{k}_sig"] = Out(SIG_BITS)
                 members[f"t{k}_count"] = Out(COUNT_BITS)
+                members[f"t{k}_first"] = Out(COUNT_BITS)
+                members[f"t{k}_last"] = Out(COUNT_BITS)
                 members[f"t{k}_fire"] = Out(1)
                 members[f"t{k}_payload"] = Out(width)
         super().__init__(members)
@@ -73,6 +77,9 @@ class Accelerator(wiring.Component):
                     fire.eq(port.valid & port.ready),
                     getattr(self, f"t{k}_sig").eq(tap.sig),
                     getattr(self, f"t{k}_count").eq(tap.count),
+                    tap.cycle.eq(self.cycle), tap.arm.eq(self.tap_arm),
+                    getattr(self, f"t{k}_first").eq(tap.first),
+                    getattr(self, f"t{k}_last").eq(tap.last),
                     getattr(self, f"t{k}_fire").eq(fire),
                     getattr(self, f"t{k}_payload").eq(Value.cast(port.payload)),
                 ]

@@ -35,18 +35,24 @@ def signature(words: list[int], width: int, start: int = 0) -> int:
 
 
 class TapSignature(wiring.Component):
-    """Watches a stream's handshake; keeps the beat count and the running signature.
+    """Watches a stream's handshake; keeps the beat count and the running signature, and
+    when the stream's beats start and end.
 
     Parameters: ``width`` payload bits. Ports: ``valid``, ``ready``, ``payload``
-    (inputs, wired in parallel to the stream), ``sig`` and ``count`` (outputs).
-    Latency: ``sig``/``count`` include a beat one cycle after its handshake.
+    (inputs, wired in parallel to the stream), ``sig`` and ``count`` (outputs);
+    ``cycle`` (input: a free-running cycle counter), ``arm`` (input), ``first`` and
+    ``last`` (outputs): ``last`` is ``cycle`` at the latest beat, ``first`` at the first
+    beat after an ``arm`` pulse (the testbench arms every tap before each image).
+    Latency: the outputs include a beat one cycle after its handshake.
     It never drives the stream, so it cannot stall it.
     """
 
     def __init__(self, width: int):
         self.width = check_int("width", width)
         super().__init__({"valid": In(1), "ready": In(1), "payload": In(width),
-                          "sig": Out(SIG_BITS), "count": Out(COUNT_BITS)})
+                          "sig": Out(SIG_BITS), "count": Out(COUNT_BITS),
+                          "cycle": In(COUNT_BITS), "arm": In(1),
+                          "first": Out(COUNT_BITS), "last": Out(COUNT_BITS)})
 
     def elaborate(self, platform):
         m = Module()
@@ -55,7 +61,12 @@ class TapSignature(wiring.Component):
         for lo in range(0, self.width, SIG_BITS):
             acc = acc ^ self.payload[lo:min(lo + SIG_BITS, self.width)]
         m.d.comb += folded.eq(acc)
+        armed = Signal()
+        with m.If(self.arm):
+            m.d.sync += armed.eq(1)
         with m.If(self.valid & self.ready):
             m.d.sync += [self.sig.eq(self.sig.rotate_left(1) ^ folded),
-                         self.count.eq(self.count + 1)]
+                         self.count.eq(self.count + 1), self.last.eq(self.cycle)]
+            with m.If(armed):
+                m.d.sync += [self.first.eq(self.cycle), armed.eq(0)]
         return m

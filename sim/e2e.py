@@ -21,7 +21,7 @@ import torch
 from amaranth import Shape
 
 from hwgen.graph import Graph
-from hwgen.predict import image_cycles, needs_words, propagate_words
+from hwgen.predict import image_cycles, image_spans, needs_words, propagate_words
 from hwgen.top import accelerator_verilog
 from quant.errors import HwgenError
 from sim.block_sim import make_pattern
@@ -50,6 +50,10 @@ class AcceleratorReport:
     sim_seconds: float = 0.0  # simulating (the slowest of the parallel processes)
     simulator: str = "verilator"
     notes: list[str] = field(default_factory=list)
+    # Per image, per tapped stream: (first beat, last beat), the image's first input beat
+    # being cycle 1; measured (None under gaps or backpressure) and predicted.
+    spans: list[dict[str, tuple[int, int]]] | None = None
+    predicted_spans: list[dict[str, tuple[int, int]]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -58,6 +62,16 @@ class AcceleratorReport:
     @property
     def cycles_match(self) -> bool:
         return self.cycles == self.predicted_cycles
+
+    def span_mismatches(self) -> list[str]:
+        """Streams whose measured first/last beat differs from the prediction, as text."""
+        if self.spans is None or self.predicted_spans is None:
+            return []
+        return [f"image {n}, {name}: measured beats {got[0]}..{got[1]}, predicted "
+                f"{exp[name][0]}..{exp[name][1]}"
+                for n, (spans, exp) in enumerate(zip(self.spans, self.predicted_spans,
+                                                     strict=False))
+                for name, got in spans.items() if tuple(got) != tuple(exp[name])]
 
     @property
     def accuracy(self) -> float | None:
@@ -111,6 +125,15 @@ def predicted_cycles(graph: Graph, pixels: torch.Tensor, per_edge: dict[str, lis
     return out
 
 
+def predicted_spans(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
+                    ) -> list[dict[str, tuple[int, int]]]:
+    """Per image alone: each tapped stream's first and last beat (hwgen.predict.image_spans)."""
+    if not needs_words(graph):
+        return [image_spans(graph)] * n
+    return [image_spans(graph, edge_words=propagate_words(
+        graph, {k: v[b] for k, v in per_edge.items()})) for b in range(n)]
+
+
 def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int] | None = None,
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
@@ -148,15 +171,22 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         with ProcessPoolExecutor(workers) as pool:
             outs = list(pool.map(_run_chunk, jobs))
     got_results, cycles, first_bad = [], [], None
+    names = [e.name for e in graph.tapped()]
+    spans = None if gap or backpressure else []
     for (lo, _hi), out in zip(chunks, outs, strict=True):
         got_results += out["results"]
         cycles += out["cycles"]
+        if spans is not None:
+            spans += [{k: tuple(s) for k, s in zip(names, image, strict=True)}
+                      for image in out.get("spans") or []]
         if out.get("first_bad") is not None and first_bad is None:
             first_bad = lo + out["first_bad"]
     report = AcceleratorReport(
         images=n, passed=0, predictions=[_cls(graph, w) for w in got_results],
         golden_predictions=[int(p) for p in taps["pred"]], cycles=cycles,
-        predicted_cycles=predicted[:len(cycles)], labels=labels, simulator=simulator)
+        predicted_cycles=predicted[:len(cycles)], labels=labels, simulator=simulator,
+        spans=spans, predicted_spans=predicted_spans(graph, len(spans), per_edge)
+        if spans else None)
     if first_bad is None:
         report.passed = len(got_results)
         if len(got_results) != n:

@@ -92,6 +92,8 @@ def test_fuzz_configs_bit_exact_and_cycle_exact(verilator, seed):
     assert report.ok, report.mismatch
     assert report.predictions == report.golden_predictions
     assert report.cycles == report.predicted_cycles
+    # every layer's first and last beat per image, as the cycle models predict
+    assert len(report.spans) == 3 and report.span_mismatches() == []
 
 
 def test_fuzz_cases_cover_the_issue():
@@ -137,6 +139,7 @@ def test_backpressure_and_gaps_change_cycles_not_results(verilator):
                                 seed=5, tag="bp")
     assert free.ok and slow.ok, (free.mismatch, slow.mismatch)
     assert slow.predictions == free.predictions
+    assert slow.spans is None and free.span_mismatches() == []
     assert all(s > f for s, f in zip(slow.cycles, free.cycles, strict=True))
 
 
@@ -174,6 +177,7 @@ def test_bundled_digits_tiny_on_its_board_plan(verilator):
     assert report.ok, report.mismatch
     assert report.cycles == report.predicted_cycles
     assert report.predictions == report.golden_predictions
+    assert report.spans and report.span_mismatches() == []
 
 
 @pytest.mark.sim

@@ -150,13 +150,17 @@ def test_cached_rebuild(icebreaker_build, tiny_model):
 
 def test_report_command_adds_simulated_cycles(icebreaker_build, capsys):
     _, plan, out, *_ = icebreaker_build
+    first = plan.layers[0].node  # the stem conv: its output stream's beats
     sim = {"images": 2, "passed": 2, "simulator": "verilator", "cycles": [531, 540],
-           "predicted_cycles": [531, 531], "plan": plan.to_dict()}
+           "predicted_cycles": [531, 531], "plan": plan.to_dict(),
+           "layers": [{"stream": f"{first}.o->x.i", "measured": [21, 1200],
+                       "predicted": [21, 1199]}]}
     (out / "sim.json").write_text(json.dumps(sim))
     try:
         assert main(["report", str(out)]) == 0
         md = (out / "report.md").read_text()
         assert "measured mean 535.5" in md and "largest error +1.7%" in md
+        assert f"| {first} |" in md and "| 21..1,200 | 21..1,199 | 1,180 |" in md
         assert "different plan" not in md
         sim["plan"] = dict(plan.to_dict(), lanes_u=plan.lanes_u + 1)
         (out / "sim.json").write_text(json.dumps(sim))

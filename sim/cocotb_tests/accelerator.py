@@ -75,6 +75,7 @@ async def accelerator(dut):
     cocotb.log.info(f"hwgen: random seed {int(stim.get('seed', 0))}")
     dut.i__valid.value = 0
     dut.o__ready.value = 0
+    dut.tap_arm.value = 0
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
@@ -82,8 +83,12 @@ async def accelerator(dut):
     taps = stim["taps"]  # [{name, width}], index = port number
     idle, stall = stim.get("idle", []), stim.get("stall", [])
     slow = bool(idle or stall)
-    results, cycles, tap_state, first_bad = [], [], [], None
+    results, cycles, tap_state, spans, first_bad = [], [], [], [], None
     for n, image in enumerate(stim["images"]):
+        await FallingEdge(dut.clk)
+        dut.tap_arm.value = 1  # every tap notes its first beat of this image
+        await RisingEdge(dut.clk)
+        dut.tap_arm.value = 0
         await FallingEdge(dut.clk)
         recorders, recorded, stop = [], {}, [False]
         debug = stim.get("record_taps_of_image") == n
@@ -110,6 +115,10 @@ async def accelerator(dut):
                                      f"(a deadlock or a lost beat)") from None
             await send
             measured = last - first[0] + 1
+            # Each tap's first and last beat of the image, counted like `measured` (the
+            # image's first input beat is cycle 1).
+            spans.append([[getattr(dut, f"t{k}_{end}").value.to_unsigned() - first[0] + 1
+                           for end in ("first", "last")] for k in range(len(taps))])
         await ClockCycles(dut.clk, 2)
         stop[0] = True
         results.append(word)
@@ -127,4 +136,5 @@ async def accelerator(dut):
             return
         if first_bad is not None and stim.get("stop_at_mismatch", True):
             break
-    save_result({"results": results, "cycles": cycles, "taps": tap_state, "first_bad": first_bad})
+    save_result({"results": results, "cycles": cycles, "taps": tap_state, "first_bad": first_bad,
+                 "spans": spans if not slow else None})
