@@ -70,6 +70,39 @@ def weight_rows(weight: list[list[int]], pe: int, simd: int, weight_bits: int) -
     return rows
 
 
+class FoldedLinear:
+    """The folding arithmetic shared by the blocks built on `gated_sum` over a weight matrix
+    ([out][in], `weight_rows` layout): the subclass sets ``out_features``, ``in_features``,
+    ``pe``, ``simd``, ``weight_bits`` and defines ``stages`` (pipeline stages after issue)."""
+
+    out_features: int
+    in_features: int
+    pe: int
+    simd: int
+    weight_bits: int
+    stages: int
+
+    @property
+    def groups(self) -> int:
+        """Output groups (``out/pe``)."""
+        return self.out_features // self.pe
+
+    @property
+    def chunks(self) -> int:
+        """Memory rows per group (``in/simd``; dense: operations per output beat)."""
+        return self.in_features // self.simd
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an output beat's last operation to the beat: the stages, then the
+        accumulation into the output register."""
+        return self.stages + 1
+
+    def memory_shape(self) -> tuple[int, int]:
+        """(depth, width) of the weight memory."""
+        return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
+
+
 def tree_stages(simd: int) -> int:
     """Register stages of the gated adder tree (at least one: it follows the memory read)."""
     return max(1, math.ceil(ceil_log2(simd) / LEVELS_PER_STAGE))

@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import Resources, bits_for, check_divides, check_int, values_signature
 from rtl_templates.gated_sum import (
+    FoldedLinear,
     ceil_log2,
     check_acc_bits,
     check_matrix,
@@ -31,7 +32,7 @@ from rtl_templates.timing import BlockModel
 NEVER = 1 << 30  # a model's quiet(): no change until something fires
 
 
-class LIFLinear(wiring.Component):
+class LIFLinear(FoldedLinear, wiring.Component):
     """``LIFArray(channels=in, lanes, ...)`` followed by ``SpikeLinear(weight, bias, ...,
     mode="dense")``, as one block.
 
@@ -96,16 +97,6 @@ class LIFLinear(wiring.Component):
                           "o": Out(values_signature(acc_bits, pe))})
 
     @property
-    def groups(self) -> int:
-        """Output groups (``out/pe``)."""
-        return self.out_features // self.pe
-
-    @property
-    def chunks(self) -> int:
-        """Operations (weight rows) per output beat (``in/simd``)."""
-        return self.in_features // self.simd
-
-    @property
     def in_groups(self) -> int:
         """Input beats per step (``in/lanes``)."""
         return self.in_features // self.lanes
@@ -118,14 +109,6 @@ class LIFLinear(wiring.Component):
     @property
     def stages(self) -> int:
         return 1 + tree_stages(self.simd)
-
-    @property
-    def latency(self) -> int:
-        return self.stages + 1
-
-    def memory_shape(self) -> tuple[int, int]:
-        """(depth, width) of the weight memory (as SpikeLinear)."""
-        return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
 
     def spike_memory_shape(self) -> tuple[int, int]:
         """(depth, width) of the spike memory: two halves of T*R rows."""

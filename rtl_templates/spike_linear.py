@@ -23,6 +23,7 @@ from rtl_templates.common import (
     values_signature,
 )
 from rtl_templates.gated_sum import (
+    FoldedLinear,
     ceil_log2,
     check_acc_bits,
     check_matrix,
@@ -40,7 +41,7 @@ from rtl_templates.timing import BlockModel, LocalQuiet
 MODES = ("dense", "event")
 
 
-class SpikeLinear(wiring.Component):
+class SpikeLinear(FoldedLinear, wiring.Component):
     """``out[o] = bias[o] + sum of weight[o][i] over the inputs i whose spike is 1``.
 
     Parameters: ``weight`` ([out][in] ints fitting signed ``weight_bits``), ``bias``
@@ -101,27 +102,10 @@ class SpikeLinear(wiring.Component):
                           "o": Out(values_signature(acc_bits, pe))})
 
     @property
-    def groups(self) -> int:
-        return self.out_features // self.pe
-
-    @property
-    def chunks(self) -> int:
-        """Memory rows per group (dense: operations per beat)."""
-        return self.in_features // self.simd
-
-    @property
     def stages(self) -> int:
         """Pipeline stages after the issue stage: (event mode: the address register), the
         memory read, then the tree registers."""
         return 1 + tree_stages(self.simd) + (self.mode == "event")
-
-    @property
-    def latency(self) -> int:
-        return self.stages + 1
-
-    def memory_shape(self) -> tuple[int, int]:
-        """(depth, width) of the weight memory."""
-        return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
 
     def elaborate(self, platform):
         m = Module()
