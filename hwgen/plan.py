@@ -227,8 +227,8 @@ def node_cycles(node: Node, cfg) -> int:
     c = node.component
     if node.kind == "fork":
         return 0
-    if node.kind == "fifo":  # one beat per cycle, or every other cycle in single-port RAM
-        return 2 * node.beats if isinstance(c, SPRAMFIFO) else node.beats
+    if node.kind == "fifo":  # one beat per cycle, or every third cycle in single-port RAM
+        return 3 * node.beats if isinstance(c, SPRAMFIFO) else node.beats
     if node.kind == "add":  # one beat per cycle
         return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
     if node.kind == "linear" and c.mode == "event":

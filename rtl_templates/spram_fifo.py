@@ -81,9 +81,12 @@ class SPRAMFIFO(wiring.Component):
     Ports: sink ``i``, source ``o`` (a register).
 
     Timing: a read is issued when the RAM holds a beat, no read is in flight and the output
-    register is empty or emptying (so ``i.ready`` depends on ``o.ready``); a write is
-    accepted in any other cycle while there is room. A beat written into an empty FIFO is
-    offered three cycles later; out of a full FIFO the beats leave one every two cycles.
+    register is empty; a write is accepted in any other cycle while there is room. Both
+    decisions use registered state only, so ``i.ready`` does not depend on ``o.ready`` (no
+    combinational ready chain runs through the FIFO: on the iCEBreaker build such a chain
+    through the residual FIFOs, forks and adds was the critical path). A beat written into
+    an empty FIFO is offered three cycles later; out of a full FIFO the beats leave one
+    every three cycles (the residual and spike skew FIFOs it serves carry far fewer).
     Backpressure never loses or duplicates a beat.
     """
 
@@ -106,9 +109,8 @@ class SPRAMFIFO(wiring.Component):
         data = Signal(self.width)
         read = Signal()
         write = Signal()
-        advance = ~self.o.valid | self.o.ready
         m.d.comb += [
-            read.eq((level != 0) & ~pending & advance),
+            read.eq((level != 0) & ~pending & ~self.o.valid),
             self.i.ready.eq((level != depth) & ~read),
             write.eq(self.i.valid & self.i.ready),
             ram.addr.eq(Mux(read, rp, wp)), ram.wdata.eq(self.i.payload), ram.we.eq(write),
@@ -170,18 +172,17 @@ class SPRAMFIFOModel(BlockModel):
         self.pending = False
         self.out_valid = False
 
-    def _read(self, advance: bool) -> bool:
-        return self.level != 0 and not self.pending and advance
+    def _read(self) -> bool:
+        return self.level != 0 and not self.pending and not self.out_valid
 
     def valid(self, port):
         return self.out_valid
 
     def ready(self, port):
-        advance = not self.out_valid or self.out_ready("o")
-        return self.level != self.depth and not self._read(advance)
+        return self.level != self.depth and not self._read()
 
     def tick(self, fired):
-        read = self._read(not self.out_valid or fired["o"])
+        read = self._read()
         if self.pending:
             self.out_valid, self.pending = True, False
         elif self.out_valid and fired["o"]:
