@@ -415,8 +415,12 @@ def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[s
                   f"to result, measured mean {fmt(sum(meas) / len(meas))} vs predicted "
                   f"{fmt(sum(pred) / len(pred)) if pred else '-'} (largest error "
                   f"{pct(err) if err is not None else '-'}).", ""]
+        shown = 10
         lines += table(["image", "measured cycles", "predicted cycles"],
-                       [[k, a, p] for k, (a, p) in enumerate(zip(meas, pred, strict=False))])
+                       [[k, a, p] for k, (a, p) in enumerate(zip(meas[:shown], pred[:shown],
+                                                                 strict=False))])
+        if len(meas) > shown:
+            lines.append(f"(the first {shown} of {len(meas)} images; all are in sim.json)")
         lines.append("")
     else:
         lines += ["No simulation yet: run `hwgen sim --report <build dir>/sim.json` (same "
