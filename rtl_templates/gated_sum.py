@@ -81,6 +81,8 @@ class FoldedLinear:
     simd: int
     weight_bits: int
     stages: int
+    bias: list[int]
+    acc_bits: int
 
     @property
     def groups(self) -> int:
@@ -101,6 +103,29 @@ class FoldedLinear:
     def memory_shape(self) -> tuple[int, int]:
         """(depth, width) of the weight memory."""
         return self.groups * self.chunks, self.pe * self.simd * self.weight_bits
+
+    def accumulate_output(self, m: Module, sums: list[Value], tags: dict[str, Value],
+                          advance: Signal) -> None:
+        """The final stage: the output register ``o.payload`` doubles as the accumulator.
+        An operation leaving the tree (tags ``valid``, ``first``, ``last``, ``g``: its output
+        group) adds its lane sums to the group's bias (``first``) or to the register; the
+        beat is offered after its ``last`` operation. Drives `advance` (the pipeline moves
+        unless that operation waits behind an unaccepted beat); needs ``bias``,
+        ``acc_bits`` and the source ``o`` of the subclass."""
+        pe = self.pe
+        bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(pe)]
+        with m.Switch(tags["g"]):
+            for g in range(self.groups):
+                with m.Case(g):
+                    m.d.comb += [bias[j].eq(self.bias[g * pe + j]) for j in range(pe)]
+        m.d.comb += advance.eq(~(tags["valid"] & self.o.valid & ~self.o.ready))
+        with m.If(advance & tags["valid"]):
+            m.d.sync += self.o.valid.eq(tags["last"])
+            for j in range(pe):
+                acc = Mux(tags["first"], bias[j], self.o.payload[j])
+                m.d.sync += self.o.payload[j].eq(acc + sums[j])
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
 
 
 def tree_stages(simd: int) -> int:

@@ -6,7 +6,7 @@ instead of in the LIF's memory and again in the linear's flip-flop slots.
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -195,20 +195,7 @@ class LIFLinear(FoldedLinear, wiring.Component):
         sums, tags = gated_sum(m, words=wrd.data, gates=gates, pe=self.pe, simd=self.simd,
                                weight_bits=self.weight_bits, advance=advance, tags=tags)
 
-        # -- final stage: accumulate into the output register (as SpikeLinear) -----------
-        bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(self.pe)]
-        with m.Switch(tags["g"]):
-            for gv in range(G):
-                with m.Case(gv):
-                    m.d.comb += [bias[j].eq(self.bias[gv * self.pe + j]) for j in range(self.pe)]
-        m.d.comb += advance.eq(~(tags["valid"] & self.o.valid & ~self.o.ready))
-        with m.If(advance & tags["valid"]):
-            m.d.sync += self.o.valid.eq(tags["last"])
-            for j in range(self.pe):
-                acc = Mux(tags["first"], bias[j], self.o.payload[j])
-                m.d.sync += self.o.payload[j].eq(acc + sums[j])
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        self.accumulate_output(m, sums, tags, advance)
         return m
 
     # -- estimates ------------------------------------------------------------
