@@ -189,3 +189,4 @@ def test_digits_tiny_token_mode(verilator):
                                   simulator=verilator, tag="digits-token")
     assert report.ok, report.mismatch
     assert report.cycles == report.predicted_cycles
+    assert report.spans and report.span_mismatches() == []
