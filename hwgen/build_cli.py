@@ -83,7 +83,9 @@ def cmd_build(args) -> int:
         # Planning can take a while: look for a cached build by the planner's inputs first.
         opts = build_options(board, hierarchy=not args.no_hierarchy, top=args.top,
                              images=args.images)
-        inputs = {"max_util": board.max_util if args.max_util is None else args.max_util,
+        from hwgen.plan import Target
+
+        inputs = {"max_util": Target.for_board(board, args.max_util).max_util,
                   "target_fps": args.target_fps,
                   "event_driven": args.event_driven}
         digest = build_digest(model, board, inputs, opts)

@@ -42,18 +42,19 @@ def image_cycles(graph: Graph, *, images: int = 1,
     return sink.cycles
 
 
-def image_spans(graph: Graph, *, edge_words: dict[str, Sequence[int]] | None = None,
-                max_cycles: int = 50_000_000) -> dict[str, tuple[int, int]]:
-    """One image alone: each tapped stream's first and last beat, counting the image's
-    first input beat as cycle 1 (as the simulation's `spans`)."""
+def image_timing(graph: Graph, *, edge_words: dict[str, Sequence[int]] | None = None,
+                 max_cycles: int = 50_000_000) -> tuple[int, dict[str, tuple[int, int]]]:
+    """One image alone: the cycle its result fires (as `image_cycles`) and each tapped
+    stream's first and last beat, counting the image's first input beat as cycle 1 (as the
+    simulation's `spans`)."""
     net, sink = build_network(graph, images=1, edge_words=edge_words, record=True)
     net.run(lambda: sink.received >= 1, max_cycles)
     base = net.edge("_input").fire_cycles[0] - 1
-    out = {}
+    spans = {}
     for edge in graph.tapped():
         fires = net.edge(edge.name).fire_cycles
-        out[edge.name] = (fires[0] - base, fires[-1] - base)
-    return out
+        spans[edge.name] = (fires[0] - base, fires[-1] - base)
+    return sink.cycles[0], spans
 
 
 def needs_words(graph: Graph) -> bool:

@@ -9,6 +9,7 @@ cycle-exact mirror and `WindowGeometry` its closed-form timing.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -388,7 +389,7 @@ def tree_sum(values: list):
     return values[0]
 
 
-class WindowBlock(wiring.Component):
+class WindowBlock(wiring.Component, ABC):
     """What the three window blocks share: a LineBuffer, a weight memory read in step
     with it, the bias, and ``lanes`` accumulators that are also the output register.
 
@@ -412,9 +413,10 @@ class WindowBlock(wiring.Component):
         super().__init__({"i": In(stream.Signature(in_shape)),
                           "o": Out(values_signature(acc_bits, lanes))})
 
+    @abstractmethod
     def contributions(self, m: Module, lines: LineBuffer, row) -> list:
-        """Per lane, the value a stage-B step adds (``row``: its weight row)."""
-        raise NotImplementedError
+        """Per lane, the value a stage-B step adds (``row``: its weight row); each conv
+        (`DWConv3x3`, `SpikeConv3x3`, `PixelConv3x3`) defines its own."""
 
     def weight(self, row, lane: int, elem: int):
         """Signed weight `elem` of `lane` in a weight-row value."""

@@ -9,13 +9,14 @@ count of a whole accelerator (docs/hardware.md, "Cycle models").
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 _BUSY = object()  # marks a handshake being evaluated, to detect combinational loops
 
 
-class BlockModel:
+class BlockModel(ABC):
     """Control mirror of one block. Subclasses set `inputs`/`outputs` and implement
     `valid`, `ready` and `tick`; `quiet`/`skip` let the kernel jump over idle stretches.
 
@@ -31,16 +32,18 @@ class BlockModel:
     _net: Network | None = None
     name: str = "?"
 
-    # -- to implement ---------------------------------------------------------
+    # -- each block's model implements these (valid: if it has outputs; ready: inputs) --
     def valid(self, port: str) -> bool:
-        raise NotImplementedError
+        """Whether output `port` offers a beat in the current cycle."""
+        raise KeyError(f"model {self.name!r} has no output port {port!r}")
 
     def ready(self, port: str) -> bool:
-        raise NotImplementedError
+        """Whether input `port` accepts a beat in the current cycle."""
+        raise KeyError(f"model {self.name!r} has no input port {port!r}")
 
+    @abstractmethod
     def tick(self, fired: dict[str, bool]) -> None:
         """End of a cycle: `fired[port]` says whether each port's beat transferred."""
-        raise NotImplementedError
 
     def quiet(self) -> int:
         """Cycles, starting with the current one, during which this model's valid/ready

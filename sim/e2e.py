@@ -21,7 +21,7 @@ import torch
 from amaranth import Shape
 
 from hwgen.graph import Graph
-from hwgen.predict import image_cycles, image_spans, needs_words, propagate_words
+from hwgen.predict import image_timing, needs_words, propagate_words
 from hwgen.top import accelerator_verilog
 from quant.errors import HwgenError
 from sim.block_sim import make_pattern
@@ -111,27 +111,17 @@ def _run_chunk(args) -> dict:
     return data
 
 
-def predicted_cycles(graph: Graph, pixels: torch.Tensor, per_edge: dict[str, list[list[int]]]
-                     ) -> list[int]:
-    """Cycle-model prediction per image (each image alone in an idle accelerator)."""
-    n = pixels.shape[0]
+def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
+                   ) -> tuple[list[int], list[dict[str, tuple[int, int]]]]:
+    """Cycle-model prediction per image, each alone in an idle accelerator: its result
+    cycle and its tapped streams' first/last beats (`hwgen.predict.image_timing`). One model
+    run serves every image unless event-driven layers make timing depend on the data."""
     if not needs_words(graph):
-        one = image_cycles(graph, images=1)[0]
-        return [one] * n
-    out = []
-    for b in range(n):
-        words = propagate_words(graph, {k: v[b] for k, v in per_edge.items()})
-        out.append(image_cycles(graph, images=1, edge_words=words)[0])
-    return out
-
-
-def predicted_spans(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
-                    ) -> list[dict[str, tuple[int, int]]]:
-    """Per image alone: each tapped stream's first and last beat (hwgen.predict.image_spans)."""
-    if not needs_words(graph):
-        return [image_spans(graph)] * n
-    return [image_spans(graph, edge_words=propagate_words(
+        cycles, spans = image_timing(graph)
+        return [cycles] * n, [spans] * n
+    runs = [image_timing(graph, edge_words=propagate_words(
         graph, {k: v[b] for k, v in per_edge.items()})) for b in range(n)]
+    return [c for c, _ in runs], [s for _, s in runs]
 
 
 def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int] | None = None,
@@ -142,7 +132,7 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     start = time.monotonic()
     taps = golden_taps(graph, pixels)
     inputs, per_edge, results = stream_words(graph, pixels, taps)
-    predicted = predicted_cycles(graph, pixels, per_edge)
+    predicted, spans_predicted = predict_images(graph, pixels.shape[0], per_edge)
     timeout = timeout or max(predicted) * 20 + 10_000
     verilog = accelerator_verilog(graph, taps=True)
     n = pixels.shape[0]
@@ -185,8 +175,7 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         images=n, passed=0, predictions=[_cls(graph, w) for w in got_results],
         golden_predictions=[int(p) for p in taps["pred"]], cycles=cycles,
         predicted_cycles=predicted[:len(cycles)], labels=labels, simulator=simulator,
-        spans=spans, predicted_spans=predicted_spans(graph, len(spans), per_edge)
-        if spans else None)
+        spans=spans, predicted_spans=spans_predicted[:len(spans)] if spans else None)
     if first_bad is None:
         report.passed = len(got_results)
         if len(got_results) != n:
