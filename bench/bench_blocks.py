@@ -3,10 +3,10 @@
 For each block kind at two sizes taken from the reference configs' plans (digits-tiny on
 the iCEBreaker, cifar-mid on the ULX3S-85F: `hwgen plan`), with seeded random weights, on
 iCE40 UP5K and ECP5-85F: the block's `resources(family)` after memory mapping (as the
-planner maps it, `hwgen.memmap.map_memory`) against Yosys' cell counts (`synth_stats`), and
+planner maps it, `hwgen.compiler.memmap.map_memory`) against Yosys' cell counts (`synth_stats`), and
 nextpnr's Fmax of the block in the `FmaxHarness` (`block_fmax`). A block whose estimate
 does not fit the UP5K is skipped on iCE40 with a note. Synthesis and place-and-route
-results are cached by hwgen.synth (build/synth-cache), so a second run takes seconds.
+results are cached by hwgen.targets.synth (build/synth-cache), so a second run takes seconds.
 
 Run from the repo root:
     .venv/bin/python bench/bench_blocks.py [--quick] [--no-fmax] [--jobs 2]
@@ -36,9 +36,9 @@ from amaranth.lib import wiring
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hwgen.graph import weight_style  # noqa: E402
-from hwgen.memmap import map_memory  # noqa: E402
-from hwgen.plan import logic_cells  # noqa: E402
+from hwgen.compiler.builder import weight_style  # noqa: E402
+from hwgen.compiler.memmap import map_memory  # noqa: E402
+from hwgen.compiler.target import logic_cells  # noqa: E402
 from rtl_templates.common import values_layout  # noqa: E402
 from rtl_templates.dwconv import DWConv3x3  # noqa: E402
 from rtl_templates.gated_sum import signed_width  # noqa: E402
@@ -277,7 +277,7 @@ class Row:
     case: int  # index into CASES
     family: str
     est: Estimate
-    syn: object | None = None  # hwgen.synth.SynthStats
+    syn: object | None = None  # hwgen.targets.synth.SynthStats
     fmax_mhz: float | None = None
     note: str = ""
     seconds: float = 0.0
@@ -292,7 +292,7 @@ class Row:
 
 def measure(index: int, family: str, fmax: bool = True) -> Row:
     """Estimate, Yosys figures and (with `fmax`) nextpnr's Fmax of CASES[index] on `family`."""
-    from hwgen.synth import ToolFailed, block_fmax, synth_stats
+    from hwgen.targets.synth import ToolFailed, block_fmax, synth_stats
 
     start = time.monotonic()
     case = CASES[index]

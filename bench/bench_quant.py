@@ -58,7 +58,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:  # the whole command, imports and report included
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "hwgen.cli", "quantize", str(BUNDLED), "-o",
+        subprocess.run([sys.executable, "-m", "hwgen.cli.main", "quantize", str(BUNDLED), "-o",
                         str(Path(tmp) / "m.hwq")], check=True, capture_output=True, cwd=ROOT)
         cli_s = time.perf_counter() - start
 

@@ -3,7 +3,7 @@ popcount of the same shape, and Fmax of the block alone on ECP5-85F and iCE40 UP
 
 Run from the repo root:  .venv/bin/python bench/bench_sasa.py [--dims 32 128] [--no-fmax]
 Prints a Markdown table for BENCHMARKS.md (section "sasa") and the command used. Synthesis
-and place-and-route results are cached by hwgen.synth (build/synth-cache).
+and place-and-route results are cached by hwgen.targets.synth (build/synth-cache).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hwgen.synth import block_fmax, synth_stats  # noqa: E402
+from hwgen.targets.synth import block_fmax, synth_stats  # noqa: E402
 from rtl_templates.sasa import SASA  # noqa: E402
 
 TOOLCHAIN_LUT_PER_PAIR = 2.7  # toolchain.md: bare AND + popcount, Yosys 0.70
@@ -99,7 +99,7 @@ def main() -> int:
               f"| {fmax_s} | {est if est is not None else '-'} |")
     print(f"\nCommand: .venv/bin/python bench/bench_sasa.py {' '.join(sys.argv[1:])}".rstrip())
     print("Yosys 0.70 (synth_ecp5 -nowidelut / synth_ice40 -dsp), nextpnr 0.11 "
-          "(LFE5U-85F CABGA381 / iCE40 UP5K sg48), Fmax of the block alone in hwgen.synth's "
+          "(LFE5U-85F CABGA381 / iCE40 UP5K sg48), Fmax of the block alone in hwgen.targets.synth's "
           f"register harness; {time.perf_counter() - start:.0f} s.")
     return 0
 

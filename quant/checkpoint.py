@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from hwgen.errors import ModelFileError
 from quant.config import ModelConfig
-from quant.errors import ModelFileError
 from quant.model import SAFormer
 
 CHECKPOINT_FORMAT = "hwgen-float-checkpoint"

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hwgen.errors import HwgenError
+from quant.random_model import random_pixels
+
 SPLIT_SEED = 0  # fixed: the test split is part of every reported accuracy
 TEST_SIZE = 360  # 20 % of 1797, stratified by class
 
@@ -49,3 +52,15 @@ def load_digits_split() -> DigitsSplit:
                                               random_state=SPLIT_SEED, stratify=labels)
     return DigitsSplit(torch.from_numpy(x_tr), torch.from_numpy(y_tr),
                        torch.from_numpy(x_te), torch.from_numpy(y_te))
+
+
+def sample_images(model, n: int, seed: int = 0):
+    """(pixels [n, C, H, W], labels or None): digits test images for digits-tiny, else random."""
+    cfg = model.config
+    if cfg.name == "digits-tiny":
+        split = load_digits_split()
+        if n > len(split.test_labels):
+            raise HwgenError(f"--images: the digits test split has {len(split.test_labels)} "
+                             f"images, not {n}")
+        return split.test_pixels[:n].to(torch.int64), [int(y) for y in split.test_labels[:n]]
+    return random_pixels(cfg, n, seed=seed), None

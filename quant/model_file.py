@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwgen.errors import ModelFileError
 from quant.config import ModelConfig, SasaMode
-from quant.errors import ModelFileError
 from quant.ir import (
     FORMAT_NAME,
     FORMAT_VERSION,

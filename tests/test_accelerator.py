@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from hwgen.graph import Folding, build_graph
-from hwgen.top import accelerator_verilog
+from hwgen.compiler.builder import build_graph
+from hwgen.compiler.graph import Folding
+from hwgen.compiler.top import accelerator_verilog
 from quant.config import ModelConfig, get_config
 from quant.random_model import random_int_model, random_pixels
 from sim.e2e import simulate_accelerator
@@ -156,8 +157,9 @@ def test_verilog_is_deterministic():
 
 
 def _board_plan(model, board: str):
-    from hwgen.boards import get_board
-    from hwgen.plan import Target, make_plan
+    from hwgen.compiler.planner import make_plan
+    from hwgen.compiler.target import Target
+    from hwgen.targets.boards import get_board
 
     b = get_board(board)
     return make_plan(model, Target.for_board(b))
@@ -166,8 +168,9 @@ def _board_plan(model, board: str):
 @pytest.mark.sim
 def test_bundled_digits_tiny_on_its_board_plan(verilator):
     """The trained model, planned for the iCEBreaker as `hwgen build` would, on test images."""
-    from hwgen.commands import BUNDLED_MODEL, sample_images
-    from hwgen.loader import load_supported
+    from hwgen.compiler.loader import load_supported
+    from quant.checkpoints import BUNDLED_MODEL
+    from quant.data import sample_images
 
     model = load_supported(BUNDLED_MODEL)
     graph = _board_plan(model, "icebreaker").graph(model)

@@ -8,8 +8,10 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from hwgen import protocol as P
-from hwgen.board_top import (
+from hwgen.compiler.builder import build_graph
+from hwgen.compiler.twin import tap_words
+from hwgen.host import protocol as P
+from hwgen.targets.board_top import (
     BoardCore,
     BoardTop,
     ClassLeds,
@@ -18,12 +20,10 @@ from hwgen.board_top import (
     led_pattern,
     pixel_words,
 )
-from hwgen.graph import build_graph
 from quant import golden
 from quant.config import ModelConfig
 from quant.random_model import random_int_model, random_pixels
 from sim.runner import run_cocotb, simulator_missing_reason
-from sim.twin import tap_words
 
 DIVISOR = 6  # clock cycles per UART bit: short runs, and the receiver's minimum is 4
 LEDS = 4  # fewer than the classes: binary class + a "shown" LED
@@ -88,7 +88,7 @@ def test_default_selftest_image_is_seeded():
 
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
 def test_board_top_requests_uart_leds_and_button(board):
-    from hwgen.boards import get_board
+    from hwgen.targets.boards import get_board
 
     b = get_board(board)
     top = BoardTop(build_graph(board_model(), {}, 1), clock_hz=b.clock_mhz * 1e6)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from hwgen import boards
-from hwgen.boards import BOARDS, UnknownBoard, boards_table, get_board
-from hwgen.build import tool_env
-from hwgen.synth import ToolMissing
+from hwgen.targets import boards
+from hwgen.targets.boards import BOARDS, UnknownBoard, boards_table, get_board
+from hwgen.targets.flow import tool_env
+from hwgen.targets.synth import ToolMissing
 
 
 def test_get_board_and_unknown():

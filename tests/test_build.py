@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from hwgen import boards
-from hwgen.boards import get_board
-from hwgen.build import BuildResult, build, build_digest
-from hwgen.cli import main
-from hwgen.graph import Folding
-from hwgen.plan import Target, make_plan, predict_timing
+from hwgen.cli.main import main
+from hwgen.compiler.graph import Folding
+from hwgen.compiler.planner import make_plan, predict_timing
+from hwgen.compiler.target import Target
+from hwgen.targets import boards
+from hwgen.targets.boards import get_board
+from hwgen.targets.cache import BuildResult, build_digest
+from hwgen.targets.flow import build
 from quant.config import ModelConfig
 from quant.model_file import save_model
 from quant.random_model import random_int_model
@@ -224,7 +226,7 @@ def test_report_of_a_non_build_dir(capsys, tmp_path):
 # --------------------------------------------------------------------------- ASIC
 
 def test_asic_flow(tiny_model, tmp_path):
-    from hwgen.asic import build_asic
+    from hwgen.targets.asic import build_asic
 
     _require_tools("icebreaker")  # Yosys is all the ASIC flow needs
     plan = predict_timing(make_plan(tiny_model, Target(), max_steps=0), tiny_model)
@@ -257,7 +259,7 @@ def test_asic_flow(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_asic_digits_tiny(tmp_path, capsys):
-    from hwgen.commands import BUNDLED_MODEL
+    from quant.checkpoints import BUNDLED_MODEL
     from quant.model_file import load_model
 
     _require_tools("icebreaker")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hwgen.cli import main
+from hwgen.cli.main import main
 
 
 def test_plan_table_for_the_icebreaker(capsys):

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from hwgen.cli import build_parser
+from hwgen.cli.main import build_parser
 
 
 def test_help_imports_no_torch():
-    code = "import sys, hwgen.cli; print(sorted(m for m in ('torch', 'sklearn', 'amaranth') if m in sys.modules))"
+    code = "import sys, hwgen.cli.main; print(sorted(m for m in ('torch', 'sklearn', 'amaranth') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

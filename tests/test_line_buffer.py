@@ -162,7 +162,7 @@ def _designs():
 @pytest.mark.parametrize("family", ["ice40", "ecp5"])
 @pytest.mark.parametrize("name", list(_designs()))
 def test_resource_estimate_against_yosys(name, family):
-    from hwgen.synth import ToolMissing, synth_stats
+    from hwgen.targets.synth import ToolMissing, synth_stats
 
     block = _designs()[name]
     try:

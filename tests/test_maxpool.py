@@ -94,7 +94,7 @@ def test_maxpool_sizes():
 def test_resource_estimate_against_yosys(C, H, W, T):
     # iCE40: the row buffer maps to block RAM, as the estimate assumes (ECP5 puts such
     # small memories in LUT RAM, which the planner's memory mapping accounts for).
-    from hwgen.synth import ToolMissing, synth_stats
+    from hwgen.targets.synth import ToolMissing, synth_stats
 
     block = SpikeMaxPool2x2(channels=C, height=H, width=W, time_steps=T)
     try:

@@ -10,9 +10,10 @@ import zipfile
 import pytest
 import torch
 
-from hwgen.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL, main
+from hwgen.cli.main import main
+from hwgen.errors import ModelFileError
+from quant.checkpoints import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from quant.config import REFERENCE_CONFIGS, SasaMode
-from quant.errors import ModelFileError
 from quant.ir import FORMAT_VERSION
 from quant.model_file import decode_model, encode_model, first_difference, load_model, save_model
 from quant.random_model import random_int_model
@@ -269,7 +270,7 @@ def test_cli_subprocess_reports_bad_file_without_traceback(tmp_path, good_bytes)
     """End to end through the installed entry point: exit 1, one stderr line."""
     bad = tmp_path / "bad.hwq"
     bad.write_bytes(_rezip(good_bytes, _set("config/tau", 3.0)))
-    proc = subprocess.run([sys.executable, "-m", "hwgen.cli", "inspect", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "hwgen.cli.main", "inspect", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -1,4 +1,4 @@
-"""The UART byte protocol: the host side (hwgen.protocol) and the frame hardware
+"""The UART byte protocol: the host side (hwgen.host.protocol) and the frame hardware
 (rtl_templates.frames) against it, cycle by cycle in Amaranth's simulator with random
 input gaps and output stalls."""
 
@@ -11,7 +11,7 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
-from hwgen import protocol as P
+from hwgen.host import protocol as P
 from rtl_templates import frames as F
 
 GEO = P.Geometry(pixels=6, channels=2, pixel_bits=7, classes=3, logit_bytes=2, model_id=0x1234ABCD)

@@ -5,9 +5,9 @@ point of the float model on the digits test split."""
 import pytest
 import torch
 
-from hwgen.cli import BUNDLED_CHECKPOINT
 from quant import golden
 from quant.checkpoint import load_checkpoint
+from quant.checkpoints import BUNDLED_CHECKPOINT
 from quant.config import REFERENCE_CONFIGS
 from quant.data import TEST_SIZE, load_digits_split, pixels_to_float
 from quant.model import LIF, ConvBN, SAFormer
@@ -207,7 +207,7 @@ def test_reference_configs_forward_and_quantise(config):
 
 
 def test_cli_train_one_epoch_then_quantize(tmp_path, capsys):
-    from hwgen.cli import main
+    from hwgen.cli.main import main
 
     ckpt, hwq = tmp_path / "one.pt", tmp_path / "one.hwq"
     assert main(["train", "-o", str(ckpt), "--epochs", "1", "--seed", "3", "-q"]) == 0
@@ -220,7 +220,7 @@ def test_cli_train_one_epoch_then_quantize(tmp_path, capsys):
 
 
 def test_cli_demo_prints_float_and_integer_accuracy(capsys):
-    from hwgen.cli import main
+    from hwgen.cli.main import main
 
     assert main(["demo", "--skip-build"]) == 0
     out = capsys.readouterr().out

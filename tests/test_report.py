@@ -1,10 +1,10 @@
-"""The energy counting rule (hwgen.report) on a case small enough to count by hand, and
+"""The energy counting rule (hwgen.reports.activity) on a case small enough to count by hand, and
 the spike-rate and activity figures on a real golden-model run."""
 
 import pytest
 import torch
 
-from hwgen.report import (
+from hwgen.reports.activity import (
     PJ_PER_AC,
     PJ_PER_MAC,
     activity,

@@ -7,19 +7,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwgen import cli
-from hwgen import protocol as P
-from hwgen import run as R
-from hwgen.commands import BUNDLED_MODEL, sample_images
+from hwgen.cli import main as cli
+from hwgen.host import client as R
+from hwgen.host import protocol as P
 from quant import golden
+from quant.checkpoints import BUNDLED_MODEL
 from quant.config import get_config
+from quant.data import sample_images
 from quant.model_file import load_model
 from quant.random_model import random_int_model
 
 
 class FakeBoard:
     """A programmed board in software, with pyserial's read/write: each write is one
-    request frame; replies come from the golden model via hwgen.protocol. Faults are
+    request frame; replies come from the golden model via hwgen.host.protocol. Faults are
     keyed by the request number (0 = the first request, usually PING)."""
 
     def __init__(self, model, *, silent=(), corrupt=(), error=(), wrong_logit=(),
@@ -188,7 +189,7 @@ def test_cli_run_checks_its_options(capsys):
 
 
 def test_the_self_test_image_is_the_board_tops():
-    from hwgen.board_top import default_selftest_image
+    from hwgen.targets.board_top import default_selftest_image
 
     model = random_int_model(get_config("digits-tiny"), 8, seed=0)
     assert torch.equal(default_selftest_image(model), R.builtin_image(model))

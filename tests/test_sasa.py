@@ -182,7 +182,7 @@ def test_seeded_inputs_differ():
     ("token", 32, 2, 16, [1] * 32, 1),
 ])
 def test_resource_estimate_against_yosys(family, mode, dim, heads, tokens, vth, shift):
-    from hwgen.synth import ToolMissing, synth_stats
+    from hwgen.targets.synth import ToolMissing, synth_stats
 
     count_max = dim // heads if mode == "channel" else tokens
     block = SASA(dim=dim, heads=heads, time_steps=4, tokens=tokens, mode=mode, agg_vth=vth,

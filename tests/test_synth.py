@@ -1,4 +1,4 @@
-"""hwgen.synth: cell counting rules, Yosys figures of small known designs on both families,
+"""hwgen.targets.synth: cell counting rules, Yosys figures of small known designs on both families,
 the per-module breakdown, the cache, and one nextpnr Fmax run per family."""
 
 import sys
@@ -8,8 +8,8 @@ from amaranth import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen import synth
-from hwgen.synth import SynthStats, ToolFailed, ToolMissing, block_fmax, synth_stats
+from hwgen.targets import synth
+from hwgen.targets.synth import SynthStats, ToolFailed, ToolMissing, block_fmax, synth_stats
 from rtl_templates.common import bram_count
 
 FAMILIES = ["ice40", "ecp5"]

@@ -117,7 +117,7 @@ def test_resource_estimates_grow_with_the_divisor():
 @pytest.mark.parametrize("cls", [UartTx, UartRx])
 def test_estimate_matches_synthesis(cls, family):
     """FFs exact; LUTs within 15 % of Yosys (2 s per case cold, cached after)."""
-    from hwgen.synth import ToolMissing, synth_stats
+    from hwgen.targets.synth import ToolMissing, synth_stats
 
     try:
         got = synth_stats(cls(104), family)

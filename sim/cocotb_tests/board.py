@@ -1,4 +1,4 @@
-"""cocotb system test of the board top (hwgen.board_top.BoardCore: ports rx, tx, leds,
+"""cocotb system test of the board top (hwgen.targets.board_top.BoardCore: ports rx, tx, leds,
 button, busy): a host session over the UART pins.
 
 Bytes go into the ``rx`` pin bit by bit (8N1, ``divisor`` clock cycles per bit; a

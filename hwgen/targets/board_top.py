@@ -9,14 +9,16 @@ the link, not the accelerator, limits the image rate.
 from __future__ import annotations
 
 from amaranth import Const, Elaboratable, Module, Signal
+from amaranth.back import verilog
 from amaranth.build.res import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hwgen.graph import Graph
-from hwgen.protocol import Geometry, image_bytes, model_geometry
-from hwgen.top import Accelerator
+from hwgen.compiler.graph import Graph
+from hwgen.compiler.top import Accelerator
+from hwgen.host.protocol import Geometry, image_bytes, model_geometry
+from quant.data import sample_images
 from rtl_templates.common import bits_for, check_int
 from rtl_templates.frames import (
     CLASSIFY,
@@ -74,8 +76,6 @@ class ClassLeds(wiring.Component):
 def default_selftest_image(model):
     """The built-in image: the first digits test image for digits-tiny, else a seeded
     random image (seed 0), as [C, H, W] integers."""
-    from hwgen.commands import sample_images
-
     return sample_images(model, 1, seed=0)[0][0]
 
 
@@ -263,7 +263,5 @@ class BoardTop(Elaboratable):
 
 
 def board_core_verilog(core: BoardCore, name: str = "top") -> str:
-    from amaranth.back import verilog
-
     return verilog.convert(core, name=name, emit_src=False)
 

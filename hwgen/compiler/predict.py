@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hwgen.graph import Graph
+from hwgen.compiler.graph import Graph
 from rtl_templates.timing import Network, Sink, Source
 
 

@@ -12,26 +12,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from quant.errors import HwgenError
+from hwgen.compiler.target import Device
+from hwgen.errors import HwgenError
 
 
 class UnknownBoard(HwgenError):
     pass
-
-
-@dataclass(frozen=True)
-class Device:
-    """Capacity of one FPGA device (or 'asic': unbounded, for estimates)."""
-
-    name: str
-    family: str  # "ice40", "ecp5", "xilinx7", "asic"
-    lut: int
-    ff: int
-    bram: int  # block RAMs
-    bram_bits: int  # bits per block RAM
-    dsp: int
-    spram: int = 0  # single-port RAMs (iCE40 UP5K SB_SPRAM256KA), no initial contents
-    spram_bits: int = 0  # bits per single-port RAM
 
 
 # Amaranth's name of each open tool (its environment variable is the name upper-cased,
@@ -93,6 +79,17 @@ def tool_path(name: str) -> str | None:
     if local.exists():
         return str(local)
     return shutil.which(name)
+
+
+# Board tops a build can wrap the accelerator in (hwgen.targets.tops).
+TOPS = ("auto", "uart", "bare")
+
+# The board each reference config is planned for unless the user names one.
+DEFAULT_BOARD = {"digits-tiny": "icebreaker", "cifar-mid": "ulx3s-85f"}
+
+
+def default_board(config_name: str) -> str:
+    return DEFAULT_BOARD.get(config_name, "ulx3s-85f")
 
 
 def get_board(name: str) -> Board:

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from quant.errors import HwgenError
+from hwgen.errors import HwgenError
 
 VERSION = 1
 SYNC_REQUEST = 0xA5
@@ -138,7 +138,7 @@ class Geometry:
 
 def model_id(model) -> int:
     """32-bit id of an integer model: its model file's SHA-256, first 4 bytes little-endian."""
-    from quant.model_file import encode_model
+    from quant.model_file import encode_model  # heavy: torch; the host side starts without it
 
     return int.from_bytes(hashlib.sha256(encode_model(model)).digest()[:4], "little")
 

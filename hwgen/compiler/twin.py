@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hwgen.graph import Graph, TapSpec
+from hwgen.compiler.graph import Graph, TapSpec
 from quant import golden
 from rtl_templates.common import pack_spikes, pack_values
 from rtl_templates.tap import signature

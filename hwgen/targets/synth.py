@@ -24,10 +24,11 @@ from importlib import metadata
 from pathlib import Path
 
 from amaranth import Cat, Const, Module, Signal, Value
+from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from quant.errors import HwgenError
+from hwgen.errors import HwgenError
 
 CACHE_DIR = Path(os.environ.get("HWGEN_SYNTH_CACHE", Path.cwd() / "build" / "synth-cache"))
 TOOL_TIMEOUT_S = 3600
@@ -208,8 +209,6 @@ def _cached(key: str, compute) -> dict:
 
 
 def _verilog(component, name: str) -> str:
-    from amaranth.back import verilog
-
     return verilog.convert(component, name=name, emit_src=False)
 
 

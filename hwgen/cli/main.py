@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from quant.errors import HwgenError
-
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "quant" / "checkpoints" / "digits-tiny.pt"
-BUNDLED_MODEL = BUNDLED_CHECKPOINT.with_suffix(".hwq")
+from hwgen.cli.build import register_build
+from hwgen.cli.compile import register as register_compile
+from hwgen.errors import HwgenError
+from quant.checkpoints import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 
 
 def _quant_threads() -> None:
@@ -146,11 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the accuracy report (no synthesis)")
     d.set_defaults(func=_cmd_demo)
 
-    from hwgen import commands  # argparse only: the commands import their heavy modules lazily
-
-    commands.register(sub)
-    from hwgen.build_cli import register_build  # build, boards, report
-    register_build(sub)
+    register_compile(sub)  # plan, verilog, sim, run
+    register_build(sub)  # build, boards, report
     return p
 
 

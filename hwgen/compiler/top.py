@@ -11,10 +11,12 @@ beat count), `t{k}_first`/`t{k}_last` (the `cycle` of its first beat since the
 from __future__ import annotations
 
 from amaranth import Module, Shape, Signal, Value
+from amaranth.back import verilog
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.graph import Graph
+from hwgen.compiler.graph import Graph
+from rtl_templates.spram_fifo import with_sim_models
 from rtl_templates.tap import COUNT_BITS, SIG_BITS, TapSignature
 
 CYCLE_BITS = 32
@@ -91,9 +93,5 @@ def accelerator_verilog(graph: Graph, *, taps: bool = False, name: str = "top",
     """Verilog of the accelerator; deterministic for the same graph (no source locations).
     With `sim_models`, the simulation models of vendor primitives it instantiates (the
     iCE40 SPRAM) are appended, so the text simulates as it is."""
-    from amaranth.back import verilog
-
-    from rtl_templates.spram_fifo import with_sim_models
-
     text = verilog.convert(Accelerator(graph, taps=taps), name=name, emit_src=False)
     return with_sim_models(text) if sim_models else text

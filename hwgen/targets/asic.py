@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth import ClockDomain, ClockSignal, Instance, Module, Shape, Value
+from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hwgen.synth import _run, tool
-from quant.errors import HwgenError
+from hwgen.compiler.builder import build_graph
+from hwgen.compiler.top import Accelerator
+from hwgen.errors import HwgenError
+from hwgen.reports import activity, report
+from hwgen.targets.synth import _run, tool
 
 # Transistors per cell as Yosys' `stat -tech cmos` counts them (checked against its
 # total in every run); a NAND2 is 4, so NAND2-equivalents = transistors / 4.
@@ -158,10 +162,6 @@ def _plain(memory: Memory):
 def asic_verilog(graph) -> tuple[str, str, list[GenericMemory], list[str]]:
     """(accelerator Verilog, memory modules' Verilog, memories in instance order, memories
     kept in logic) for an accelerator graph; deterministic for the same graph."""
-    from amaranth.back import verilog
-
-    from hwgen.top import Accelerator
-
     platform = GenericMemoryPlatform()
     top = verilog.convert(Accelerator(graph), name="top", platform=platform, emit_src=False)
     modules, seen = [], set()
@@ -221,9 +221,6 @@ def build_asic(model, plan, out_dir: Path | str, *, progress=None,
                clock_mhz: float = DEFAULT_CLOCK_MHZ, images: int = 8) -> AsicResult:
     """Write technology-independent Verilog for `model` folded as `plan`, synthesise it with
     Yosys to generic CMOS gates, and write report.json / report.md in `out_dir`."""
-    from hwgen import report
-    from hwgen.graph import build_graph
-
     start = time.monotonic()
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -294,41 +291,8 @@ def build_asic(model, plan, out_dir: Path | str, *, progress=None,
         "pdk": None,  # none used: generic CMOS cells, no timing or area sign-off
         "plan": plan.to_dict(),
         "timing": report.timing_section(plan, clock_mhz, None),
-        "activity": report.activity(model, images),
+        "activity": activity.activity(model, images),
     }
     (out_dir / "report.json").write_text(json.dumps(data, indent=2))
     report.render(out_dir)
     return result
-
-
-def asic_markdown(data: dict, out_dir: Path) -> str:
-    """report.md of an ASIC estimate (called by hwgen.report.render)."""
-    from hwgen.report import activity_lines, fmt, table
-
-    a, m, t = data["asic"], data["model"], data["timing"]
-    tot = a["total"]
-    lines = [f"# hwgen ASIC estimate: {m['name']}", "",
-             "**No PDK was used.** Yosys generic synthesis (`synth; abc -g cmos`) of the "
-             "technology-independent Verilog: generic CMOS cells, NAND2-equivalents = "
-             "transistors / 4, no timing or area sign-off. Memories are generic modules "
-             "(docs/asic.md) counted in bits, not gates.", "",
-             f"- logic: {fmt(tot['nand2_eq'])} NAND2-equivalent gates (transistors / 4)",
-             f"- flip-flops: {fmt(tot['ff'])}",
-             f"- memory: {fmt(tot['memory_bits'])} bits ({fmt(tot['rom_bits'])} ROM, "
-             f"{fmt(tot['ram_bits'])} RAM; the model's weights are "
-             f"{fmt(m['weight_memory_bits'])} bits)",
-             f"- transistors (Yosys `stat -tech cmos`, logic and flip-flops, memories "
-             f"excluded): {fmt(data['yosys_transistors'])}",
-             f"- initiation interval {fmt(t['interval_cycles'])} cycles, latency "
-             f"{fmt(t['latency_cycles'])} cycles: {fmt(t['images_per_s_at_clock'], 0)} "
-             f"images/s at an assumed {fmt(t['clock_mhz'])} MHz", ""]
-    lines += a["notes"] + ["", "## Per block", ""]
-    lines += table(["block", "NAND2 eq", "FF", "transistors", "ROM bits", "RAM bits"],
-                   [[k, v["nand2_eq"], v["ff"], v["transistors"], v["rom_bits"], v["ram_bits"]]
-                    for k, v in a["per_block"].items()])
-    lines += ["", "## Memories", ""]
-    lines += table(["module", "kind", "depth x width", "bits", "instances in"],
-                   [[x["module"], x["kind"], f"{x['depth']} x {x['width']}", x["bits"],
-                     ", ".join(x["blocks"])] for x in a["memories"]])
-    lines += [""] + activity_lines(data["activity"], out_dir)
-    return "\n".join(lines)

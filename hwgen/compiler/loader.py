@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quant.errors import HwgenError
+from hwgen.errors import HwgenError
+from quant.checkpoints import BUNDLED_MODEL
+from quant.config import get_config
 from quant.ir import IntModel
+from quant.model_file import load_model
+from quant.random_model import random_int_model
 
 MAX_PAYLOAD_BITS = 48  # widest value a stream lane carries (accumulators, membrane)
 MAX_TIME_STEPS = 64
@@ -61,6 +65,19 @@ def check_supported(model: IntModel) -> IntModel:
 
 def load_supported(path: Path) -> IntModel:
     """The model in `path`, checked; raises a one-line HwgenError otherwise."""
-    from quant.model_file import load_model
-
     return check_supported(load_model(Path(path)))
+
+
+def resolve_model(path: Path | str | None = None, config: str | None = None, *,
+                  bits: int = 8, weight_seed: int = 0) -> IntModel:
+    """The model a command works on, checked: the file `path`; or the reference config
+    `config` with seeded random integer weights of `bits` bits; or the bundled digits-tiny."""
+    if config and path:
+        raise HwgenError("give either --model or --config, not both")
+    if config:
+        try:
+            cfg = get_config(config)
+        except ValueError as e:
+            raise HwgenError(str(e)) from None
+        return check_supported(random_int_model(cfg, bits, seed=weight_seed))
+    return load_supported(Path(path) if path else BUNDLED_MODEL)

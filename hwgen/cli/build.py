@@ -1,14 +1,21 @@
 """The `hwgen build`, `hwgen boards` and `hwgen report` commands: arguments, the ASIC or board
-build (hwgen.build, hwgen.asic), the cache check before planning, and the terminal summary."""
+build (hwgen.targets.flow, hwgen.targets.asic), the cache check before planning, and the terminal summary."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from hwgen.boards import get_board
-from hwgen.build import TOPS, BuildResult, build, build_digest, build_options, reuse, tool_env
-from quant.errors import HwgenError
+from hwgen.cli.args import (
+    add_model_arguments,
+    add_target_arguments,
+    event_layers_from_args,
+    load_model_from_args,
+    make_plan_from_args,
+    progress,
+)
+from hwgen.errors import HwgenError
+from hwgen.targets.boards import TOPS, boards_table, default_board, get_board
 
 
 def _quiet_unused() -> None:
@@ -21,38 +28,29 @@ def _quiet_unused() -> None:
 
 
 def _asic_plan(args, model):
-    from hwgen.commands import _sample_words
-    from hwgen.plan import Target, make_plan, predict_timing
+    from hwgen.compiler.planner import plan_model  # heavy: Amaranth blocks, torch
+    from hwgen.compiler.target import Target
+    from hwgen.targets.asic import DEFAULT_CLOCK_MHZ
 
-    clock = args.clock_mhz or _asic_default_clock()
-    layers = tuple(x.strip() for x in args.event_driven.split(",") if x.strip())
+    clock = args.clock_mhz or DEFAULT_CLOCK_MHZ
     target = Target(device=None, fps=args.target_fps, clock_mhz=clock)
     # No device bounds an ASIC: without a frame-rate goal, keep the smallest folding.
-    plan = make_plan(model, target, event_layers=layers, max_steps=200 if args.target_fps else 0)
-    predict_timing(plan, model, edge_words=_sample_words(plan, model) if layers else None)
+    plan = plan_model(model, target, event_layers=event_layers_from_args(args),
+                      max_steps=200 if args.target_fps else 0)
     return plan, clock
 
 
-def _asic_default_clock() -> float:
-    from hwgen.asic import DEFAULT_CLOCK_MHZ
-
-    return DEFAULT_CLOCK_MHZ
-
-
 def cmd_build(args) -> int:
-    from hwgen.commands import (
-        DEFAULT_BOARD,
-        load_model_from_args,
-        make_plan_from_args,
-        progress,
-    )
+    # heavy: Amaranth, torch, the tools; loaded only when a build runs
+    from hwgen.targets.cache import build_digest, build_options, reuse
+    from hwgen.targets.flow import build, tool_env
 
     _quiet_unused()
     start = time.monotonic()
     if args.images < 1:
         raise HwgenError(f"--images must be >= 1, not {args.images}")
     if args.asic:
-        from hwgen.asic import build_asic
+        from hwgen.targets.asic import build_asic  # heavy: Amaranth
 
         if args.board:
             raise HwgenError("give either --board or --asic, not both")
@@ -74,7 +72,7 @@ def cmd_build(args) -> int:
         if not board.vendor:
             tool_env(board)
     model = load_model_from_args(args)
-    board = get_board(args.board or DEFAULT_BOARD.get(model.config.name, "ulx3s-85f"))
+    board = get_board(args.board or default_board(model.config.name))
     if not board.vendor:
         tool_env(board)
     out = Path(args.out or f"build/{board.name}-{model.config.name}").resolve()
@@ -83,7 +81,7 @@ def cmd_build(args) -> int:
         # Planning can take a while: look for a cached build by the planner's inputs first.
         opts = build_options(board, hierarchy=not args.no_hierarchy, top=args.top,
                              images=args.images)
-        from hwgen.plan import Target
+        from hwgen.compiler.target import Target  # heavy: Amaranth blocks
 
         inputs = {"max_util": Target.for_board(board, args.max_util).max_util,
                   "target_fps": args.target_fps,
@@ -100,8 +98,8 @@ def cmd_build(args) -> int:
     return 0
 
 
-def summary(res: BuildResult) -> str:
-    """The headline figures of a build, for the terminal."""
+def summary(res) -> str:
+    """The headline figures of a build (a hwgen.targets.cache.BuildResult), for the terminal."""
     if res.vendor_tool:
         return (f"not built: {res.board} needs {res.vendor_tool}, which hwgen does not run; "
                 f"build directory and script: {res.script} (run 'sh {res.script.name}' there "
@@ -126,14 +124,12 @@ def summary(res: BuildResult) -> str:
 
 
 def cmd_boards(args) -> int:
-    from hwgen.boards import boards_table
-
     print(boards_table())
     return 0
 
 
 def cmd_report(args) -> int:
-    from hwgen import report
+    from hwgen.reports import report  # heavy: torch, matplotlib
 
     path = report.render(Path(args.dir))
     print(f"wrote {path}")
@@ -142,8 +138,6 @@ def cmd_report(args) -> int:
 
 def register_build(sub) -> None:
     """Add `build`, `boards` and `report` to the CLI's subparsers."""
-    from hwgen.commands import add_model_arguments, add_target_arguments
-
     b = sub.add_parser(
         "build", help="build a bitstream (or an ASIC estimate) with cycle/resource/energy report",
         description="Plan, elaborate, synthesise (Yosys), place and route (nextpnr) and pack "

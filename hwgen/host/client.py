@@ -1,4 +1,4 @@
-"""`hwgen run`: classify images on a programmed board over its serial port (docs/protocol.md)
+"""The host side of `hwgen run`: classify images on a programmed board over its serial port (docs/protocol.md)
 and compare every class and logit with the golden model.
 
 `BoardClient` speaks the protocol over any object with pyserial's `read(n)` /
@@ -8,12 +8,11 @@ pyserial URL such as ``loop://``).
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 
-from hwgen import protocol as P
-from quant.errors import HwgenError
+from hwgen.errors import HwgenError
+from hwgen.host import protocol as P
 
 
 class BoardError(HwgenError):
@@ -98,9 +97,9 @@ def _geometry_difference(board: P.Geometry, host: P.Geometry) -> str | None:
 
 
 def builtin_image(model):
-    """The board top's self-test image (hwgen.board_top.default_selftest_image, without
+    """The board top's self-test image (hwgen.targets.board_top.default_selftest_image, without
     importing Amaranth): the first digits test image, or random with seed 0."""
-    from hwgen.commands import sample_images
+    from quant.data import sample_images  # heavy: torch, scikit-learn; only for this image
 
     return sample_images(model, 1, seed=0)[0][0]
 
@@ -108,7 +107,7 @@ def builtin_image(model):
 def run_images(link, model, pixels, labels=None, *, out=print) -> RunReport:
     """PING (check the geometry), SELFTEST, then CLASSIFY every image [B, C, H, W];
     print one line per image against the golden model and return the figures."""
-    from quant import golden
+    from quant import golden  # heavy: torch; the host side starts without it
 
     cfg = model.config
     host = P.model_geometry(model)
@@ -166,57 +165,10 @@ def format_summary(report: RunReport) -> str:
 
 def open_link(port: str, baud: int, timeout: float):
     """The serial port (pyserial; a device or a URL), or a one-line HwgenError."""
-    import serial
+    import serial  # pyserial, only when a port is opened
 
     try:
         return serial.serial_for_url(port, baudrate=baud, timeout=timeout)
     except (serial.SerialException, ValueError, OSError) as e:
         reason = " ".join(str(e).split()) or type(e).__name__
         raise HwgenError(f"cannot open serial port {port!r}: {reason}") from None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from hwgen.commands import load_model_from_args, sample_images
-
-    if args.images < 1:
-        raise HwgenError(f"--images must be at least 1, not {args.images}")
-    if args.baud < 1:
-        raise HwgenError(f"--baud must be positive, not {args.baud}")
-    if args.timeout <= 0:
-        raise HwgenError(f"--timeout must be positive, not {args.timeout}")
-    model = load_model_from_args(args)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
-    link = open_link(args.port, args.baud, args.timeout)
-    try:
-        report = run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
-    finally:
-        link.close()
-    print(format_summary(report))
-    bad = report.images - report.matches
-    if bad or not report.selftest_ok:
-        what = f"{bad} of {report.images} images" if bad else "the self-test"
-        raise HwgenError(f"{what} differ(s) from the golden model")
-    return 0
-
-
-def register_run(sub) -> None:
-    """Add `hwgen run` to the CLI's subparsers (argparse only: --help stays instant)."""
-    from hwgen.commands import add_model_arguments
-
-    p = sub.add_parser(
-        "run", help="classify images on a programmed board over its serial port",
-        description="Send images over the board's UART (docs/protocol.md: CRC-8 frames) to a "
-                    "board programmed by 'hwgen build': check its model geometry (PING), run "
-                    "its self-test, classify digits test images (random images for other "
-                    "configs) and compare every class and logit with the golden model.",
-        epilog="example: hwgen run --port /dev/ttyUSB1 --images 20")
-    p.add_argument("--port", required=True, metavar="DEVICE",
-                   help="serial device (e.g. /dev/ttyUSB1, COM3) or a pyserial URL")
-    add_model_arguments(p)
-    p.add_argument("--images", type=int, default=10, metavar="N", help="images (default 10)")
-    p.add_argument("--baud", type=int, default=115200, metavar="B",
-                   help="baud rate the board top was built for (default 115200)")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="seconds to wait for each reply (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random images (default 0)")
-    p.set_defaults(func=cmd_run)

@@ -1,0 +1,191 @@
+"""A plan: the folding of every block, its memories, and predicted cycles and resources.
+
+`plan_for` turns a folding into a typed `Plan` (one `LayerPlan` per block of the
+graph, from the blocks' closed-form cycle and resource models); the search that
+chooses the folding is hwgen.compiler.planner. `Plan.table()` prints it (`hwgen plan`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hwgen.compiler.builder import build_graph
+from hwgen.compiler.graph import Folding, Graph, Node
+from hwgen.compiler.memmap import MemoryMapping, map_memory
+from hwgen.compiler.target import Target, logic_cells
+from quant.ir import IntModel
+from rtl_templates.spram_fifo import SPRAMFIFO
+
+
+@dataclass
+class LayerPlan:
+    node: str
+    kind: str
+    layer: str | None
+    folding: str
+    cycles: int  # busy cycles per image in free flow (the block's throughput bound)
+    lut: int
+    ff: int
+    dsp: int
+    memories: list[MemoryMapping] = field(default_factory=list)
+    spram: int = 0
+
+    @property
+    def bram(self) -> int:
+        return sum(m.bram for m in self.memories)
+
+    @property
+    def total_lut(self) -> int:
+        return self.lut + sum(m.lut for m in self.memories)
+
+    @property
+    def total_ff(self) -> int:
+        return self.ff + sum(m.ff for m in self.memories)
+
+    @property
+    def memory_bits(self) -> int:
+        return sum(m.bits for m in self.memories)
+
+
+@dataclass
+class Plan:
+    model_name: str
+    family: str
+    target: Target
+    lanes_u: int
+    foldings: dict[str, Folding]
+    layers: list[LayerPlan]
+    lif_block: frozenset[str] = frozenset()  # LIF arrays keeping their spikes in block RAM
+    fuse: frozenset[str] = frozenset()  # linears fused with the LIF array feeding them
+    latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
+    interval_cycles: int | None = None  # images back to back: result to result
+    interval_exact: bool = True  # False: the bottleneck block's cycles (an estimate)
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        lut = sum(x.total_lut for x in self.layers)
+        ff = sum(x.total_ff for x in self.layers)
+        out = {"lut": lut, "ff": ff,
+                "bram": sum(x.bram for x in self.layers),
+                "dsp": sum(x.dsp for x in self.layers),
+                "spram": sum(x.spram for x in self.layers),
+                "lutram": sum(m.lutram for x in self.layers for m in x.memories)}
+        if self.family == "ice40":
+            out["lc"] = logic_cells(lut, ff)
+        return out
+
+    @property
+    def bottleneck(self) -> LayerPlan:
+        return max(self.layers, key=lambda x: x.cycles)
+
+    def images_per_second(self, clock_mhz: float) -> float | None:
+        ii = self.interval_cycles or self.bottleneck.cycles
+        return clock_mhz * 1e6 / ii if ii else None
+
+    def graph(self, model: IntModel) -> Graph:
+        return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram,
+                           self.lif_block, self.fuse)
+
+    def table(self) -> str:
+        rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
+        for x in self.layers:
+            mem = ", ".join([f"{m.depth}x{m.width} {m.kind}" for m in x.memories]
+                            + ([f"{x.spram} SPRAM"] if x.spram else [])) or "-"
+            rows.append((x.node, x.kind, x.folding, str(x.cycles), str(x.total_lut),
+                         str(x.total_ff), str(x.bram), str(x.dsp), mem))
+        tot = self.totals()
+        rows.append(("total", "", "", str(self.bottleneck.cycles) + " (max)", str(tot["lut"]),
+                     str(tot["ff"]), str(tot["bram"]), str(tot["dsp"]), ""))
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        out = [f"plan for {self.model_name} on {self._target_name()} "
+               f"(family {self.family}, residual lanes {self.lanes_u})", *lines]
+        caps = self.target.limits()
+        dev = self.target.device
+        if caps and dev is not None:
+            size = {"lc": dev.lut, "lut": dev.lut, "ff": dev.ff, "bram": dev.bram, "dsp": dev.dsp,
+                    "spram": self.target.spram}
+            use = ", ".join(f"{k.upper()} {tot[k]} of {size[k]} ({100 * tot[k] / size[k]:.0f}%,"
+                            f" limit {caps[k]})" for k in ("lc", "lut", "ff", "bram", "dsp", "spram")
+                            if k in caps and size.get(k))
+            out.append(f"fits: {use}; limits keep room for the board top")
+        if self.latency_cycles is not None:
+            how = "exact" if self.interval_exact else "estimate: the bottleneck block's cycles"
+            out.append(f"latency {self.latency_cycles} cycles per image (exact, cycle models); "
+                       f"initiation interval {self.interval_cycles} cycles ({how}); bottleneck "
+                       f"{self.bottleneck.node}")
+            ips = self.images_per_second(self.target.clock_mhz)
+            out.append(f"throughput {ips:,.0f} images/s at {self.target.clock_mhz:g} MHz")
+        out += self.notes
+        return "\n".join(out)
+
+    def _target_name(self) -> str:
+        if self.target.device:
+            what = "LUT/LC" if self.family == "ice40" else "LUT"
+            return f"{self.target.device.name} ({what} ceiling {self.target.max_util:.0%})"
+        return "an unbounded target"
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model_name, "family": self.family, "lanes_u": self.lanes_u,
+            "lif_block": sorted(self.lif_block), "fuse": sorted(self.fuse),
+            "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
+                         for k, f in sorted(self.foldings.items())},
+            "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
+            "interval_exact": self.interval_exact,
+            "totals": self.totals(),
+            "layers": [{"node": x.node, "kind": x.kind, "layer": x.layer, "folding": x.folding,
+                        "cycles": x.cycles, "lut": x.total_lut, "ff": x.total_ff, "bram": x.bram,
+                        "dsp": x.dsp,
+                        "memories": [{"depth": m.depth, "width": m.width, "kind": m.kind,
+                                      "rom": m.rom, "bram": m.bram} for m in x.memories]}
+                       for x in self.layers],
+        }
+
+
+# --------------------------------------------------------------------------- per block
+
+def node_cycles(node: Node, cfg) -> int:
+    """Busy cycles per image of one block in free flow (closed-form estimates).
+
+    Event-driven linears are counted at their worst case (every input spiking);
+    the exact figure for an image comes from the cycle models (`predict_timing`).
+    """
+    c = node.component
+    if node.kind == "fork":
+        return 0
+    if node.kind == "fifo":  # one beat per cycle, or every third cycle in single-port RAM
+        return 3 * node.beats if isinstance(c, SPRAMFIFO) else node.beats
+    if node.kind == "add":  # one beat per cycle
+        return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
+    if node.kind == "linear" and c.mode == "event":
+        return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
+    if hasattr(c, "cycles_per_image"):
+        return c.cycles_per_image()
+    return node.tokens * c.cycles_per_token()
+
+
+def node_plan(node: Node, cfg, family: str) -> LayerPlan:
+    c = node.component
+    res = c.resources(family)
+    mems = [map_memory(d, w, family, block=kind == "block")
+            for (d, w), kind in zip(res.memories, res.kinds, strict=True)]
+    folding = ""
+    if hasattr(c, "pe"):
+        folding = f"PE={c.pe} SIMD={getattr(c, 'simd', 1)}"
+        if getattr(c, "mode", "dense") == "event":
+            folding += " event"
+    elif hasattr(c, "lanes"):
+        folding = f"lanes={c.lanes}"
+    return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg),
+                     res.lut, res.ff, res.dsp, mems, res.spram)
+
+
+def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int,
+             lif_block: frozenset[str] = frozenset(), fuse: frozenset[str] = frozenset()) -> Plan:
+    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block, fuse)
+    layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
+    return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers,
+                frozenset(lif_block), frozenset(fuse))

@@ -1,0 +1,215 @@
+"""The planner: choose every layer's folding for a target, and predict the plan's timing.
+
+`make_plan` starts every layer at its smallest folding and repeatedly widens
+the layer that bounds throughput, as long as the whole design still fits the
+target (a device under a LUT ceiling, an explicit budget) and a frame-rate
+goal is not yet met. A model that cannot fit even fully folded is refused
+before anything is synthesised, with the predicted need against the capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hwgen.compiler.graph import Folding
+from hwgen.compiler.plan import LayerPlan, Plan, plan_for
+from hwgen.compiler.predict import image_cycles, propagate_words
+from hwgen.compiler.target import ModelTooLarge, Target
+from hwgen.compiler.twin import stream_words
+from hwgen.errors import HwgenError
+from quant.data import sample_images
+from quant.ir import IntModel
+
+# --------------------------------------------------------------------------- planner
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _next_divisor(n: int, current: int) -> int | None:
+    bigger = [d for d in _divisors(n) if d > current]
+    return bigger[0] if bigger else None
+
+
+def _fits(plan: Plan) -> list[str]:
+    """The limits a plan exceeds, as 'LUT 6000 > 4224'."""
+    tot = plan.totals()
+    return [f"{k.upper()} {tot[k]} > {cap}" for k, cap in plan.target.limits().items()
+            if tot.get(k, 0) > cap]
+
+
+def _knobs(model: IntModel, node: LayerPlan) -> list[str]:
+    """The folding knobs that speed up the block `node` plans."""
+    layer = node.layer or ""
+    if node.kind in ("linear", "lif_linear", "spike_conv", "pixel_conv", "head"):
+        if layer == "rpe" or layer.endswith((".o", ".fc2")):
+            return [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
+        return [f"simd:{layer}", f"pe:{layer}"]
+    if node.kind == "lif":
+        # A LIF array's lanes follow the PE of the block that feeds it.
+        if layer.endswith("qk_lif"):
+            return [f"pe:{layer[:-4]}"]
+        if layer.endswith("fc1_lif"):
+            return [f"pe:{layer[:-4]}"]
+        if layer.startswith("stem."):
+            return [f"pe:{layer[:-4]}.conv"]
+        return ["lanes"]
+    if node.kind in ("dwconv", "add"):
+        return ["lanes"]
+    return []
+
+
+def _try_knob(model: IntModel, plan: Plan, knob: str) -> tuple[dict[str, Folding], int] | None:
+    """The foldings with `knob` one step wider, or None when it is at its widest."""
+    foldings, lanes = dict(plan.foldings), plan.lanes_u
+    cfg = model.config
+    if knob == "lanes":
+        nxt = _next_divisor(cfg.dim, lanes)
+        return None if nxt is None else (foldings, nxt)
+    what, layer = knob.split(":")
+    shape = _layer_shape(model, layer)
+    if shape is None:
+        return None
+    outs, ins = shape
+    f = foldings.get(layer, Folding())
+    if what == "simd":
+        nxt = _next_divisor(ins, f.simd)
+        if nxt is None or f.mode == "event":
+            return None
+        foldings[layer] = replace(f, simd=nxt)
+    else:
+        nxt = _next_divisor(outs, f.pe)
+        if nxt is None:
+            return None
+        foldings[layer] = replace(f, pe=nxt)
+    return foldings, lanes
+
+
+def _layer_shape(model: IntModel, layer: str) -> tuple[int, int] | None:
+    """(outputs, inputs per SIMD step) of a foldable layer."""
+    cfg = model.config
+    if layer.startswith("stem."):
+        conv = model.stem[int(layer.split(".")[1])].conv
+        return conv.out_channels, conv.in_channels
+    if layer == "rpe":
+        return cfg.dim, model.rpe.in_channels
+    if layer == "head":
+        return cfg.num_classes, cfg.dim
+    if layer.startswith("blocks."):
+        name = layer.split(".")[2]
+        return {"qk": (2 * cfg.dim, cfg.dim), "o": (cfg.dim, cfg.dim),
+                "fc1": (cfg.hidden, cfg.dim), "fc2": (cfg.dim, cfg.hidden)}.get(name)
+    return None
+
+
+def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
+              max_steps: int = 200) -> Plan:
+    """Fold `model` for `target` (see the module docstring). `event_layers` names spike
+    linears to run event-driven."""
+    foldings = {name: Folding(mode="event") for name in event_layers}
+    lanes = 1
+    # On an iCE40 logic cells are the scarce resource: the MLP's LIF arrays are fused with
+    # the linears they feed (their spikes kept once, in block RAM), and the other LIF
+    # arrays keep their spikes in spare block RAMs.
+    fuse = frozenset(f"blocks.{b}.{fc}" for b in range(len(model.blocks))
+                     for fc in ("fc1", "fc2")) if target.family == "ice40" else frozenset()
+    plan = plan_for(model, target, foldings, lanes, fuse=fuse)
+    if target.family == "ice40" and target.device is not None:
+        plan = _lifs_to_block_ram(model, target, plan)
+    over = _fits(plan)
+    if over:
+        need = plan.totals()
+        caps = target.limits()
+        raise ModelTooLarge(
+            f"{model.config.name} does not fit {target.device.name if target.device else 'the budget'}"
+            f" even fully folded: needs " + ", ".join(
+                f"{k.upper()} {need[k]} (limit {caps[k]}, {need[k] - caps[k]:+d})"
+                for k in caps if need.get(k, 0) > caps[k]))
+    exhausted: set[str] = set()
+    for _ in range(max_steps):
+        if target.fps and (ips := plan.images_per_second(target.clock_mhz)) and ips >= target.fps:
+            break
+        slow = sorted(plan.layers, key=lambda x: -x.cycles)
+        improved = False
+        for layer_plan in slow[:1]:
+            for knob in _knobs(model, layer_plan):
+                if knob in exhausted:
+                    continue
+                proposal = _try_knob(model, plan, knob)
+                if proposal is None:
+                    exhausted.add(knob)
+                    continue
+                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse)
+                if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
+                    exhausted.add(knob)
+                    continue
+                plan, improved = candidate, True
+                break
+        if not improved:
+            break
+    return plan
+
+
+def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
+    """On an iCE40, logic cells run out before block RAM: move the LIF arrays' spike
+    storage into spare block RAMs, biggest first, while they last."""
+    lifs = sorted((x for x in plan.layers if x.kind == "lif"), key=lambda x: -x.total_ff)
+    for lif in lifs:
+        candidate = plan_for(model, target, plan.foldings, plan.lanes_u,
+                             plan.lif_block | {lif.node}, plan.fuse)
+        if candidate.totals()["bram"] > target.limits().get("bram", 0):
+            break
+        plan = candidate
+    return plan
+
+
+# Above this many modelled cycles the interval comes from the bottleneck block instead of a
+# three-image run of the cycle models (which steps every cycle in Python).
+EXACT_INTERVAL_CYCLES = 600_000
+
+
+def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
+    """Fill the plan's latency (exact, from the cycle models: one image alone) and its
+    initiation interval (exact from three images back to back when that run is short
+    enough; otherwise the bottleneck block's cycles, marked as an estimate)."""
+    one = image_cycles(plan.graph(model), images=1, edge_words=edge_words)[0]
+    plan.latency_cycles = one
+    if 3 * one <= EXACT_INTERVAL_CYCLES:
+        words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
+        three = image_cycles(plan.graph(model), images=3, edge_words=words3)
+        plan.interval_cycles = three[2] - three[1]
+        plan.interval_exact = True
+    else:
+        plan.interval_cycles = plan.bottleneck.cycles
+        plan.interval_exact = False
+    return plan
+
+
+def spike_linears(model: IntModel) -> list[str]:
+    """The layers `event_layers` may name: every block's spike linears."""
+    return [f"blocks.{b}.{n}" for b in range(model.config.depth) for n in ("qk", "o", "fc1", "fc2")]
+
+
+def sample_edge_words(plan: Plan, model: IntModel) -> dict[str, list[int]]:
+    """Every stream's words for one sample image (quant.data.sample_images), for the
+    data-dependent timing of event-driven layers."""
+    pixels = sample_images(model, 1)[0]
+    graph = plan.graph(model)
+    _, per_edge, _ = stream_words(graph, pixels)
+    return propagate_words(graph, {k: v[0] for k, v in per_edge.items()})
+
+
+def plan_model(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
+               timing: bool = True, max_steps: int = 200) -> Plan:
+    """`make_plan` with the event-driven layers checked by name, then (with `timing`) the
+    plan's latency and interval predicted, on a sample image when a layer is event-driven."""
+    known = set(spike_linears(model))
+    unknown = [x for x in event_layers if x not in known]
+    if unknown:
+        raise HwgenError(f"--event-driven: {unknown[0]!r} is not a spike linear; "
+                         f"choose from {', '.join(sorted(known))}")
+    plan = make_plan(model, target, event_layers=event_layers, max_steps=max_steps)
+    if timing:
+        predict_timing(plan, model,
+                       edge_words=sample_edge_words(plan, model) if event_layers else None)
+    return plan
