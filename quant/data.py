@@ -64,3 +64,18 @@ def sample_images(model, n: int, seed: int = 0):
                              f"images, not {n}")
         return split.test_pixels[:n].to(torch.int64), [int(y) for y in split.test_labels[:n]]
     return random_pixels(cfg, n, seed=seed), None
+
+
+def calibration_images(model, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(pixels [n, C, H, W], where they came from) for measuring spike statistics: a seeded
+    sample of the digits training split for digits-tiny (never the test split the accuracy
+    is reported on), else seeded random images."""
+    if n < 1:
+        raise HwgenError(f"calibration images must be at least 1, not {n}")
+    if model.config.name == "digits-tiny":
+        split = load_digits_split()
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(split.train_labels), generator=g)[:n]
+        return (split.train_pixels[pick].to(torch.int64),
+                f"{len(pick)} digits training images (seed {seed})")
+    return random_pixels(model.config, n, seed=seed), f"{n} random images (seed {seed})"

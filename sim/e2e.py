@@ -21,7 +21,7 @@ import torch
 from amaranth import Shape
 
 from hwgen.compiler.graph import Graph
-from hwgen.compiler.predict import image_timing, needs_words, propagate_words
+from hwgen.compiler.predict import image_cycles, image_timing, needs_words, propagate_words
 from hwgen.compiler.top import accelerator_verilog
 from hwgen.compiler.twin import cumulative_signatures, first_difference, golden_taps, stream_words
 from hwgen.errors import HwgenError
@@ -54,6 +54,11 @@ class AcceleratorReport:
     # being cycle 1; measured (None under gaps or backpressure) and predicted.
     spans: list[dict[str, tuple[int, int]]] | None = None
     predicted_spans: list[dict[str, tuple[int, int]]] | None = None
+    # Streamed runs (`stream=True`): per chunk of images sent back to back from reset, each
+    # result's cycle counted from the chunk's first input beat; measured and predicted
+    # (None where the cycle-model run would be too long).
+    stream_cycles: list[list[int]] | None = None
+    predicted_stream_cycles: list[list[int]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,7 +87,29 @@ class AcceleratorReport:
 
     @property
     def simulated_cycles(self) -> int:
-        return sum(self.cycles)
+        return sum(self.cycles) + sum(c[-1] for c in self.stream_cycles or [] if c)
+
+    @staticmethod
+    def _intervals(chunks: list[list[int]] | None) -> list[int]:
+        return [b - a for c in chunks or [] for a, b in zip(c, c[1:], strict=False)]
+
+    @property
+    def intervals(self) -> list[int]:
+        """Measured cycles between consecutive results of images streamed back to back."""
+        return self._intervals(self.stream_cycles)
+
+    @property
+    def predicted_intervals(self) -> list[int] | None:
+        if self.predicted_stream_cycles is None:
+            return None
+        return self._intervals(self.predicted_stream_cycles)
+
+    @property
+    def stream_match(self) -> bool | None:
+        """Whether every streamed result came in the predicted cycle (None: not predicted)."""
+        if self.stream_cycles is None or self.predicted_stream_cycles is None:
+            return None
+        return self.stream_cycles == self.predicted_stream_cycles
 
 
 def _tap_widths(graph: Graph) -> list[int]:
@@ -124,11 +151,43 @@ def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
     return [c for c, _ in runs], [s for _, s in runs]
 
 
+# Longest streamed run the cycle models predict beat by beat (they step every cycle in
+# Python); dense plans need no such run (their results are periodic after the first two).
+STREAM_MODEL_CYCLES = 2_000_000
+
+
+def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, hi: int
+                   ) -> list[int] | None:
+    """Each result's cycle when images lo..hi-1 are offered back to back from reset.
+
+    Dense: the first two from the cycle models, then one interval apart (every image takes
+    the same time, so the pipeline repeats; the measurement checks it). Event-driven: the
+    cycle models on those images' own streams, or None when that run would be too long."""
+    n = hi - lo
+    if not needs_words(graph):
+        first = image_cycles(graph, images=min(n, 3))
+        if n <= 3:
+            return first
+        ii = first[2] - first[1]
+        return first + [first[2] + k * ii for k in range(1, n - 2)]
+    one = image_timing(graph, edge_words=propagate_words(
+        graph, {k: v[lo] for k, v in per_edge.items()}))[0]
+    if one * n > STREAM_MODEL_CYCLES:
+        return None
+    words = {k: [w for b in range(lo, hi) for w in v[b]] for k, v in per_edge.items()}
+    return image_cycles(graph, images=n, edge_words=propagate_words(graph, words))
+
+
 def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int] | None = None,
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
-                         tag: str = "accel", progress=None) -> AcceleratorReport:
-    """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model."""
+                         tag: str = "accel", progress=None, stream: bool = False
+                         ) -> AcceleratorReport:
+    """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
+
+    Each image alone (its result, every layer's stream and cycles), or with `stream` the
+    first image of each worker's chunk alone and then, from a fresh reset, the whole chunk
+    back to back (results, the layers' streams, each result's cycle)."""
     start = time.monotonic()
     taps = golden_taps(graph, pixels)
     inputs, per_edge, results = stream_words(graph, pixels, taps)
@@ -147,7 +206,11 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         s.update(extra)
         return s
 
-    jobs = [(verilog, stim(lo, hi), simulator, tag, False) for lo, hi in chunks]
+    def stream_stim(lo, hi):
+        return stim(lo, lo + 1, stream=True, stream_images=inputs[lo:hi])
+
+    make = stream_stim if stream and not (gap or backpressure) else stim
+    jobs = [(verilog, make(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
         progress(f"simulating {n} images on {simulator} ({workers} process(es))")
     build_seconds = 0.0
@@ -160,6 +223,10 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
             "build_seconds"]
         with ProcessPoolExecutor(workers) as pool:
             outs = list(pool.map(_run_chunk, jobs))
+    streamed = make is stream_stim
+    if streamed:
+        outs, stream_cycles = _check_streams(graph, per_edge, results, chunks, outs, stim,
+                                             verilog, simulator, tag)
     got_results, cycles, first_bad = [], [], None
     names = [e.name for e in graph.tapped()]
     spans = None if gap or backpressure else []
@@ -176,6 +243,13 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         golden_predictions=[int(p) for p in taps["pred"]], cycles=cycles,
         predicted_cycles=predicted[:len(cycles)], labels=labels, simulator=simulator,
         spans=spans, predicted_spans=spans_predicted[:len(spans)] if spans else None)
+    if streamed:
+        report.stream_cycles = stream_cycles
+        preds = [predict_stream(graph, per_edge, lo, hi) for lo, hi in chunks]
+        report.predicted_stream_cycles = None if any(p is None for p in preds) else preds
+        report.predicted_cycles = [predicted[lo] for lo, _ in chunks][:len(cycles)]
+        report.predicted_spans = [spans_predicted[lo] for lo, _ in chunks][:len(spans)] \
+            if spans else None
     if first_bad is None:
         report.passed = len(got_results)
         if len(got_results) != n:
@@ -189,6 +263,34 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     report.build_seconds = build_seconds
     report.sim_seconds = max(o["run_seconds"] for o in outs)
     return report
+
+
+def _check_streams(graph, per_edge, results, chunks, outs, stim, verilog, simulator, tag):
+    """Check each chunk's streamed run: its results and, after its last image, every layer
+    stream's beat count and signature. A chunk that differs is run again image by image
+    (no stream), so the first differing image is found and located as without streaming.
+    Returns the outputs to report from and each chunk's streamed result cycles."""
+    widths = _tap_widths(graph)
+    checked, stream_cycles = [], []
+    for (lo, hi), out in zip(chunks, outs, strict=True):
+        s = out.get("stream") or {}
+        expected_taps = cumulative_signatures(
+            graph, {k: v[lo:hi] for k, v in per_edge.items()}, widths)[-1]
+        good = (out.get("first_bad") is None and s.get("results") == results[lo:hi]
+                and s.get("taps") == expected_taps)
+        if good:
+            checked.append(dict(out, results=s["results"], cycles=out["cycles"]))
+            stream_cycles.append(s["cycles"])
+        else:  # find the first bad image the slow way
+            again = _run_chunk((verilog, stim(lo, hi), simulator, tag, False))
+            if again.get("first_bad") is None:  # only the streamed run differed
+                again["first_bad"] = next((k for k, (a, b) in enumerate(zip(
+                    s.get("results") or [], results[lo:hi], strict=False)) if a != b),
+                    len(s.get("results") or []) if len(s.get("results") or []) < hi - lo
+                    else hi - lo - 1)
+            checked.append(again)
+            stream_cycles.append(s.get("cycles") or [])
+    return checked, stream_cycles
 
 
 def _cls(graph: Graph, word: int) -> int:

@@ -32,9 +32,13 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                         "logic cells); default: the board's (80, icebreaker 95)")
     g.add_argument("--target-fps", type=float, metavar="F",
                    help="stop widening once this many images/s are reached at the board clock")
-    g.add_argument("--event-driven", default="", metavar="LAYERS",
-                   help="comma-separated spike linears to run event-driven, e.g. "
-                        "blocks.0.fc2 (default: all dense)")
+    g.add_argument("--event-driven", default="auto", metavar="auto|all|none|LAYERS",
+                   help="which spike linears run event-driven: auto (default: each where its "
+                        "measured input spike rate makes that faster at the same cost), all, "
+                        "none, or a comma-separated list such as blocks.0.fc2")
+    g.add_argument("--calib", type=positive_int, default=16, metavar="N",
+                   help="calibration images for the spike statistics (default 16: digits "
+                        "training images for digits-tiny, seeded random images otherwise)")
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -43,8 +47,15 @@ def load_model_from_args(args: argparse.Namespace):
     return resolve_model(args.model, args.config, bits=args.bits, weight_seed=args.weight_seed)
 
 
-def event_layers_from_args(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(x.strip() for x in args.event_driven.split(",") if x.strip())
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, refused with a one-line usage error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def target_from_args(args: argparse.Namespace, model):
@@ -59,8 +70,8 @@ def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True)
     from hwgen.compiler.planner import plan_model  # heavy: Amaranth blocks, torch
 
     board, target = target_from_args(args, model)
-    return board, plan_model(model, target, event_layers=event_layers_from_args(args),
-                             timing=timing)
+    return board, plan_model(model, target, event=args.event_driven, timing=timing,
+                             calib=args.calib)
 
 
 def progress(msg: str) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from hwgen.cli.args import (
     add_model_arguments,
     add_target_arguments,
-    event_layers_from_args,
     load_model_from_args,
     make_plan_from_args,
     progress,
@@ -35,7 +34,7 @@ def _asic_plan(args, model):
     clock = args.clock_mhz or DEFAULT_CLOCK_MHZ
     target = Target(device=None, fps=args.target_fps, clock_mhz=clock)
     # No device bounds an ASIC: without a frame-rate goal, keep the smallest folding.
-    plan = plan_model(model, target, event_layers=event_layers_from_args(args),
+    plan = plan_model(model, target, event=args.event_driven, calib=args.calib,
                       max_steps=200 if args.target_fps else 0)
     return plan, clock
 
@@ -85,7 +84,7 @@ def cmd_build(args) -> int:
 
         inputs = {"max_util": Target.for_board(board, args.max_util).max_util,
                   "target_fps": args.target_fps,
-                  "event_driven": args.event_driven}
+                  "event_driven": args.event_driven, "calib": args.calib}
         digest = build_digest(model, board, inputs, opts)
         if not args.force and (hit := reuse(out, digest, progress, start)) is not None:
             print(summary(hit))

@@ -16,6 +16,7 @@ from hwgen.cli.args import (
     add_target_arguments,
     load_model_from_args,
     make_plan_from_args,
+    positive_int,
     progress,
 )
 from hwgen.cli.run import register_run
@@ -65,7 +66,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     start = time.monotonic()
     report = simulate_accelerator(graph, pixels, labels=labels, simulator=args.simulator,
                                   seed=args.seed, gap=args.gap, backpressure=args.backpressure,
-                                  workers=args.workers, progress=progress)
+                                  workers=args.workers, progress=progress,
+                                  stream=not args.alone)
     wall = time.monotonic() - start
     print(format_sim_report(report, plan, wall))
     if args.report:
@@ -80,6 +82,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                                     strict=True)) if a != b)
         raise HwgenError(f"cycle prediction off at image {bad}: measured {report.cycles[bad]}, "
                          f"predicted {report.predicted_cycles[bad]}")
+    if report.stream_match is False:
+        bad = next(k for k, (a, b) in enumerate(zip(report.intervals, report.predicted_intervals,
+                                                    strict=False)) if a != b)
+        raise HwgenError(f"back-to-back cycle prediction off at interval {bad}: measured "
+                         f"{report.intervals[bad]}, predicted {report.predicted_intervals[bad]}")
     if off := report.span_mismatches():
         raise HwgenError(f"per-layer cycle prediction off ({len(off)} streams): {off[0]}")
     return 0
@@ -116,7 +123,12 @@ def register(sub) -> None:
                                    "channel) with a waveform, and cycles vs the plan.")
     add_model_arguments(s)
     add_target_arguments(s)
-    s.add_argument("--images", type=int, default=10, metavar="N", help="images (default 10)")
+    s.add_argument("--images", type=positive_int, default=10, metavar="N",
+                   help="images (default 10)")
+    s.add_argument("--alone", action="store_true",
+                   help="simulate every image alone (each one's per-layer cycles checked) "
+                        "instead of back to back (default: back to back, the first image of "
+                        "each process alone, measuring throughput)")
     s.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"),
                    help="cocotb simulator (default verilator)")
     s.add_argument("--seed", type=int, default=0, help="seed of random images and stall patterns")

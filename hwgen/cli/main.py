@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hwgen.cli.args import positive_int
 from hwgen.cli.build import register_build
 from hwgen.cli.compile import register as register_compile
 from hwgen.errors import HwgenError
@@ -76,16 +77,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return build_args.func(build_args)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hwgen",
@@ -101,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: hwgen train -o my.pt && hwgen quantize my.pt -o my.hwq")
     t.add_argument("-o", "--out", default="digits-tiny.pt",
                    help="checkpoint to write (default: digits-tiny.pt)")
-    t.add_argument("--epochs", type=_positive_int, default=None,
+    t.add_argument("--epochs", type=positive_int, default=None,
                    help="training epochs (default 60, the recipe's: about a minute on an idle "
                         "core)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

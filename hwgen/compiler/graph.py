@@ -98,3 +98,10 @@ class Graph:
 
     def port(self, ref: tuple[str, str]):
         return getattr(self.nodes[ref[0]].component, ref[1])
+
+    def for_models_only(self) -> Graph:
+        """Mark every block as used: this graph serves its cycle and resource models only
+        (the planner's), so Amaranth must not warn at exit that it was never elaborated."""
+        for node in self.nodes.values():
+            node.component._MustUse__used = True  # Amaranth's flag (amaranth._unused.MustUse)
+        return self

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from hwgen.compiler.builder import build_graph
 from hwgen.compiler.graph import Folding, Graph, Node
 from hwgen.compiler.memmap import MemoryMapping, map_memory
+from hwgen.compiler.stats import SpikeStats
 from hwgen.compiler.target import Target, logic_cells
 from quant.ir import IntModel
 from rtl_templates.spram_fifo import SPRAMFIFO
@@ -29,6 +30,8 @@ class LayerPlan:
     dsp: int
     memories: list[MemoryMapping] = field(default_factory=list)
     spram: int = 0
+    in_rate: float | None = None  # measured input spike rate (spike-input layers)
+    event: bool = False  # cycles are the mean over the calibration images (data-dependent)
 
     @property
     def bram(self) -> int:
@@ -60,6 +63,11 @@ class Plan:
     latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
     interval_cycles: int | None = None  # images back to back: result to result
     interval_exact: bool = True  # False: the bottleneck block's cycles (an estimate)
+    # How the interval was found: "exact" (dense: every image alike), "mean" (event-driven
+    # layers: the mean over the calibration images run back to back), "bottleneck" (the
+    # slowest block's cycles, when the model run would be too long).
+    interval_basis: str = "exact"
+    stats: SpikeStats | None = None  # the spike statistics the choice was made from
     notes: list[str] = field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
@@ -87,14 +95,17 @@ class Plan:
                            self.lif_block, self.fuse)
 
     def table(self) -> str:
-        rows = [("block", "kind", "folding", "cycles/img", "LUT", "FF", "BRAM", "DSP", "memory")]
+        rows = [("block", "kind", "folding", "in rate", "cycles/img", "LUT", "FF", "BRAM", "DSP",
+                 "memory")]
         for x in self.layers:
             mem = ", ".join([f"{m.depth}x{m.width} {m.kind}" for m in x.memories]
                             + ([f"{x.spram} SPRAM"] if x.spram else [])) or "-"
-            rows.append((x.node, x.kind, x.folding, str(x.cycles), str(x.total_lut),
+            rate = "-" if x.in_rate is None else f"{100 * x.in_rate:.1f}%"
+            cycles = f"{x.cycles} (mean)" if x.event else str(x.cycles)
+            rows.append((x.node, x.kind, x.folding, rate, cycles, str(x.total_lut),
                          str(x.total_ff), str(x.bram), str(x.dsp), mem))
         tot = self.totals()
-        rows.append(("total", "", "", str(self.bottleneck.cycles) + " (max)", str(tot["lut"]),
+        rows.append(("total", "", "", "", str(self.bottleneck.cycles) + " (max)", str(tot["lut"]),
                      str(tot["ff"]), str(tot["bram"]), str(tot["dsp"]), ""))
         widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -111,9 +122,16 @@ class Plan:
                             f" limit {caps[k]})" for k in ("lc", "lut", "ff", "bram", "dsp", "spram")
                             if k in caps and size.get(k))
             out.append(f"fits: {use}; limits keep room for the board top")
+        if self.stats is not None:
+            out.append(f"in rate: measured input spike rate on {self.stats.source} "
+                       "(golden model); event-driven cycles are the mean over those images")
         if self.latency_cycles is not None:
-            how = "exact" if self.interval_exact else "estimate: the bottleneck block's cycles"
-            out.append(f"latency {self.latency_cycles} cycles per image (exact, cycle models); "
+            how = {"exact": "exact", "mean": f"mean over the {self.stats.images if self.stats else ''}"
+                   " calibration images, back to back",
+                   "bottleneck": "estimate: the bottleneck block's cycles"}[self.interval_basis]
+            first = "exact, cycle models" + ("" if self.interval_basis == "exact" else
+                                             ", first calibration image")
+            out.append(f"latency {self.latency_cycles} cycles per image ({first}); "
                        f"initiation interval {self.interval_cycles} cycles ({how}); bottleneck "
                        f"{self.bottleneck.node}")
             ips = self.images_per_second(self.target.clock_mhz)
@@ -134,10 +152,13 @@ class Plan:
             "foldings": {k: {"pe": f.pe, "simd": f.simd, "mode": f.mode}
                          for k, f in sorted(self.foldings.items())},
             "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
-            "interval_exact": self.interval_exact,
+            "interval_exact": self.interval_exact, "interval_basis": self.interval_basis,
+            "clock_mhz": self.target.clock_mhz,
+            "spike_stats": self.stats.to_dict() if self.stats is not None else None,
             "totals": self.totals(),
             "layers": [{"node": x.node, "kind": x.kind, "layer": x.layer, "folding": x.folding,
-                        "cycles": x.cycles, "lut": x.total_lut, "ff": x.total_ff, "bram": x.bram,
+                        "cycles": x.cycles, "cycles_mean": x.event, "in_rate": x.in_rate,
+                        "lut": x.total_lut, "ff": x.total_ff, "bram": x.bram,
                         "dsp": x.dsp,
                         "memories": [{"depth": m.depth, "width": m.width, "kind": m.kind,
                                       "rom": m.rom, "bram": m.bram} for m in x.memories]}
@@ -147,11 +168,13 @@ class Plan:
 
 # --------------------------------------------------------------------------- per block
 
-def node_cycles(node: Node, cfg) -> int:
+def node_cycles(node: Node, cfg, stats: SpikeStats | None = None) -> int:
     """Busy cycles per image of one block in free flow (closed-form estimates).
 
-    Event-driven linears are counted at their worst case (every input spiking);
-    the exact figure for an image comes from the cycle models (`predict_timing`).
+    Event-driven blocks are counted from the measured spikes of their input (the mean
+    over the calibration images of `stats`), or at their worst case (every input
+    spiking) without statistics; the exact figure for an image comes from the cycle
+    models (`predict_timing`).
     """
     c = node.component
     if node.kind == "fork":
@@ -161,13 +184,16 @@ def node_cycles(node: Node, cfg) -> int:
     if node.kind == "add":  # one beat per cycle
         return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
     if node.kind == "linear" and c.mode == "event":
+        spikes = stats.layers.get(node.layer) if stats is not None else None
+        if spikes is not None:
+            return round(spikes.mean_cycles(c.cycles_per_token))
         return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
     if hasattr(c, "cycles_per_image"):
         return c.cycles_per_image()
     return node.tokens * c.cycles_per_token()
 
 
-def node_plan(node: Node, cfg, family: str) -> LayerPlan:
+def node_plan(node: Node, cfg, family: str, stats: SpikeStats | None = None) -> LayerPlan:
     c = node.component
     res = c.resources(family)
     mems = [map_memory(d, w, family, block=kind == "block")
@@ -179,13 +205,18 @@ def node_plan(node: Node, cfg, family: str) -> LayerPlan:
             folding += " event"
     elif hasattr(c, "lanes"):
         folding = f"lanes={c.lanes}"
-    return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg),
-                     res.lut, res.ff, res.dsp, mems, res.spram)
+    spikes = stats.layers.get(node.layer) if stats is not None and node.layer else None
+    event = getattr(c, "mode", "dense") == "event"
+    return LayerPlan(node.name, node.kind, node.layer, folding, node_cycles(node, cfg, stats),
+                     res.lut, res.ff, res.dsp, mems, res.spram,
+                     spikes.rate if spikes is not None else None, event and spikes is not None)
 
 
 def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int,
-             lif_block: frozenset[str] = frozenset(), fuse: frozenset[str] = frozenset()) -> Plan:
-    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block, fuse)
-    layers = [node_plan(n, model.config, target.family) for n in graph.nodes.values()]
+             lif_block: frozenset[str] = frozenset(), fuse: frozenset[str] = frozenset(),
+             stats: SpikeStats | None = None) -> Plan:
+    graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block,
+                        fuse).for_models_only()
+    layers = [node_plan(n, model.config, target.family, stats) for n in graph.nodes.values()]
     return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers,
-                frozenset(lif_block), frozenset(fuse))
+                frozenset(lif_block), frozenset(fuse), stats=stats)

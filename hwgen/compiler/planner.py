@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import LayerPlan, Plan, plan_for
-from hwgen.compiler.predict import image_cycles, propagate_words
+from hwgen.compiler.predict import image_cycles, needs_words, propagate_words
+from hwgen.compiler.stats import DEFAULT_CALIBRATION_IMAGES, SpikeStats, calibrate
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.compiler.twin import stream_words
 from hwgen.errors import HwgenError
-from quant.data import sample_images
 from quant.ir import IntModel
 
 # --------------------------------------------------------------------------- planner
@@ -38,9 +38,13 @@ def _fits(plan: Plan) -> list[str]:
             if tot.get(k, 0) > cap]
 
 
-def _knobs(model: IntModel, node: LayerPlan) -> list[str]:
-    """The folding knobs that speed up the block `node` plans."""
+def _knobs(model: IntModel, node: LayerPlan, auto: frozenset[str] = frozenset()) -> list[str]:
+    """The folding knobs that speed up the block `node` plans; "event:LAYER" first for a
+    layer in `auto` (its dense or event-driven mode chosen from spike statistics)."""
     layer = node.layer or ""
+    if layer in auto and node.kind in ("linear", "lif_linear") and not node.event:
+        knobs = [f"event:{layer}", f"simd:{layer}"]
+        return knobs + (["lanes"] if layer.endswith((".o", ".fc2")) else [f"pe:{layer}"])
     if node.kind in ("linear", "lif_linear", "spike_conv", "pixel_conv", "head"):
         if layer == "rpe" or layer.endswith((".o", ".fc2")):
             return [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
@@ -72,6 +76,11 @@ def _try_knob(model: IntModel, plan: Plan, knob: str) -> tuple[dict[str, Folding
         return None
     outs, ins = shape
     f = foldings.get(layer, Folding())
+    if what == "event":
+        if f.mode == "event":
+            return None
+        foldings[layer] = Folding(f.pe, 1, "event")
+        return foldings, lanes
     if what == "simd":
         nxt = _next_divisor(ins, f.simd)
         if nxt is None or f.mode == "event":
@@ -102,18 +111,41 @@ def _layer_shape(model: IntModel, layer: str) -> tuple[int, int] | None:
     return None
 
 
+def _dense_matches(model: IntModel, plan: Plan, event: Plan, layer: str,
+                   stats: SpikeStats | None) -> bool:
+    """Whether dense `layer`, its SIMD widened until it costs as many LUTs as the event-driven
+    `event` plan, is at least as fast as event-driven: then the mode stays dense."""
+    cost = event.totals()["lut"]
+    ev_cycles = max(x.cycles for x in event.layers if x.layer == layer)
+    current = plan
+    while True:
+        here = max(x.cycles for x in current.layers if x.layer == layer)
+        if here <= ev_cycles:
+            return True
+        if current.totals()["lut"] >= cost:
+            return False
+        step = _try_knob(model, current, f"simd:{layer}")
+        if step is None:
+            return False
+        current = plan_for(model, plan.target, *step, plan.lif_block, plan.fuse, stats)
+
+
 def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
-              max_steps: int = 200) -> Plan:
+              max_steps: int = 200, stats: SpikeStats | None = None,
+              auto_event: tuple[str, ...] = ()) -> Plan:
     """Fold `model` for `target` (see the module docstring). `event_layers` names spike
-    linears to run event-driven."""
+    linears to run event-driven; each layer of `auto_event` becomes event-driven when the
+    measured spikes (`stats`) make that faster than dense at the same LUT cost and it fits.
+    With `stats`, event-driven layers' cycles are their mean over the calibration images."""
     foldings = {name: Folding(mode="event") for name in event_layers}
+    auto = frozenset(auto_event) - set(event_layers) if stats is not None else frozenset()
     lanes = 1
     # On an iCE40 logic cells are the scarce resource: the MLP's LIF arrays are fused with
     # the linears they feed (their spikes kept once, in block RAM), and the other LIF
     # arrays keep their spikes in spare block RAMs.
     fuse = frozenset(f"blocks.{b}.{fc}" for b in range(len(model.blocks))
                      for fc in ("fc1", "fc2")) if target.family == "ice40" else frozenset()
-    plan = plan_for(model, target, foldings, lanes, fuse=fuse)
+    plan = plan_for(model, target, foldings, lanes, fuse=fuse, stats=stats)
     if target.family == "ice40" and target.device is not None:
         plan = _lifs_to_block_ram(model, target, plan)
     over = _fits(plan)
@@ -132,15 +164,19 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
         slow = sorted(plan.layers, key=lambda x: -x.cycles)
         improved = False
         for layer_plan in slow[:1]:
-            for knob in _knobs(model, layer_plan):
+            for knob in _knobs(model, layer_plan, auto):
                 if knob in exhausted:
                     continue
                 proposal = _try_knob(model, plan, knob)
                 if proposal is None:
                     exhausted.add(knob)
                     continue
-                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse)
+                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse, stats)
                 if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
+                    exhausted.add(knob)
+                    continue
+                if knob.startswith("event:") and _dense_matches(
+                        model, plan, candidate, knob.split(":")[1], stats):
                     exhausted.add(knob)
                     continue
                 plan, improved = candidate, True
@@ -156,7 +192,7 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
     lifs = sorted((x for x in plan.layers if x.kind == "lif"), key=lambda x: -x.total_ff)
     for lif in lifs:
         candidate = plan_for(model, target, plan.foldings, plan.lanes_u,
-                             plan.lif_block | {lif.node}, plan.fuse)
+                             plan.lif_block | {lif.node}, plan.fuse, plan.stats)
         if candidate.totals()["bram"] > target.limits().get("bram", 0):
             break
         plan = candidate
@@ -169,19 +205,35 @@ EXACT_INTERVAL_CYCLES = 600_000
 
 
 def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
-    """Fill the plan's latency (exact, from the cycle models: one image alone) and its
-    initiation interval (exact from three images back to back when that run is short
-    enough; otherwise the bottleneck block's cycles, marked as an estimate)."""
-    one = image_cycles(plan.graph(model), images=1, edge_words=edge_words)[0]
+    """Fill the plan's latency (from the cycle models: one image alone) and its initiation
+    interval. Dense plans: exact from three images back to back. Plans with event-driven
+    layers and spike statistics: the calibration images' own streams, the latency of the
+    first alone and the interval the mean over them back to back. Either falls back to the
+    bottleneck block's cycles (an estimate) when the model run would be too long.
+    `edge_words` (one image's words per edge) replaces the statistics, as before them."""
+    graph = plan.graph(model).for_models_only()
+    per_image = None
+    if edge_words is None and needs_words(graph) and plan.stats is not None:
+        _, per_edge, _ = stream_words(graph, plan.stats.pixels)
+        per_image = [propagate_words(graph, {k: v[b] for k, v in per_edge.items()})
+                     for b in range(plan.stats.images)]
+        edge_words = per_image[0]
+    one = image_cycles(graph, images=1, edge_words=edge_words)[0]
     plan.latency_cycles = one
-    if 3 * one <= EXACT_INTERVAL_CYCLES:
+    if per_image is not None and len(per_image) >= 2 and 2 * one <= EXACT_INTERVAL_CYCLES:
+        n = max(2, min(len(per_image), EXACT_INTERVAL_CYCLES // one))
+        words = {k: [w for image in per_image[:n] for w in image[k]] for k in per_image[0]}
+        cycles = image_cycles(graph, images=n, edge_words=words)
+        plan.interval_cycles = round((cycles[-1] - cycles[0]) / (n - 1))
+        plan.interval_exact, plan.interval_basis = True, "mean"
+    elif per_image is None and 3 * one <= EXACT_INTERVAL_CYCLES:
         words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
-        three = image_cycles(plan.graph(model), images=3, edge_words=words3)
+        three = image_cycles(graph, images=3, edge_words=words3)
         plan.interval_cycles = three[2] - three[1]
-        plan.interval_exact = True
+        plan.interval_exact, plan.interval_basis = True, "exact"
     else:
         plan.interval_cycles = plan.bottleneck.cycles
-        plan.interval_exact = False
+        plan.interval_exact, plan.interval_basis = False, "bottleneck"
     return plan
 
 
@@ -190,26 +242,35 @@ def spike_linears(model: IntModel) -> list[str]:
     return [f"blocks.{b}.{n}" for b in range(model.config.depth) for n in ("qk", "o", "fc1", "fc2")]
 
 
-def sample_edge_words(plan: Plan, model: IntModel) -> dict[str, list[int]]:
-    """Every stream's words for one sample image (quant.data.sample_images), for the
-    data-dependent timing of event-driven layers."""
-    pixels = sample_images(model, 1)[0]
-    graph = plan.graph(model)
-    _, per_edge, _ = stream_words(graph, pixels)
-    return propagate_words(graph, {k: v[0] for k, v in per_edge.items()})
-
-
-def plan_model(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
-               timing: bool = True, max_steps: int = 200) -> Plan:
-    """`make_plan` with the event-driven layers checked by name, then (with `timing`) the
-    plan's latency and interval predicted, on a sample image when a layer is event-driven."""
-    known = set(spike_linears(model))
-    unknown = [x for x in event_layers if x not in known]
+def event_choice(model: IntModel, choice: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`--event-driven` as (layers forced event-driven, layers chosen automatically):
+    "auto" (every spike linear, from its measured spikes), "all", "none", or a
+    comma-separated list of spike linears."""
+    known = spike_linears(model)
+    text = (choice or "auto").strip()
+    if text == "auto":
+        return (), tuple(known)
+    if text == "all":
+        return tuple(known), ()
+    if text == "none":
+        return (), ()
+    layers = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [x for x in layers if x not in known]
     if unknown:
         raise HwgenError(f"--event-driven: {unknown[0]!r} is not a spike linear; "
-                         f"choose from {', '.join(sorted(known))}")
-    plan = make_plan(model, target, event_layers=event_layers, max_steps=max_steps)
+                         f"choose auto, all, none or from {', '.join(sorted(known))}")
+    return layers, ()
+
+
+def plan_model(model: IntModel, target: Target, *, event: str = "auto", timing: bool = True,
+               max_steps: int = 200, calib: int = DEFAULT_CALIBRATION_IMAGES,
+               seed: int = 0) -> Plan:
+    """Measure the spike statistics on `calib` calibration images, plan with the event-driven
+    choice `event` (see `event_choice`), then (with `timing`) predict latency and interval."""
+    forced, auto = event_choice(model, event)
+    stats = calibrate(model, calib, seed=seed)
+    plan = make_plan(model, target, event_layers=forced, max_steps=max_steps, stats=stats,
+                     auto_event=auto)
     if timing:
-        predict_timing(plan, model,
-                       edge_words=sample_edge_words(plan, model) if event_layers else None)
+        predict_timing(plan, model)
     return plan
