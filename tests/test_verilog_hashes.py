@@ -1,5 +1,6 @@
 """The generated hardware is pinned: SHA-256 of the Verilog for the bundled model's two board
-plans and for the fuzz configs. A change that means to change the hardware updates these
+plans (as `hwgen build` plans them: spike statistics and the automatic event-driven choice)
+and for the fuzz configs. A change that means to change the hardware updates these
 hashes in the same commit (and says why); any other change must leave them alone."""
 
 import hashlib
@@ -8,7 +9,7 @@ import pytest
 from test_accelerator import fuzz_graph
 
 from hwgen.compiler.loader import load_supported
-from hwgen.compiler.planner import make_plan
+from hwgen.compiler.planner import plan_model
 from hwgen.compiler.target import Target
 from hwgen.compiler.top import accelerator_verilog
 from hwgen.targets.boards import get_board
@@ -16,7 +17,8 @@ from quant.checkpoints import BUNDLED_MODEL
 
 HASHES = {
     "digits-tiny@icebreaker": "2f02b65b1515b5440310a1cb157acf9b3d231402dbbf10e6ea3cd78e54f3eaa3",
-    "digits-tiny@ulx3s-85f": "5697c208963b137adcf3e0dc8450a9a6d89d64d7ddc70225c8b6fe8ffc01432f",
+    # issue 14: qk, o and fc2 event-driven (measured input rates 11.8 %, 1.1 %, 12.3 %)
+    "digits-tiny@ulx3s-85f": "59f4a05f93e144f03c43b59ff26b64dc8fe3dc60dc7f35233fc44177b01c9dae",
     "fuzz1": "a168d152b74d617a723d39c7365bac58e4929e3949d4091787f5236a138f09c0",
     "fuzz2": "832ccabab4689117761c12d50881a29106d95006a851ce60a83e370d6a7631f8",
     "fuzz3": "a7a84fcb6c7f1c04254f3a27d1185bd95070b19187fc5b6b018c94e5879baf70",
@@ -33,7 +35,7 @@ def _sha(text: str) -> str:
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
 def test_bundled_model_verilog_is_unchanged(board):
     model = load_supported(BUNDLED_MODEL)
-    plan = make_plan(model, Target.for_board(get_board(board)))
+    plan = plan_model(model, Target.for_board(get_board(board)), timing=False)
     assert _sha(accelerator_verilog(plan.graph(model))) == HASHES[f"digits-tiny@{board}"]
 
 

@@ -1,0 +1,109 @@
+"""Spike statistics drive the plan: measured input rates, the dense-or-event-driven choice
+per spike linear, calibration-mean timing, and a planner that stays quiet from Python."""
+
+import gc
+import json
+import warnings
+from dataclasses import replace
+
+import pytest
+import torch
+from amaranth.hdl import UnusedElaboratable
+
+from hwgen.cli.main import main
+from hwgen.compiler.planner import make_plan, plan_model
+from hwgen.compiler.stats import SpikeStats, calibrate, measure_spikes, spike_inputs
+from hwgen.compiler.target import Target
+from hwgen.targets.boards import get_board
+from quant.config import get_config
+from quant.random_model import random_int_model, random_pixels
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return random_int_model(get_config("digits-tiny"), seed=2)
+
+
+def test_spike_counts_match_the_golden_taps(tiny):
+    from quant import golden
+
+    pixels = random_pixels(tiny.config, 3, seed=1)
+    stats = measure_spikes(tiny, pixels, "test")
+    taps = golden.run(tiny, pixels, taps=True)
+    assert set(stats.layers) == set(spike_inputs(tiny))
+    fc2 = stats.layers["blocks.0.fc2"]
+    spikes = taps["blocks.0.fc1_lif"]  # [T, B, C, H, W]
+    assert fc2.counts.shape == (3, tiny.config.tokens, tiny.config.time_steps)
+    assert int(fc2.counts.sum()) == int(spikes.sum())
+    assert fc2.rate == pytest.approx(float(spikes.float().mean()))
+    # token 0 (y=0, x=0) of image 1 at step 2
+    assert int(fc2.counts[1, 0, 2]) == int(spikes[2, 1, :, 0, 0].sum())
+    assert len(fc2.rate_per_step) == tiny.config.time_steps
+    assert fc2.rate_std >= 0
+
+
+def _with_rates(stats: SpikeStats, rates: dict[str, float]) -> SpikeStats:
+    """The same statistics with some layers' inputs replaced by a uniform spike rate."""
+    layers = dict(stats.layers)
+    for name, rate in rates.items():
+        x = layers[name]
+        layers[name] = replace(x, counts=torch.full_like(x.counts, round(rate * x.channels)))
+    return replace(stats, layers=layers)
+
+
+def test_planner_goes_event_driven_where_spikes_are_sparse_and_dense_near_half(tiny):
+    stats = _with_rates(calibrate(tiny, 4), {"blocks.0.fc2": 0.05, "blocks.0.fc1": 0.5})
+    target = Target.for_board(get_board("ulx3s-85f"))
+    plan = make_plan(tiny, target, stats=stats, auto_event=("blocks.0.fc1", "blocks.0.fc2"))
+    assert plan.foldings["blocks.0.fc2"].mode == "event"
+    assert plan.foldings.get("blocks.0.fc1", None) is None or \
+        plan.foldings["blocks.0.fc1"].mode == "dense"
+    # without the automatic choice every layer stays dense
+    dense = make_plan(tiny, target, stats=stats)
+    assert all(f.mode == "dense" for f in dense.foldings.values())
+    assert plan.bottleneck.cycles <= dense.bottleneck.cycles
+
+
+def test_event_cycles_are_the_calibration_mean(tiny):
+    stats = calibrate(tiny, 4)
+    target = Target.for_board(get_board("ulx3s-85f"))
+    plan = make_plan(tiny, target, event_layers=("blocks.0.fc2",), stats=stats, max_steps=0)
+    row = next(x for x in plan.layers if x.layer == "blocks.0.fc2")
+    graph = plan.graph(tiny).for_models_only()
+    comp = graph.nodes["blocks.0.fc2"].component
+    per_image = [sum(comp.cycles_per_token(tok) for tok in image)
+                 for image in stats.layers["blocks.0.fc2"].counts.tolist()]
+    assert row.event and row.cycles == round(sum(per_image) / len(per_image))
+    assert row.in_rate == pytest.approx(stats.rate("blocks.0.fc2"))
+
+
+def test_plan_json_says_how_the_interval_was_found(capsys):
+    assert main(["plan", "--board", "ulx3s-85f", "--event-driven", "blocks.0.fc2",
+                 "--calib", "4", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["interval_basis"] == "mean" and d["clock_mhz"] == 25.0
+    assert d["spike_stats"]["images"] == 4
+    rates = {x["layer"]: x["rate"] for x in d["spike_stats"]["layers"]}
+    assert 0 < rates["blocks.0.fc2"] < 1
+    assert d["foldings"]["blocks.0.fc2"]["mode"] == "event"
+
+
+def test_bad_event_choice_and_calibration_count(capsys):
+    assert main(["plan", "--event-driven", "blocks.0.nope"]) == 1
+    assert "not a spike linear" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["plan", "--calib", "0"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "--images", "-3"])
+    assert e.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_planning_from_python_is_quiet(tiny):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        plan_model(tiny, Target.for_board(get_board("icebreaker")), calib=2)
+        gc.collect()
+    unused = [w for w in seen if issubclass(w.category, UnusedElaboratable)]
+    assert unused == []
