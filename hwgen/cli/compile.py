@@ -21,15 +21,23 @@ from hwgen.cli.args import (
 )
 from hwgen.cli.run import register_run
 from hwgen.errors import HwgenError
+from hwgen.reports.utilisation import layer_utilisation, total_utilisation
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     _, plan = make_plan_from_args(args, model)
+    rows = layer_utilisation(plan, model)
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
-    else:
-        print(plan.table())
+        print(json.dumps(dict(plan.to_dict(), utilisation={
+            "layers": rows, "total": total_utilisation(rows)}), indent=2))
+        return 0
+    print(plan.table())
+    if rows:
+        tot = total_utilisation(rows)
+        print("compute utilisation (useful accumulates / lanes x cycles): " + ", ".join(
+            f"{r['block']} {100 * r['utilisation']:.0f}%" for r in rows)
+            + (f"; together {100 * tot:.0f}%" if tot is not None else ""))
     return 0
 
 

@@ -80,9 +80,31 @@ def markdown(data: dict, sim: dict | None, out_dir: Path) -> str:
               "image (45 nm convention)", ""]
     lines += [f"{note}" for note in bld.get("notes", [])] + [""]
     lines += cycles_lines(plan, t, sim, out_dir)
+    lines += utilisation_lines(data.get("utilisation"), out_dir)
     lines += resource_lines(res, b, out_dir)
     lines += activity_lines(data["activity"], out_dir)
     return "\n".join(lines)
+
+
+def utilisation_lines(util: dict | None, out_dir: Path) -> list[str]:
+    """The compute-utilisation table and plot (hwgen.reports.utilisation)."""
+    if not util or not util.get("layers"):
+        return []
+    rows = util["layers"]
+    lines = ["## Compute utilisation", "",
+             "Useful accumulates (one per input spike per output it reaches, on the "
+             "calibration images) / (lanes x cycles per image). Dense blocks visit every input "
+             "bit, so theirs is the input spike rate; event-driven ones skip the zeros.", ""]
+    lines += table(["block", "mode", "lanes", "cycles/img", "useful acc/img", "utilisation"],
+                   [[r["block"] + (" (bottleneck)" if r["bottleneck"] else ""), r["mode"],
+                     r["lanes"], r["cycles"], r["useful_per_image"],
+                     f"{100 * r['utilisation']:.1f}%"] for r in rows])
+    lines += ["", f"All of them together: {100 * util['total']:.1f}%." if util["total"]
+              is not None else "", ""]
+    png = bar_plot(out_dir / "utilisation.png", [r["block"] for r in rows],
+                   {"utilisation %": [100 * r["utilisation"] for r in rows]},
+                   "useful / (lanes x cycles), %", "Compute utilisation per block")
+    return lines + [f"![utilisation]({png})", ""]
 
 
 def cycles_lines(plan: dict, t: dict, sim: dict | None, out_dir: Path) -> list[str]:

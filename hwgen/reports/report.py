@@ -16,6 +16,7 @@ from hwgen.compiler.target import logic_cells
 from hwgen.errors import HwgenError
 from hwgen.reports.activity import activity
 from hwgen.reports.markdown import RESOURCE_KEYS, asic_markdown, markdown
+from hwgen.reports.utilisation import layer_utilisation, total_utilisation
 
 REPORT_VERSION = 1
 
@@ -88,6 +89,15 @@ def resources_section(plan, result) -> dict:
             "nextpnr": result.utilization}
 
 
+def utilisation_section(plan, model) -> dict | None:
+    """Compute utilisation of the spike linears and the head (None without statistics)."""
+    if plan.stats is None:
+        return None
+    rows = layer_utilisation(plan, model)
+    return {"layers": rows, "total": total_utilisation(rows), "images": plan.stats.images,
+            "source": plan.stats.source}
+
+
 def write_report(out_dir: Path, model, plan, board, result, *, images: int = 8) -> dict:
     """Write report.json and render report.md for a board build (hwgen.targets.cache.BuildResult)."""
     d = board.device
@@ -105,6 +115,7 @@ def write_report(out_dir: Path, model, plan, board, result, *, images: int = 8) 
         "timing": timing_section(plan, result.clock_mhz or board.clock_mhz, result.fmax_mhz),
         "resources": resources_section(plan, result),
         "activity": activity(model, images),
+        "utilisation": utilisation_section(plan, model),
     }
     (out_dir / "report.json").write_text(json.dumps(data, indent=2))
     render(out_dir)

