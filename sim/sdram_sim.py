@@ -74,10 +74,12 @@ class SDRAMRun:
 
 def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bursts: int = 24,
                    burst: int = 32, gap: float = 0.3, backpressure: float = 0.4,
-                   read_buffer: int = 32, timeout: int = 100_000) -> SDRAMRun:
+                   read_buffer: int = 32, timeout: int = 100_000,
+                   timings: dict | None = None) -> SDRAMRun:
     """Write `words` words, read `bursts` random bursts of `burst` words back twice (under
     gaps/backpressure, then free flowing); the cocotb test raises at the first wrong word
-    and the chip model at the first protocol or timing violation."""
+    and the chip model at the first protocol or timing violation. `timings` overrides
+    fields of the chip's `SDRAMTimings` (a stricter chip must make the run fail)."""
     ctrl = SDRAMController(generated, max_burst=burst, read_buffer=read_buffer)
     sig = ctrl.port_signature
     rng = random.Random(seed)
@@ -116,8 +118,7 @@ def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bur
         "writes": writes, "wdata": wdata, "reads": reads, "rdata": rdata,
         "idle": {"req": make_pattern(rng, gap), "w": make_pattern(rng, gap)},
         "stall": make_pattern(rng, backpressure),
-        "geometry": {"width": sig.data_width},
-        "addr_width": sig.addr_width, "max_burst": burst,
+        "addr_width": sig.addr_width, "max_burst": burst, "timings": timings or {},
     }
     sim = run_cocotb(sdram_sim_verilog(ctrl), "sim.cocotb_tests.sdram", stimulus,
                      tag="sdram")

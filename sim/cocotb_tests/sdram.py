@@ -9,7 +9,7 @@ chip sees at the next rising edge) and driving read data for that edge. Stimulus
 import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge, gather
 
-from sim.sdram_model import SDRAMChip, SDRAMViolation
+from sim.sdram_model import SDRAMChip, SDRAMTimings, SDRAMViolation
 from sim.streams import (
     Scoreboard,
     StreamDriver,
@@ -58,7 +58,7 @@ async def sdram_path(dut):
     stim = load_stimulus()
     log_seed(stim)
     period = stim["period_ns"]
-    chip = SDRAMChip(period)
+    chip = SDRAMChip(period, timings=SDRAMTimings(**stim.get("timings", {})))
     req = StreamDriver(dut, "port__req", stim["idle"]["req"])
     w = StreamDriver(dut, "port__w", stim["idle"]["w"])
     board = Scoreboard("r", list(stim["rdata"]))
