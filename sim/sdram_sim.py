@@ -35,9 +35,10 @@ def _dq_buffers(core_verilog: str, width: int) -> list[str]:
     return [found[b] for b in range(width)]
 
 
-def sdram_sim_verilog(ctrl: SDRAMController) -> str:
-    """A testbench top `top`: the controller (as `sdram_ctrl`), with its dq pad played by
-    the ports ``chip_dq`` (in) and ``phy_dq_o``/``phy_dq_oe`` (out: what the PHY's pad
+def sdram_sim_verilog(ctrl, core_path: str = "core") -> str:
+    """A testbench top `top`: `ctrl` (an `SDRAMController`, or a component holding one whose
+    LiteDRAM instance is at `core_path`) as `sdram_ctrl`, with its dq pad played by the
+    ports ``chip_dq`` (in) and ``phy_dq_o``/``phy_dq_oe`` (out: what the PHY's pad
     buffers drive); then LiteDRAM's core and the ECP5 models."""
     ctrl_v = verilog.convert(ctrl, name="sdram_ctrl", emit_src=False)
     width = ctrl.generated.config.data_width
@@ -56,8 +57,8 @@ def sdram_sim_verilog(ctrl: SDRAMController) -> str:
     lines = [f"module top({', '.join(decls)});", f"  wire [{width - 1}:0] pad = chip_dq;",
              f"  sdram_ctrl u({', '.join(conns)});"]
     for bit, inst in enumerate(_dq_buffers(ctrl.generated.verilog, width)):
-        lines.append(f"  assign phy_dq_o[{bit}] = u.core.{inst}.I;")
-        lines.append(f"  assign phy_dq_oe[{bit}] = ~u.core.{inst}.T;")
+        lines.append(f"  assign phy_dq_o[{bit}] = u.{core_path}.{inst}.I;")
+        lines.append(f"  assign phy_dq_oe[{bit}] = ~u.{core_path}.{inst}.T;")
     lines.append("endmodule")
     return "\n".join([ctrl_v, "\n".join(lines), ctrl.generated.verilog, ECP5_SIM_MODELS])
 
@@ -121,5 +122,20 @@ def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bur
         "addr_width": sig.addr_width, "max_burst": burst, "timings": timings or {},
     }
     sim = run_cocotb(sdram_sim_verilog(ctrl), "sim.cocotb_tests.sdram", stimulus,
-                     tag="sdram")
+                     tag="sdram", testcase="sdram_path")
     return SDRAMRun(sim, {"writes": len(writes), "reads": len(reads)})
+
+
+def simulate_memtest(generated: Generated, *, words: int = 1024, max_burst: int = 64,
+                     timeout: int = 200_000, flip_read: int | None = None) -> dict:
+    """The board's self-test logic (`MemTestCore`) against the chip model: cycles to init and
+    to done, and whether MemTest saw every word right (`flip_read`: corrupt that read word
+    on the bus, which MemTest must notice)."""
+    from hwgen.targets.dram.board import MemTestCore
+
+    core = MemTestCore(generated, words=words, max_burst=max_burst)
+    stimulus = {"timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+                "flip_read": flip_read}
+    sim = run_cocotb(sdram_sim_verilog(core, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-memtest", testcase="sdram_memtest")
+    return sim.data

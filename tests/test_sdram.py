@@ -176,3 +176,14 @@ def test_sdram_path_fails_on_a_chip_slower_than_the_controller_assumes(verilator
     with pytest.raises(SimulationFailed, match="tRCD"):
         simulate_sdram(generated, seed=2, words=256, bursts=2, burst=32,
                        timings={"tRCD": 30.0})
+
+
+@pytest.mark.slow  # ~40 s: its own Verilator build, two runs
+@pytest.mark.sim
+def test_board_memtest_logic_passes_on_the_chip_model_and_sees_a_bad_word(verilator, generated):
+    from sim.sdram_sim import simulate_memtest
+
+    good = simulate_memtest(generated, words=512)
+    assert good["ok"] and good["chip_read_words"] == 512 and good["chip_commands"]["WRITE"] == 512
+    bad = simulate_memtest(generated, words=512, flip_read=300)
+    assert not bad["ok"]

@@ -25,8 +25,9 @@ def _pin(dut, name: str) -> int:
     return int(getattr(dut, name).value)
 
 
-async def play_chip(dut, chip: SDRAMChip, stats: dict) -> None:
-    """Every cycle: give the chip the pins, put its read word on dq for the next edge."""
+async def play_chip(dut, chip: SDRAMChip, stats: dict, flip_read: int | None = None) -> None:
+    """Every cycle: give the chip the pins, put its read word on dq for the next edge.
+    `flip_read`: flip bit 0 of that read word on the bus (fault injection)."""
     dq_in = dut.chip_dq  # what the controller's input buffers see (the chip's drive)
     dq_out = dut.phy_dq_o  # what the PHY's pad buffers drive, where phy_dq_oe
     dq_en = dut.phy_dq_oe
@@ -43,7 +44,7 @@ async def play_chip(dut, chip: SDRAMChip, stats: dict) -> None:
         if word is not None and en:
             raise SDRAMViolation(f"edge {chip.k}: controller and chip both drive dq")
         if word is not None:
-            dq_in.value = word
+            dq_in.value = word ^ int(stats["read_words"] == flip_read)
             stats["read_words"] += 1
 
 
@@ -111,3 +112,24 @@ async def sdram_path(dut):
         "chip_commands": chip.counts,
         "chip_read_words": stats["read_words"],
     })
+
+
+@cocotb.test()
+async def sdram_memtest(dut):
+    """The board's MemTestCore: wait for done, report ok and the cycles taken."""
+    stim = load_stimulus()
+    period = stim["period_ns"]
+    chip = SDRAMChip(period)
+    dut.chip_dq.value = 0
+    await start_clock(dut, period_ns=round(period))
+    stats = {"read_words": 0}
+    cocotb.start_soon(play_chip(dut, chip, stats, stim.get("flip_read")))
+    cycles, init_cycles = 0, None
+    while not dut.done.value:
+        await RisingEdge(dut.clk)
+        cycles += 1
+        if init_cycles is None and dut.init_done.value:
+            init_cycles = cycles
+        assert cycles < stim["timeout"], f"MemTest not done after {cycles} cycles"
+    save_result({"ok": bool(dut.ok.value), "init_cycles": init_cycles, "cycles": cycles,
+                 "chip_commands": chip.counts, "chip_read_words": stats["read_words"]})

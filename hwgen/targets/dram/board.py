@@ -84,6 +84,33 @@ class MemTest(wiring.Component):
         return m
 
 
+class MemTestCore(wiring.Component):
+    """`SDRAMController` with `MemTest` started by ``init_done``: the board's logic with plain
+    ports (the SDRAM pins, ``init_done``, ``done``, ``ok``), which the simulation runs.
+
+    Parameters: ``generated``, ``words``, ``max_burst``, ``dq`` (as `SDRAMController`).
+    """
+
+    def __init__(self, generated: Generated, *, words: int, max_burst: int = 64,
+                 dq: io.IOPort | None = None):
+        self.ctrl = SDRAMController(generated, dq=dq, max_burst=max_burst)
+        self.test = MemTest(self.ctrl.port_signature, words)
+        self.generated = generated
+        members = {"init_done": Out(1), "done": Out(1), "ok": Out(1)}
+        members.update({p: Out(w) for p, w in self.ctrl.pins.items()})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        ctrl, test = self.ctrl, self.test
+        m.submodules.ctrl, m.submodules.test = ctrl, test
+        wiring.connect(m, test.port, ctrl.port)
+        m.d.comb += [test.start.eq(ctrl.init_done), self.init_done.eq(ctrl.init_done),
+                     self.done.eq(test.done), self.ok.eq(test.ok)]
+        m.d.comb += [getattr(self, p).eq(getattr(ctrl, p)) for p in ctrl.pins]
+        return m
+
+
 class ULX3SMemTestTop(Elaboratable):
     """The controller and `MemTest` on an amaranth-boards ULX3S platform (50 MHz from the PLL).
 
@@ -116,11 +143,8 @@ class ULX3SMemTestTop(Elaboratable):
             a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2")
         platform.add_clock_constraint(clk50, 50e6)
         sdram = platform.request("sdram", 0, dir="-")
-        ctrl = SDRAMController(self.generated, dq=sdram.dq.io, max_burst=self.max_burst)
-        m.submodules.ctrl = ctrl
-        m.submodules.test = test = MemTest(ctrl.port_signature, self.words)
-        wiring.connect(m, test.port, ctrl.port)
-        m.d.comb += test.start.eq(ctrl.init_done)
+        m.submodules.core = core = MemTestCore(self.generated, words=self.words,
+                                               max_burst=self.max_burst, dq=sdram.dq.io)
         # The SDRAM clock: 0 in the first half of each cycle, 1 in the second.
         m.submodules.sdram_clk = clk = io.DDRBuffer("o", sdram.clk)
         m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]
@@ -134,8 +158,8 @@ class ULX3SMemTestTop(Elaboratable):
                 port = ~port
             buf = io.Buffer("o", port)
             m.submodules[f"sdram_{res}"] = buf
-            m.d.comb += buf.o.eq(getattr(ctrl, sig))
-        shown = [ctrl.init_done, test.done, test.ok, test.done & ~test.ok]
+            m.d.comb += buf.o.eq(getattr(core, sig))
+        shown = [core.init_done, core.done, core.ok, core.done & ~core.ok]
         for k, value in enumerate(shown):
             m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
             m.d.comb += led.o.eq(value)
