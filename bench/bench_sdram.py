@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=64, help="beats per read burst")
     ap.add_argument("--bursts", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stream", type=int, default=8192, help="words of the sequential stream")
     ap.add_argument("--build", action="store_true", help="also place and route the test top")
     args = ap.parse_args()
     load = os.getloadavg()
@@ -85,6 +86,16 @@ def main() -> None:
     print(f"| chip commands | {d['chip_commands']} |")
     print(f"| simulation wall time (build + run) | {wall:.1f} s "
           f"(build {run.sim.build_seconds:.1f} s) |")
+    start = time.monotonic()
+    seq = simulate_sdram(generated, seed=args.seed, words=args.stream, burst=args.burst,
+                         pattern="sequential", timeout=50 * args.stream + 100_000)
+    wall = time.monotonic() - start
+    d = seq.data
+    share = d["read_beats"] / d["read_cycles"]
+    print(f"| sequential stream: {d['read_beats']} consecutive words in bursts of "
+          f"{args.burst}, back to back | {d['read_cycles']} cycles: {100 * share:.1f} % of peak "
+          f"({share * peak:.1f} MB/s); first-beat latency {min(d['burst_latency'])} cycles; "
+          f"chip commands {d['chip_commands']}; {wall:.1f} s wall |")
     if args.build:
         out = ROOT / "build" / "ulx3s-sdram-memtest"
         out.mkdir(parents=True, exist_ok=True)

@@ -73,23 +73,15 @@ class SDRAMRun:
         return self.sim.data
 
 
-def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bursts: int = 24,
-                   burst: int = 32, gap: float = 0.3, backpressure: float = 0.4,
-                   read_buffer: int = 32, timeout: int = 100_000,
-                   timings: dict | None = None) -> SDRAMRun:
-    """Write `words` words, read `bursts` random bursts of `burst` words back twice (under
-    gaps/backpressure, then free flowing); the cocotb test raises at the first wrong word
-    and the chip model at the first protocol or timing violation. `timings` overrides
-    fields of the chip's `SDRAMTimings` (a stricter chip must make the run fail)."""
-    ctrl = SDRAMController(generated, max_burst=burst, read_buffer=read_buffer)
-    sig = ctrl.port_signature
-    rng = random.Random(seed)
+def _random_traffic(rng, sig, words: int, bursts: int, burst: int):
+    """Nine regions anywhere in the chip (LiteDRAM maps column, then bank, then row bits
+    from the bottom; one region straddles a row boundary), then random bursts inside them:
+    row changes and bank interleaving get exercised."""
     mask = (1 << sig.data_width) - 1
-    # Regions anywhere in the chip (LiteDRAM maps column, then bank, then row bits from the
-    # bottom): bursts cross rows and banks, so row changes and interleaving get exercised.
     cols = 512
     span = words // 8
     regions = [rng.randrange((1 << sig.addr_width) - span) for _ in range(8)]
+    regions.append(rng.randrange(1, (1 << sig.addr_width) // cols) * cols - span // 2)
     mem: dict[int, int] = {}
     writes, wdata = [], []
     for start in regions:
@@ -99,14 +91,6 @@ def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bur
             for a in range(addr, addr + beats):
                 mem[a] = rng.randrange(mask + 1)
                 wdata.append(mem[a])
-    # One region across a row boundary, read in bursts that straddle it.
-    edge = (rng.randrange(1, (1 << sig.addr_width) // cols)) * cols - span // 2
-    for addr in range(edge, edge + span, burst):
-        writes.append(pack_request(addr, burst, True, sig.addr_width, burst))
-        for a in range(addr, addr + burst):
-            mem[a] = rng.randrange(mask + 1)
-            wdata.append(mem[a])
-    regions.append(edge)
     reads, rdata = [], []
     for _ in range(bursts):
         base = rng.choice(regions)
@@ -114,6 +98,41 @@ def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bur
         start = base + rng.randrange(span - beats + 1)
         reads.append(pack_request(start, beats, False, sig.addr_width, burst))
         rdata += [mem[a] for a in range(start, start + beats)]
+    return writes, wdata, reads, rdata
+
+
+def _sequential_traffic(rng, sig, words: int, burst: int):
+    """`words` consecutive words from a random row start, written and then read back in
+    order in full bursts: how an engine streams a layer's weights."""
+    mask = (1 << sig.data_width) - 1
+    words -= words % burst
+    start = rng.randrange(((1 << sig.addr_width) - words) // 512) * 512
+    data = [rng.randrange(mask + 1) for _ in range(words)]
+    reqs = [(a, burst) for a in range(start, start + words, burst)]
+    writes = [pack_request(a, n, True, sig.addr_width, burst) for a, n in reqs]
+    reads = [pack_request(a, n, False, sig.addr_width, burst) for a, n in reqs]
+    return writes, data, reads, list(data)
+
+
+def simulate_sdram(generated: Generated, *, seed: int = 0, words: int = 512, bursts: int = 24,
+                   burst: int = 32, gap: float = 0.3, backpressure: float = 0.4,
+                   read_buffer: int = 32, timeout: int = 100_000,
+                   timings: dict | None = None, pattern: str = "random") -> SDRAMRun:
+    """Write `words` words, read them back in bursts of up to `burst` words twice (under
+    gaps/backpressure, then free flowing); the cocotb test raises at the first wrong word
+    and the chip model at the first protocol or timing violation. `pattern` "random":
+    `bursts` random bursts over scattered regions; "sequential": all words in order.
+    `timings` overrides fields of the chip's `SDRAMTimings` (a stricter chip must make
+    the run fail)."""
+    if pattern not in ("random", "sequential"):
+        raise ValueError(f"pattern must be 'random' or 'sequential', not {pattern!r}")
+    ctrl = SDRAMController(generated, max_burst=burst, read_buffer=read_buffer)
+    sig = ctrl.port_signature
+    rng = random.Random(seed)
+    if pattern == "random":
+        writes, wdata, reads, rdata = _random_traffic(rng, sig, words, bursts, burst)
+    else:
+        writes, wdata, reads, rdata = _sequential_traffic(rng, sig, words, burst)
     stimulus = {
         "seed": seed, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
         "writes": writes, "wdata": wdata, "reads": reads, "rdata": rdata,
