@@ -111,26 +111,9 @@ class MemPortRAM(wiring.Component):
     def __init__(self, *, data_width: int, depth: int, max_burst: int = 64, latency: int = 2,
                  interval: int = 1, refresh_period: int = 0, refresh_cycles: int = 0,
                  init=()):
-        check_int("depth", depth, 2)
-        if depth & (depth - 1):
-            raise ValueError(f"depth must be a power of two, not {depth!r}")
-        self.depth = depth
-        self.latency = check_int("latency", latency, 2)
-        self.interval = check_int("interval", interval, 1)
-        self.refresh_period = check_int("refresh_period", refresh_period, 0)
-        self.refresh_cycles = check_int("refresh_cycles", refresh_cycles, 0)
-        if refresh_period and not 0 < refresh_cycles < refresh_period:
-            raise ValueError(f"refresh_cycles must be 1 .. refresh_period - 1 "
-                             f"({refresh_period - 1}), not {refresh_cycles!r}")
-        if not refresh_period and refresh_cycles:
-            raise ValueError("refresh_cycles needs a refresh_period")
-        self.init = [int(v) for v in init]
-        if len(self.init) > depth:
-            raise ValueError(f"init has {len(self.init)} words, more than depth {depth}")
-        self.port_signature = MemPortSignature(addr_width=bits_for(depth), data_width=data_width,
-                                               max_burst=max_burst)
-        self.data_width = self.port_signature.data_width
-        self.max_burst = self.port_signature.max_burst
+        _set_timing(self, data_width=data_width, depth=depth, max_burst=max_burst,
+                    latency=latency, min_latency=2, interval=interval,
+                    refresh_period=refresh_period, refresh_cycles=refresh_cycles, init=init)
         super().__init__(self.port_signature.flip())
 
     def elaborate(self, platform):
@@ -184,6 +167,31 @@ class MemPortRAM(wiring.Component):
 
     def model(self) -> MemPortRAMModel:
         return MemPortRAMModel(self)
+
+
+def _set_timing(ram, *, data_width, depth, max_burst, latency, min_latency, interval,
+                refresh_period, refresh_cycles, init) -> None:
+    """Check and set the parameters the on-chip memory-port models share."""
+    check_int("depth", depth, 2)
+    if depth & (depth - 1):
+        raise ValueError(f"depth must be a power of two, not {depth!r}")
+    ram.depth = depth
+    ram.latency = check_int("latency", latency, min_latency)
+    ram.interval = check_int("interval", interval, 1)
+    ram.refresh_period = check_int("refresh_period", refresh_period, 0)
+    ram.refresh_cycles = check_int("refresh_cycles", refresh_cycles, 0)
+    if refresh_period and not 0 < refresh_cycles < refresh_period:
+        raise ValueError(f"refresh_cycles must be 1 .. refresh_period - 1 "
+                         f"({refresh_period - 1}), not {refresh_cycles!r}")
+    if not refresh_period and refresh_cycles:
+        raise ValueError("refresh_cycles needs a refresh_period")
+    ram.init = [int(v) for v in init]
+    if len(ram.init) > depth:
+        raise ValueError(f"init has {len(ram.init)} words, more than depth {depth}")
+    ram.port_signature = MemPortSignature(addr_width=bits_for(depth), data_width=data_width,
+                                          max_burst=max_burst)
+    ram.data_width = ram.port_signature.data_width
+    ram.max_burst = ram.port_signature.max_burst
 
 
 def _wrap_inc(counter: Signal, modulus: int):

