@@ -16,7 +16,6 @@ import shutil
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +145,7 @@ class SimResult:
 
 def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
                simulator: str = "verilator", toplevel: str = "top", testcase: str | None = None,
-               waves: bool = False, tag: str = "", extra_build_args: Sequence[str] = ()
-               ) -> SimResult:
+               waves: bool = False, tag: str = "") -> SimResult:
     """Build `verilog_text` (cached by content) and run `test_module`'s cocotb tests on it.
 
     `stimulus` reaches the test as JSON through $HWGEN_SIM_DATA; the test writes
@@ -160,8 +158,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     if simulator == "icarus":
         verilog_text = _icarus_wake(verilog_text)
     quick = simulator == "verilator" and quick_build()
-    extra = " ".join(extra_build_args)
-    digest = hashlib.sha256(f"{simulator}{waves}{quick}ports{extra}{verilog_text}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{simulator}{waves}{quick}ports{verilog_text}".encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{toplevel}.v"
@@ -175,7 +172,6 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
 
     runner = _verilator_runner() if simulator == "verilator" else get_runner(simulator)
     build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
-    build_args += list(extra_build_args)
     if simulator == "verilator" and waves:
         build_args += ["--trace-structs"]  # VCD: the wheel lacks lz4.h, which FST needs
     log = run_dir / "build.log"
