@@ -214,3 +214,25 @@ def test_sdram_sequential_stream_uses_most_of_the_peak_bandwidth(verilator, gene
           f"({100 * share:.1f} % of peak); fast model {predicted}")
     assert share > 0.93
     assert abs(predicted - d["read_cycles"]) <= 0.01 * d["read_cycles"]
+
+
+def test_sdram_config_and_missing_litedram_are_refused_clearly(monkeypatch):
+    from importlib import metadata
+
+    from hwgen.targets.dram import litedram_core
+    from hwgen.targets.dram.litedram_core import LiteDRAMMissing, SDRAMConfig
+    from quant.errors import HwgenError
+
+    with pytest.raises(ValueError, match="module must be one of MT48LC16M16, AS4C32M16"):
+        SDRAMConfig(module="DDR3")
+    with pytest.raises(ValueError, match="cl must be 2 or 3"):
+        SDRAMConfig(cl=4)
+
+    def absent(package):
+        raise metadata.PackageNotFoundError(package)
+
+    monkeypatch.setattr(litedram_core.metadata, "version", absent)
+    with pytest.raises(LiteDRAMMissing, match=r"litedram is not installed \(pip install"):
+        litedram_core.generate()
+    assert issubclass(LiteDRAMMissing, HwgenError)
+    assert "not installed" in litedram_core.missing_reason()
