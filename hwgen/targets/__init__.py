@@ -1,0 +1,1 @@
+"""Board back ends: what a board adds around the accelerator (memory controllers, ...)."""
