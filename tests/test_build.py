@@ -11,7 +11,7 @@ import pytest
 
 from hwgen.cli.main import main
 from hwgen.compiler.graph import Folding
-from hwgen.compiler.planner import make_plan, predict_timing
+from hwgen.compiler.planner import make_plan, plan_model, predict_timing
 from hwgen.compiler.target import Target
 from hwgen.targets import boards
 from hwgen.targets.boards import get_board
@@ -67,8 +67,8 @@ def icebreaker_build(tiny_model, tiny_file, tmp_path_factory):
     code, stdout, stderr = _cli(argv)
     assert code == 0, stderr
     result = BuildResult.from_dict(json.loads((out / "build.json").read_text())["result"])
-    plan = make_plan(tiny_model, Target.for_board(get_board("icebreaker")))
-    plan = predict_timing(plan, tiny_model)
+    # as the CLI plans it: spike statistics and the automatic event-driven choice
+    plan = plan_model(tiny_model, Target.for_board(get_board("icebreaker")))
     return result, plan, out, stderr.splitlines(), argv, stdout
 
 
@@ -95,8 +95,10 @@ def test_icebreaker_build(icebreaker_build):
     # The board top adds block RAM of its own; the accelerator's is exactly the plan's.
     assert sum(b["bram"] for b in result.per_block.values()) == plan.totals()["bram"]
     assert result.synth["bram"] >= plan.totals()["bram"]
-    # One progress line per step, in order.
-    steps = [ln.split("]")[1].split()[0] for ln in lines]
+    # One progress line per step, in order (between them, ticks while a tool runs).
+    steps = [ln.split("]")[1].split()[0] for ln in lines if ln.startswith("[")]
+    ticks = [ln for ln in lines if not ln.startswith("[")]
+    assert all(ln.startswith("  ") and " s" in ln for ln in ticks)
     assert steps == ["elaborate", "synthesise", "place", "pack", "per-block"]
     # The per-block figures name the plan's blocks (plumbing may synthesise to nothing).
     compute = [x.node for x in plan.layers if x.kind not in ("fork", "fifo")]
