@@ -156,9 +156,10 @@ def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
 STREAM_MODEL_CYCLES = 2_000_000
 
 
-def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, hi: int
-                   ) -> list[int] | None:
-    """Each result's cycle when images lo..hi-1 are offered back to back from reset.
+def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, hi: int,
+                   first_alone: int) -> list[int] | None:
+    """Each result's cycle when images lo..hi-1 are offered back to back from reset
+    (`first_alone`: image lo's predicted cycles alone, which bounds the model run's length).
 
     Dense: the first two from the cycle models, then one interval apart (every image takes
     the same time, so the pipeline repeats; the measurement checks it). Event-driven: the
@@ -170,9 +171,7 @@ def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, 
             return first
         ii = first[2] - first[1]
         return first + [first[2] + k * ii for k in range(1, n - 2)]
-    one = image_timing(graph, edge_words=propagate_words(
-        graph, {k: v[lo] for k, v in per_edge.items()}))[0]
-    if one * n > STREAM_MODEL_CYCLES:
+    if first_alone * n > STREAM_MODEL_CYCLES:
         return None
     words = {k: [w for b in range(lo, hi) for w in v[b]] for k, v in per_edge.items()}
     return image_cycles(graph, images=n, edge_words=propagate_words(graph, words))
@@ -245,7 +244,7 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         spans=spans, predicted_spans=spans_predicted[:len(spans)] if spans else None)
     if streamed:
         report.stream_cycles = stream_cycles
-        preds = [predict_stream(graph, per_edge, lo, hi) for lo, hi in chunks]
+        preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo]) for lo, hi in chunks]
         report.predicted_stream_cycles = None if any(p is None for p in preds) else preds
         report.predicted_cycles = [predicted[lo] for lo, _ in chunks][:len(cycles)]
         report.predicted_spans = [spans_predicted[lo] for lo, _ in chunks][:len(spans)] \
@@ -284,10 +283,10 @@ def _check_streams(graph, per_edge, results, chunks, outs, stim, verilog, simula
         else:  # find the first bad image the slow way
             again = _run_chunk((verilog, stim(lo, hi), simulator, tag, False))
             if again.get("first_bad") is None:  # only the streamed run differed
-                again["first_bad"] = next((k for k, (a, b) in enumerate(zip(
-                    s.get("results") or [], results[lo:hi], strict=False)) if a != b),
-                    len(s.get("results") or []) if len(s.get("results") or []) < hi - lo
-                    else hi - lo - 1)
+                got = s.get("results") or []
+                again["first_bad"] = next(
+                    (k for k, (a, b) in enumerate(zip(got, results[lo:hi], strict=False))
+                     if a != b), min(len(got), hi - lo - 1))
             checked.append(again)
             stream_cycles.append(s.get("cycles") or [])
     return checked, stream_cycles

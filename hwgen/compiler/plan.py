@@ -62,13 +62,17 @@ class Plan:
     fuse: frozenset[str] = frozenset()  # linears fused with the LIF array feeding them
     latency_cycles: int | None = None  # one image alone: first pixel beat .. result beat
     interval_cycles: int | None = None  # images back to back: result to result
-    interval_exact: bool = True  # False: the bottleneck block's cycles (an estimate)
     # How the interval was found: "exact" (dense: every image alike), "mean" (event-driven
     # layers: the mean over the calibration images run back to back), "bottleneck" (the
     # slowest block's cycles, when the model run would be too long).
     interval_basis: str = "exact"
     stats: SpikeStats | None = None  # the spike statistics the choice was made from
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def interval_exact(self) -> bool:
+        """False when the interval is only the bottleneck block's cycles (an estimate)."""
+        return self.interval_basis != "bottleneck"
 
     def totals(self) -> dict[str, int]:
         lut = sum(x.total_lut for x in self.layers)

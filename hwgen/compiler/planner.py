@@ -42,13 +42,14 @@ def _knobs(model: IntModel, node: LayerPlan, auto: frozenset[str] = frozenset())
     """The folding knobs that speed up the block `node` plans; "event:LAYER" first for a
     layer in `auto` (its dense or event-driven mode chosen from spike statistics)."""
     layer = node.layer or ""
-    if layer in auto and node.kind in ("linear", "lif_linear") and not node.event:
-        knobs = [f"event:{layer}", f"simd:{layer}"]
-        return knobs + (["lanes"] if layer.endswith((".o", ".fc2")) else [f"pe:{layer}"])
     if node.kind in ("linear", "lif_linear", "spike_conv", "pixel_conv", "head"):
         if layer == "rpe" or layer.endswith((".o", ".fc2")):
-            return [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
-        return [f"simd:{layer}", f"pe:{layer}"]
+            knobs = [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
+        else:
+            knobs = [f"simd:{layer}", f"pe:{layer}"]
+        if layer in auto and node.kind in ("linear", "lif_linear") and not node.event:
+            knobs.insert(0, f"event:{layer}")
+        return knobs
     if node.kind == "lif":
         # A LIF array's lanes follow the PE of the block that feeds it.
         if layer.endswith("qk_lif"):
@@ -225,15 +226,15 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
         words = {k: [w for image in per_image[:n] for w in image[k]] for k in per_image[0]}
         cycles = image_cycles(graph, images=n, edge_words=words)
         plan.interval_cycles = round((cycles[-1] - cycles[0]) / (n - 1))
-        plan.interval_exact, plan.interval_basis = True, "mean"
+        plan.interval_basis = "mean"
     elif per_image is None and 3 * one <= EXACT_INTERVAL_CYCLES:
         words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
         three = image_cycles(graph, images=3, edge_words=words3)
         plan.interval_cycles = three[2] - three[1]
-        plan.interval_exact, plan.interval_basis = True, "exact"
+        plan.interval_basis = "exact"
     else:
         plan.interval_cycles = plan.bottleneck.cycles
-        plan.interval_exact, plan.interval_basis = False, "bottleneck"
+        plan.interval_basis = "bottleneck"
     return plan
 
 
