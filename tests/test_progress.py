@@ -34,6 +34,21 @@ def test_a_running_tool_ticks_with_its_phase(tmp_path, monkeypatch):
     assert (tmp_path / "t.log").read_text().count("Executing") == 2
 
 
+def test_the_phase_comes_from_the_log_a_quiet_tool_writes(tmp_path, monkeypatch):
+    """Yosys (-l FILE) and nextpnr (--log FILE) run quiet under Amaranth: their phases are
+    in the file they log to, not on stdout."""
+    monkeypatch.setattr(flow, "TICK_S", 0.1)
+    monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: False)
+    script = tmp_path / "tool.py"
+    script.write_text("import sys\nsys.stdout = open(sys.argv[2], 'w', buffering=1)\n"
+                      + FAKE_TOOL.replace("sys.exit(int(sys.argv[1]))", "sys.exit(0)"))
+    lines = []
+    flow._run_step([sys.executable, str(script), "--log", "top.tim"], tmp_path,
+                   tmp_path / "t.log", {}, lines.append, "place & route")
+    assert "Routing globals" in " ".join(lines)
+    assert (tmp_path / "t.log").read_text() == ""
+
+
 def test_a_failing_tool_names_its_log(tmp_path, monkeypatch):
     monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: False)
     script = tmp_path / "tool.py"

@@ -77,6 +77,15 @@ def _phase(log: Path, seen: int) -> tuple[str | None, int]:
     return phase, seen + len(text.encode())
 
 
+def _tool_log(argv: list[str], cwd: Path, captured: Path) -> Path:
+    """Where a tool writes its detailed log: Yosys' `-l FILE`, nextpnr's `--log FILE` (both
+    then quiet on stdout, as Amaranth runs them), else its captured output."""
+    for flag in ("-l", "--log"):
+        if flag in argv[:-1]:
+            return cwd / argv[argv.index(flag) + 1]
+    return captured
+
+
 def wasm_cache_cold(exe: str) -> bool:
     """Whether YoWASP has not yet compiled this tool's WebAssembly here (its first run then
     takes minutes): its cache folder (YOWASP_CACHE_DIR, else the user cache's YoWASP) is
@@ -101,6 +110,7 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
     if progress is not None and wasm_cache_cold(argv[0]):
         progress(f"  {Path(argv[0]).name}: first run here, compiling its WebAssembly once "
                  "(a few minutes; cached for later runs)")
+    detail = _tool_log(argv, Path(cwd), log)
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         seen, phase = 0, None
@@ -115,7 +125,7 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
                     proc.wait()
                     raise ToolFailed(f"{Path(argv[0]).name} timed out after {TOOL_TIMEOUT_S} s "
                                      f"(log {log})") from None
-                new, seen = _phase(log, seen)
+                new, seen = _phase(detail, seen)
                 phase = new or phase
                 if progress is not None:
                     progress(f"  {label or Path(argv[0]).name}: {elapsed:.0f} s"
