@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amaranth.hdl import Elaboratable
 from amaranth.lib import wiring
 
 from quant.ir import IntModel
@@ -103,5 +104,16 @@ class Graph:
         """Mark every block as used: this graph serves its cycle and resource models only
         (the planner's), so Amaranth must not warn at exit that it was never elaborated."""
         for node in self.nodes.values():
-            node.component._MustUse__used = True  # Amaranth's flag (amaranth._unused.MustUse)
+            _mark_used(node.component)
         return self
+
+
+def _mark_used(obj) -> None:
+    """Set Amaranth's used flag (amaranth._unused.MustUse) on `obj` and on the elaboratables
+    it made in its constructor (such as a FIFO's RAM), which would warn the same way."""
+    if not isinstance(obj, Elaboratable) or getattr(obj, "_MustUse__used", True):
+        return
+    obj._MustUse__used = True
+    for value in vars(obj).values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            _mark_used(item)
