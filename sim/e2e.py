@@ -208,7 +208,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     def stream_stim(lo, hi):
         return stim(lo, lo + 1, stream=True, stream_images=inputs[lo:hi])
 
-    make = stream_stim if stream and not (gap or backpressure) else stim
+    streamed = stream and not (gap or backpressure)
+    make = stream_stim if streamed else stim
     jobs = [(verilog, make(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
         progress(f"simulating {n} images on {simulator} ({workers} process(es))")
@@ -222,7 +223,6 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
             "build_seconds"]
         with ProcessPoolExecutor(workers) as pool:
             outs = list(pool.map(_run_chunk, jobs))
-    streamed = make is stream_stim
     if streamed:
         outs, stream_cycles = _check_streams(graph, per_edge, results, chunks, outs, stim,
                                              verilog, simulator, tag)
@@ -278,7 +278,7 @@ def _check_streams(graph, per_edge, results, chunks, outs, stim, verilog, simula
         good = (out.get("first_bad") is None and s.get("results") == results[lo:hi]
                 and s.get("taps") == expected_taps)
         if good:
-            checked.append(dict(out, results=s["results"], cycles=out["cycles"]))
+            checked.append(dict(out, results=s["results"]))
             stream_cycles.append(s["cycles"])
         else:  # find the first bad image the slow way
             again = _run_chunk((verilog, stim(lo, hi), simulator, tag, False))
