@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(sub)
     from hwgen.build_cli import register_build  # build, boards, report
     register_build(sub)
+    from hwgen.sweep.cli import register_sweep  # sweep: argparse only, hwgen.sweep acts
+    register_sweep(sub)
     return p
 
 
