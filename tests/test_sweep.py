@@ -167,3 +167,12 @@ def test_build_stage_sweep(tmp_path):
     assert b["fmax_mhz"] > 0 and Path(b["bitstream"]).stat().st_size > 0
     assert b["synth"]["lut"] > 0 and b["images_per_s_at_clock"] > 0
     assert "ICESTORM_LC" in b["utilization"]
+
+
+def test_sweep_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for words in ("--address", "ray://HOST:PORT", "--trial-timeout", "--jobs", "--no-ray",
+                  "results.jsonl", "report.md", "--stage {plan,sim,build}", "docs/sweep.md"):
+        assert words in out, words

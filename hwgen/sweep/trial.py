@@ -183,8 +183,7 @@ def _sim_stage(spec: TrialSpec, model, plan, record: dict) -> None:
         raise TrialRefused(reason)
     pixels, labels = sample_pixels(model, spec.images, seed=spec.seed)
     rep = simulate_accelerator(plan.graph(model), pixels, labels=labels,
-                               simulator=spec.simulator, seed=spec.seed, workers=1,
-                               tag="sweep")
+                               simulator=spec.simulator, seed=spec.seed, workers=1)
     spans_off = rep.span_mismatches()
     record["sim"] = {"images": rep.images, "passed": rep.passed, "bit_exact": rep.ok,
                      "mismatch": rep.mismatch, "mismatch_image": rep.mismatch_image,
