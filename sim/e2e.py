@@ -127,8 +127,12 @@ def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
 def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int] | None = None,
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
-                         tag: str = "accel", progress=None) -> AcceleratorReport:
-    """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model."""
+                         tag: str = "accel", progress=None, map_chunks=None) -> AcceleratorReport:
+    """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
+
+    With `workers` > 1 the images are split into that many chunks, simulated in local
+    processes, or by `map_chunks(fn, chunks) -> results in order` when given (Ray tasks
+    across machines: hwgen.sweep.executors.ray_chunk_map)."""
     start = time.monotonic()
     taps = golden_taps(graph, pixels)
     inputs, per_edge, results = stream_words(graph, pixels, taps)
@@ -149,7 +153,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
 
     jobs = [(verilog, stim(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
-        progress(f"simulating {n} images on {simulator} ({workers} process(es))")
+        how = "Ray task(s)" if map_chunks is not None and workers > 1 else "process(es)"
+        progress(f"simulating {n} images on {simulator} ({workers} {how})")
     build_seconds = 0.0
     if workers == 1:
         outs = [_run_chunk(jobs[0])]
@@ -158,8 +163,11 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         # Build once (a one-image run), then simulate the chunks in parallel.
         build_seconds = _run_chunk((verilog, stim(0, min(1, n)), simulator, tag, False))[
             "build_seconds"]
-        with ProcessPoolExecutor(workers) as pool:
-            outs = list(pool.map(_run_chunk, jobs))
+        if map_chunks is not None:
+            outs = list(map_chunks(_run_chunk, jobs))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                outs = list(pool.map(_run_chunk, jobs))
     got_results, cycles, first_bad = [], [], None
     names = [e.name for e in graph.tapped()]
     spans = None if gap or backpressure else []

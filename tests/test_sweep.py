@@ -176,3 +176,17 @@ def test_sweep_help(capsys):
     for words in ("--address", "ray://HOST:PORT", "--trial-timeout", "--jobs", "--no-ray",
                   "results.jsonl", "report.md", "--stage {plan,sim,build}", "docs/sweep.md"):
         assert words in out, words
+
+
+@pytest.mark.sim
+def test_sim_chunks_as_ray_tasks(tmp_path, capsys, verilator):
+    pytest.importorskip("ray", reason="Ray is the optional extra hwgen[sweep]")
+    report = tmp_path / "sim.json"
+    assert main(["sim", "--images", "4", "--workers", "2", "--address", "local", "--board",
+                 "ulx3s-85f", "--report", str(report)]) == 0
+    captured = capsys.readouterr()
+    assert "simulating 4 images on verilator (2 Ray task(s))" in captured.err
+    assert "images passed: 4/4 bit-exact" in captured.out
+    data = json.loads(report.read_text())
+    assert data["passed"] == 4 and data["cycles"] == data["predicted_cycles"]
+    assert len(data["cycles"]) == 4  # both chunks' images merged, in order

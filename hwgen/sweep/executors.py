@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for
 
@@ -157,16 +158,7 @@ def run_ray(tasks: list[Task], work_dir: str, on_record: OnRecord, opts: RayOpti
     """Run `tasks` as Ray tasks. No more trials are in flight than the cluster can run at
     once (its CPUs and memory over each trial's request, and `jobs`), so a trial's
     timeout runs from when it starts, not from a wait in Ray's queue."""
-    ray = _import_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: never phone home
-    own = not ray.is_initialized()
-    if own:
-        if opts.address:
-            ray.init(address=opts.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=opts.jobs or os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False)
-    try:
+    with ray_session(opts.address, num_cpus=opts.jobs) as ray:
         res = ray.cluster_resources()
         capacity = int(res.get("CPU", 1) // opts.cpus) if opts.cpus else len(tasks)
         if opts.memory:
@@ -212,6 +204,36 @@ def run_ray(tasks: list[Task], work_dir: str, on_record: OnRecord, opts: RayOpti
                         on_record(failure_record(task.spec, task.key, "timeout",
                                                  f"timed out after {timeout:g} s",
                                                  time.monotonic() - start))
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None):
+    """Ray, connected: to the cluster at `address` ("auto", "ray://HOST:PORT"), or to a
+    local instance started here (with `num_cpus`, default one per core; `address`
+    None or "local") and stopped on leaving. An already connected Ray is used as is."""
+    ray = _import_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network: never phone home
+    own = not ray.is_initialized()
+    if own:
+        if address and address != "local":
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False)
+    try:
+        yield ray
     finally:
         if own:
             ray.shutdown()
+
+
+@contextmanager
+def ray_chunk_map(address: str | None = None, *, cpus: float = 1.0):
+    """A `map_chunks(fn, items)` for sim.e2e.simulate_accelerator: each item a Ray task of
+    `cpus` CPUs (a chunk of images simulated on whichever node runs it), results in order."""
+    with ray_session(address) as ray:
+        def map_chunks(fn, items) -> list:
+            remote = ray.remote(fn).options(num_cpus=cpus, max_retries=0)
+            return ray.get([remote.remote(x) for x in items])
+
+        yield map_chunks
