@@ -119,13 +119,13 @@ def test_resume_runs_only_the_rest(plan_sweep, tmp_path, capsys):
 def test_timeouts_and_refusals_are_records(tmp_path, capsys):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
-    argv = ["sweep", "--config", "digits-tiny", "--model", str(bad), "--weight-seed", "0,1",
+    argv = ["sweep", "--config", "digits-tiny", "--model", str(bad),
             "--board", "ulx3s-85f", "--no-ray", "-q", "--out", str(tmp_path)]
-    # a spawned worker needs longer than this to import torch: every trial times out
+    # a spawned worker needs longer than this to import torch: the trial times out
     assert main([*argv, "--trial-timeout", "0.05"]) == 0
     recs = read_records(tmp_path)
     got = sorted((str(r["params"]["weight_seed"]), r["status"]) for r in recs)
-    assert got == [("0", "timeout"), ("1", "timeout"), ("None", "refused")], got
+    assert got == [("0", "timeout"), ("None", "refused")], got
     for r in recs:
         if r["status"] == "timeout":
             assert r["reason"] == "timed out after 0.05 s"
@@ -134,11 +134,11 @@ def test_timeouts_and_refusals_are_records(tmp_path, capsys):
             assert "not a readable PyTorch checkpoint" in r["reason"], r["reason"]
     capsys.readouterr()
     assert main(argv) == 0  # recorded failures are not retried by default
-    assert "(3 cached, 0 run" in capsys.readouterr().out
+    assert "(2 cached, 0 run" in capsys.readouterr().out
     assert main([*argv, "--retry-failed"]) == 0
     got = sorted((str(r["params"]["weight_seed"]), r["status"])
                  for r in read_records(tmp_path))
-    assert got == [("0", "ok"), ("1", "ok"), ("None", "refused")], got
+    assert got == [("0", "ok"), ("None", "refused")], got
 
 
 @pytest.mark.sim

@@ -32,6 +32,7 @@ def _positive(kind):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    # Here, not at the top: `hwgen --help` must not load torch and Amaranth (hwgen.cli).
     from hwgen.sweep.grid import make_grid
     from hwgen.sweep.runner import parse_bytes, run_sweep
 

@@ -12,6 +12,8 @@ import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from hwgen.boards import get_board
+from quant.config import REFERENCE_CONFIGS
 from quant.errors import HwgenError
 
 STAGES = ("plan", "sim", "build")
@@ -108,8 +110,6 @@ def _event_choice(value) -> str:
 def _check_model(model: str) -> str:
     kind = model_kind(model)
     if kind == "config":
-        from quant.config import REFERENCE_CONFIGS
-
         if model not in REFERENCE_CONFIGS:
             raise GridError(f"model: unknown config {model!r}; known: "
                             f"{', '.join(REFERENCE_CONFIGS)} (or give a .toml, .hwq or .pt file)")
@@ -140,8 +140,6 @@ def _axis_values(axis: str, values: list) -> list:
                 raise GridError(f"model: must be a config name or a file, not {v!r}")
             v = _check_model(v)
         elif axis == "board":
-            from hwgen.boards import get_board
-
             if not isinstance(v, str):
                 raise GridError(f"board: must be a board name, not {v!r}")
             get_board(v)  # UnknownBoard names the supported ones

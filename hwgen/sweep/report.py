@@ -73,7 +73,7 @@ def pareto_sets(records: list[dict]) -> dict[str, set[str]]:
 
 def _plot(path: Path, records: list[dict], fx, fy, xlabel: str, ylabel: str,
           front: set[str]) -> bool:
-    import matplotlib
+    import matplotlib  # loaded only to draw: the headless backend must be set before pyplot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

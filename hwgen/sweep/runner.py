@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from hwgen.sweep.executors import RayOptions, Task, ray_available, run_processes, run_ray
 from hwgen.sweep.grid import Grid, GridError
 from hwgen.sweep.report import write_report
@@ -97,8 +99,6 @@ def run_sweep(grid: Grid, out_dir: Path | str, *, executor: str = "auto",
     (default: Ray fills the cluster; local processes run 1). `cpus` and `memory` (bytes)
     are each trial's Ray resource request; `timeout` (seconds) ends a trial as "timeout".
     """
-    from tqdm import tqdm
-
     if executor not in EXECUTORS:
         raise HwgenError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     if jobs is not None and jobs < 1:

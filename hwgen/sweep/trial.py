@@ -15,11 +15,30 @@ import hashlib
 import os
 import socket
 import time
+import tomllib
 import traceback
+import warnings
 from pathlib import Path
 
-from hwgen.sweep.grid import TrialSpec
+import torch
+from amaranth.hdl import UnusedElaboratable
+
+from hwgen.boards import get_board
+from hwgen.build import build, build_digest
+from hwgen.loader import check_supported, load_supported
+from hwgen.plan import Target, make_plan, predict_timing
+from hwgen.predict import propagate_words
+from hwgen.report import activity
+from hwgen.sweep.grid import TrialSpec, model_kind
+from quant.config import ModelConfig, get_config
+from quant.data import load_digits_split
 from quant.errors import HwgenError
+from quant.quantize import quantize_checkpoint
+from quant.random_model import random_int_model, random_pixels
+from quant.summary import digits_test_accuracy, is_digits_tiny
+from sim.e2e import simulate_accelerator
+from sim.runner import simulator_missing_reason
+from sim.twin import stream_words
 
 RECORD_VERSION = 1
 ENERGY_IMAGES = 4  # sample images for the spike-rate based energy estimate
@@ -36,19 +55,10 @@ class TrialRefused(HwgenError):
 def load_model(model: str, bits: int | None, weight_seed: int | None):
     """The integer model of a trial, checked as supported (cached per process: a sweep's
     trials share few models)."""
-    import tomllib
-
-    from hwgen.loader import check_supported, load_supported
-    from hwgen.sweep.grid import model_kind
-    from quant.config import ModelConfig, get_config
-    from quant.random_model import random_int_model
-
     kind = model_kind(model)
     if kind == "model-file":
         return load_supported(Path(model))
     if kind == "checkpoint":
-        from quant.quantize import quantize_checkpoint
-
         return check_supported(quantize_checkpoint(Path(model), weight_bits=bits))
     if kind == "config":
         cfg = get_config(model)
@@ -81,14 +91,7 @@ def event_layers(spec: TrialSpec, model) -> tuple[str, ...]:
 def sample_pixels(model, n: int, seed: int = 0):
     """(pixels [n, C, H, W], labels or None): the digits test images for digits-tiny,
     seeded random images otherwise (as `hwgen sim` drives them)."""
-    import torch
-
-    from quant.random_model import random_pixels
-    from quant.summary import is_digits_tiny
-
     if is_digits_tiny(model):
-        from quant.data import load_digits_split
-
         split = load_digits_split()
         if n > len(split.test_labels):
             raise TrialRefused(f"images: the digits test split has {len(split.test_labels)} "
@@ -110,10 +113,6 @@ def _sources_digest(*folders: str) -> str:
 
 def trial_key(spec: TrialSpec) -> str:
     """The content hash naming a trial (hwgen.build.build_digest of its inputs)."""
-    from hwgen.boards import get_board
-    from hwgen.build import build_digest
-    from hwgen.plan import Target
-
     model = load_model(spec.model, spec.bits, spec.weight_seed)
     board = get_board(spec.board)
     try:
@@ -134,10 +133,6 @@ def trial_key(spec: TrialSpec) -> str:
 # ------------------------------------------------------------------------ stages
 
 def _plan_stage(spec: TrialSpec, model, board, record: dict):
-    from hwgen.plan import Target, make_plan, predict_timing
-    from hwgen.report import activity
-    from quant.summary import digits_test_accuracy, is_digits_tiny
-
     record["model"] = {"name": model.config.name, "weight_bits": model.weight_bits,
                        "weight_memory_bits": model.weight_memory_bits()}
     layers = event_layers(spec, model)
@@ -145,9 +140,6 @@ def _plan_stage(spec: TrialSpec, model, board, record: dict):
     plan = make_plan(model, target, event_layers=layers)
     words = None
     if layers:  # event-driven timing follows the data: one sample image's spikes
-        from hwgen.predict import propagate_words
-        from sim.twin import stream_words
-
         pixels, _ = sample_pixels(model, 1)
         _, per_edge, _ = stream_words(plan.graph(model), pixels)
         words = propagate_words(plan.graph(model), {k: v[0] for k, v in per_edge.items()})
@@ -176,9 +168,6 @@ def _plan_stage(spec: TrialSpec, model, board, record: dict):
 
 
 def _sim_stage(spec: TrialSpec, model, plan, record: dict) -> None:
-    from sim.e2e import simulate_accelerator
-    from sim.runner import simulator_missing_reason
-
     if reason := simulator_missing_reason(spec.simulator):
         raise TrialRefused(reason)
     pixels, labels = sample_pixels(model, spec.images, seed=spec.seed)
@@ -207,8 +196,6 @@ def _sim_stage(spec: TrialSpec, model, plan, record: dict) -> None:
 
 
 def _build_stage(spec: TrialSpec, model, board, plan, record: dict, work_dir: Path) -> None:
-    from hwgen.build import build
-
     if board.vendor:
         raise TrialRefused(f"not built: {board.name} needs {', '.join(board.tools)}, which "
                            "hwgen does not run")
@@ -249,8 +236,6 @@ def run_trial(spec_dict: dict, key: str, work_dir: str) -> dict:
     """Run one trial to its stage; never raises for the trial's own failures: a refusal
     (HwgenError, e.g. "does not fit") and an unexpected exception become the record's
     status and one-line reason."""
-    import torch
-
     torch.set_num_threads(1)  # one trial per CPU; small tensors (see hwgen.cli)
     _quiet_unused()
     spec = TrialSpec.from_dict(spec_dict)
@@ -261,8 +246,6 @@ def run_trial(spec_dict: dict, key: str, work_dir: str) -> dict:
         if mine != key:
             raise TrialRefused(f"this worker computes key {mine} for the trial, the driver "
                                f"{key}: its hwgen sources or tool versions differ")
-        from hwgen.boards import get_board
-
         model = load_model(spec.model, spec.bits, spec.weight_seed)
         board = get_board(spec.board)
         t0 = time.monotonic()
@@ -289,8 +272,4 @@ def _one_line(text: str, limit: int = 400) -> str:
 
 def _quiet_unused() -> None:
     """The planner builds graphs it never elaborates; Amaranth warns about each at exit."""
-    import warnings
-
-    from amaranth.hdl import UnusedElaboratable
-
     warnings.filterwarnings("ignore", category=UnusedElaboratable)
