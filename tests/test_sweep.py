@@ -190,3 +190,18 @@ def test_sim_chunks_as_ray_tasks(tmp_path, capsys, verilator):
     data = json.loads(report.read_text())
     assert data["passed"] == 4 and data["cycles"] == data["predicted_cycles"]
     assert len(data["cycles"]) == 4  # both chunks' images merged, in order
+
+
+def test_address_without_ray_is_refused(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from hwgen.sweep import runner
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if hwgen[sweep] were not installed
+    assert not runner.ray_available()
+    argv = ["sweep", "--config", "digits-tiny", "--board", "ulx3s-85f", "-q",
+            "--out", str(tmp_path)]
+    assert main([*argv, "--address", "auto"]) == 1
+    err = capsys.readouterr().err
+    assert "Ray is not installed: pip install 'hwgen[sweep]'" in err
+    assert read_records(tmp_path) == []
