@@ -93,6 +93,9 @@ def _plot(path: Path, records: list[dict], fx, fy, xlabel: str, ylabel: str,
             alpha=0.5)
     for x, y, r in pts:
         ax.annotate(r["label"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ys = [y for _, y, _ in pts]
+    if min(ys) > 0 and max(ys) / min(ys) > 100:  # throughputs span orders of magnitude
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

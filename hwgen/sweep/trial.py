@@ -101,12 +101,13 @@ def sample_pixels(model, n: int, seed: int = 0):
 
 
 @functools.cache
-def _sources_digest(*folders: str) -> str:
-    """Hash of the Python sources in `folders` (relative to the repository), which shape a
-    stage's record beyond what build_digest covers."""
+def _sources_digest(*paths: str) -> str:
+    """Hash of the Python sources at `paths` (files or folders, relative to the
+    repository), which shape a stage's record beyond what build_digest covers."""
     h = hashlib.sha256()
-    for folder in folders:
-        for path in sorted((_ROOT / folder).rglob("*.py")):
+    for rel in paths:
+        where = _ROOT / rel
+        for path in sorted(where.rglob("*.py")) if where.is_dir() else [where]:
             h.update(str(path.relative_to(_ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -121,8 +122,11 @@ def trial_key(spec: TrialSpec) -> str:
         layers = [spec.event_driven]  # refused when run; still a distinct, stable key
     inputs = {"max_util": Target.for_board(board, spec.max_util).max_util,
               "target_fps": spec.target_fps, "event_driven": layers}
+    # The record's own code is part of the key; the report, CLI and executors only
+    # present or carry records, so changing them keeps the cache.
     options = {"sweep_record": RECORD_VERSION, "stage": spec.stage,
-               "energy_images": ENERGY_IMAGES, "trial_code": _sources_digest("hwgen/sweep")}
+               "energy_images": ENERGY_IMAGES,
+               "trial_code": _sources_digest("hwgen/sweep/trial.py", "hwgen/sweep/grid.py")}
     if spec.stage != "plan":
         options.update(images=spec.images, seed=spec.seed)
     if spec.stage == "sim":
