@@ -205,3 +205,32 @@ def test_address_without_ray_is_refused(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Ray is not installed: pip install 'hwgen[sweep]'" in err
     assert read_records(tmp_path) == []
+
+
+def test_a_killed_worker_is_a_crashed_record_and_the_sweep_goes_on(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    from hwgen.sweep.executors import Task, run_processes
+    from hwgen.sweep.grid import TrialSpec
+
+    spec = TrialSpec("digits-tiny", "ulx3s-85f")
+    # Made-up keys: a worker that gets to run a trial refuses it (its own key differs).
+    tasks = [Task(spec, "0000000000000001"), Task(spec, "0000000000000002")]
+    got: list[dict] = []
+    before = set(multiprocessing.active_children())
+    runner = threading.Thread(target=run_processes, args=(tasks, str(tmp_path), got.append))
+    runner.start()
+    for _ in range(200):
+        if workers := set(multiprocessing.active_children()) - before:
+            break
+        time.sleep(0.05)
+    (worker,) = workers
+    os.kill(worker.pid, signal.SIGKILL)  # still importing torch: long before it can answer
+    runner.join(120)
+    assert [r["status"] for r in got] == ["crashed", "refused"], got
+    assert got[0]["reason"] == "the worker process died (exit code -9)"
+    assert "its hwgen sources or tool versions differ" in got[1]["reason"]

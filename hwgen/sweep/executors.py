@@ -70,7 +70,10 @@ class _Worker:
 
     def give(self, task: Task, work_dir: str) -> None:
         self.task, self.start = task, time.monotonic()
-        self.conn.send((task.spec.to_dict(), task.key, work_dir))
+        try:
+            self.conn.send((task.spec.to_dict(), task.key, work_dir))
+        except OSError:
+            pass  # the worker died: the loop records the trial as crashed
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -112,7 +115,7 @@ def run_processes(tasks: list[Task], work_dir: str, on_record: OnRecord, *, jobs
                 if w.conn.poll():
                     try:
                         record = w.conn.recv()
-                    except EOFError:
+                    except (EOFError, OSError):  # the worker died (reset, closed pipe)
                         record = None
                     if record is not None:
                         w.task = None
