@@ -180,13 +180,17 @@ def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, 
 def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int] | None = None,
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
-                         tag: str = "accel", progress=None, stream: bool = False
-                         ) -> AcceleratorReport:
+                         tag: str = "accel", progress=None, stream: bool = False,
+                         map_chunks=None) -> AcceleratorReport:
     """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
 
     Each image alone (its result, every layer's stream and cycles), or with `stream` the
     first image of each worker's chunk alone and then, from a fresh reset, the whole chunk
-    back to back (results, the layers' streams, each result's cycle)."""
+    back to back (results, the layers' streams, each result's cycle).
+
+    With `workers` > 1 the images are split into that many chunks, simulated in local
+    processes, or by `map_chunks(fn, chunks) -> results in order` when given (Ray tasks
+    across machines: hwgen.sweep.executors.ray_chunk_map)."""
     start = time.monotonic()
     taps = golden_taps(graph, pixels)
     inputs, per_edge, results = stream_words(graph, pixels, taps)
@@ -212,7 +216,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     make = stream_stim if streamed else stim
     jobs = [(verilog, make(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
-        progress(f"simulating {n} images on {simulator} ({workers} process(es))")
+        how = "Ray task(s)" if map_chunks is not None and workers > 1 else "process(es)"
+        progress(f"simulating {n} images on {simulator} ({workers} {how})")
     build_seconds = 0.0
     if workers == 1:
         outs = [_run_chunk(jobs[0])]
@@ -221,8 +226,11 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         # Build once (a one-image run), then simulate the chunks in parallel.
         build_seconds = _run_chunk((verilog, stim(0, min(1, n)), simulator, tag, False))[
             "build_seconds"]
-        with ProcessPoolExecutor(workers) as pool:
-            outs = list(pool.map(_run_chunk, jobs))
+        if map_chunks is not None:
+            outs = list(map_chunks(_run_chunk, jobs))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                outs = list(pool.map(_run_chunk, jobs))
     if streamed:
         outs, stream_cycles = _check_streams(graph, per_edge, results, chunks, outs, stim,
                                              verilog, simulator, tag)

@@ -7,6 +7,7 @@ exists, and raises HwgenError subclasses for everything a user can get wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -72,10 +73,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
     progress(f"{model.config.name}: {len(graph.nodes)} blocks planned for {board.name}; "
              f"predicted {plan.latency_cycles} cycles per image")
     start = time.monotonic()
-    report = simulate_accelerator(graph, pixels, labels=labels, simulator=args.simulator,
-                                  seed=args.seed, gap=args.gap, backpressure=args.backpressure,
-                                  workers=args.workers, progress=progress,
-                                  stream=not args.alone)
+    if args.address:  # the chunks as Ray tasks (hwgen[sweep]); Ray is imported only here
+        from hwgen.sweep.executors import ray_chunk_map
+
+        chunks = ray_chunk_map(args.address)
+    else:
+        chunks = contextlib.nullcontext(None)
+    with chunks as map_chunks:
+        report = simulate_accelerator(graph, pixels, labels=labels, simulator=args.simulator,
+                                      seed=args.seed, gap=args.gap,
+                                      backpressure=args.backpressure, workers=args.workers,
+                                      progress=progress, stream=not args.alone,
+                                      map_chunks=map_chunks)
     wall = time.monotonic() - start
     print(format_sim_report(report, plan, wall))
     if args.report:
@@ -147,6 +156,9 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=2, metavar="K",
                    help="simulator processes (default 2)")
     s.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    s.add_argument("--address", metavar="ADDR",
+                   help="simulate the --workers chunks as Ray tasks: 'local' (a local Ray "
+                        "instance), 'auto' or ray://HOST:PORT (a cluster; needs hwgen[sweep])")
     s.set_defaults(func=cmd_sim)
 
     register_run(sub)

@@ -13,6 +13,7 @@ from pathlib import Path
 from hwgen.cli.args import positive_int
 from hwgen.cli.build import register_build
 from hwgen.cli.compile import register as register_compile
+from hwgen.cli.sweep import register_sweep
 from hwgen.errors import HwgenError
 from quant.checkpoints import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_compile(sub)  # plan, verilog, sim, run
     register_build(sub)  # build, boards, report
+    register_sweep(sub)  # sweep (hwgen.sweep does the work)
     return p
 
 
