@@ -1,0 +1,407 @@
+"""One engine run over a sequence of spike linear layers with a LIF between each two: the
+first layer reads the image's spikes, each later one the spikes its predecessor's LIF wrote
+into an on-chip spike memory; all weights stream from one memory port (an SAFormer MLP:
+fc1 -> LIF -> fc2). Golden: `quant.golden.spike_linear` and `quant.golden.lif`.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import check_divides, check_int, spike_signature, values_signature
+from rtl_templates.gated_sum import (
+    check_acc_bits,
+    check_matrix,
+    gated_sum,
+    tree_stages,
+    weight_rows,
+)
+from rtl_templates.lif_array import check_vth, lif_lanes, membranes, threshold_table
+from rtl_templates.memory_port import memory_port_signature
+from rtl_templates.timing import BlockModel
+
+
+def _pick(m: Module, sel, values: list[int], name: str) -> Signal:
+    """A per-layer constant selected by a layer counter."""
+    out = Signal(range(max(values) + 2), name=name)
+    with m.Switch(sel):
+        for i, v in enumerate(values):
+            with m.Case(i):
+                m.d.comb += out.eq(v)
+    return out
+
+
+class EngineSequence(wiring.Component):
+    """``layers`` [(weight [out][in], bias [out], acc_bits)], ``lifs`` [(vth [out of the
+    layer before], input_shift, state_bits)], one per boundary; ``tokens``, ``time_steps``,
+    ``weight_bits``, ``pe`` (divides every out), ``simd`` (divides every in),
+    ``beat_bits``, ``max_burst``, ``base_addr``, ``addr_bits`` as `LinearEngine`.
+
+    Ports: sink ``i`` (the first layer's input spikes, an image's N*T beats); source ``o``
+    (the last layer's values, tile-major: for tile g: for n: for t); ``mem``.
+
+    Memory image: the layers' `LinearEngine` images one after the other from ``base_addr``
+    (`sequence_image`). Tiles are requested and filled in order over all layers (at most two
+    requested and not consumed). Layer l >= 1 starts when every output of layer l - 1 has
+    gone through the LIF into its spike memory (the pipeline drains between layers); a
+    beat of an inner layer leaves the output register in the cycle after it is complete
+    (the LIF is always ready), only the last layer's beats wait for ``o.ready``. The next
+    image loads after the last operation of the current one.
+    """
+
+    def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
+                 pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
+                 base_addr: int = 0, addr_bits: int = 24):
+        self.weight_bits = check_int("weight_bits", weight_bits, 2)
+        if not layers or len(lifs) != len(layers) - 1:
+            raise ValueError(f"need at least one layer and one LIF per boundary, not "
+                             f"{len(layers)} layers and {len(lifs)} LIFs")
+        self.layers = []
+        for w, b, acc in layers:
+            w, b = check_matrix(w, b, weight_bits)
+            self.layers.append((w, b, check_acc_bits(acc, w, b, 1)))
+        self.ins = [len(w[0]) for w, _, _ in self.layers]
+        self.outs = [len(w) for w, _, _ in self.layers]
+        for a, b in zip(self.outs, self.ins[1:], strict=False):
+            if a != b:
+                raise ValueError(f"a layer's inputs must be its predecessor's outputs ({a}), not {b}")
+        self.lifs = [(check_vth(v, n, sb), check_int("input_shift", sh, 0), sb)
+                     for (v, sh, sb), n in zip(lifs, self.outs, strict=False)]
+        self.tokens, self.time_steps = check_int("tokens", tokens), check_int("time_steps", time_steps)
+        self.pe, self.simd = check_int("pe", pe), check_int("simd", simd)
+        for n in self.outs:
+            check_divides("pe", pe, n)
+        for n in self.ins:
+            check_divides("simd", simd, n)
+        self.beat_bits = check_int("beat_bits", beat_bits)
+        if (pe * simd * weight_bits) % beat_bits:
+            raise ValueError(f"beat_bits ({beat_bits}) must divide a tile row of "
+                             f"pe * simd * weight_bits = {pe * simd * weight_bits} bits")
+        self.max_burst, self.addr_bits = check_int("max_burst", max_burst), check_int("addr_bits", addr_bits)
+        self.base_addr = check_int("base_addr", base_addr, 0)
+        if base_addr + sum(self.layer_words) > 1 << addr_bits:
+            raise ValueError(f"the weights must fit addr_bits ({addr_bits})")
+        self.acc_bits = max(acc for _, _, acc in self.layers)
+        super().__init__({
+            "i": In(spike_signature(self.ins[0])),
+            "o": Out(values_signature(self.layers[-1][2], pe)),
+            "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
+                                             beat_bits=beat_bits)),
+        })
+
+    # -- shapes ---------------------------------------------------------------
+    @property
+    def positions(self) -> int:
+        return self.tokens * self.time_steps
+
+    @property
+    def stages(self) -> int:
+        return 1 + tree_stages(self.simd)
+
+    @property
+    def row_beats(self) -> int:
+        return self.pe * self.simd * self.weight_bits // self.beat_bits
+
+    @property
+    def chunks(self) -> list[int]:
+        return [n // self.simd for n in self.ins]
+
+    @property
+    def groups(self) -> list[int]:
+        return [n // self.pe for n in self.outs]
+
+    @property
+    def layer_words(self) -> list[int]:
+        return [g * k * self.row_beats for g, k in zip(self.groups, self.chunks, strict=True)]
+
+    def tile_requests(self, layer: int) -> list[int]:
+        full, rest = divmod(self.chunks[layer] * self.row_beats, self.max_burst)
+        return [self.max_burst] * full + ([rest] if rest else [])
+
+    def requests(self) -> list[tuple[int, int]]:
+        out, addr = [], self.base_addr
+        for layer, g in enumerate(self.groups):
+            for _ in range(g):
+                for n in self.tile_requests(layer):
+                    out.append((addr, n))
+                    addr += n
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        P, L, W, BR = self.positions, len(self.layers), self.beat_bits, self.row_beats
+        R, Ks, Gs = self.pe * self.simd * self.weight_bits, self.chunks, self.groups
+        req, rdata = self.mem.req, self.mem.rdata
+        attrs = {"ram_style": "block", "no_rw_check": 1}  # never the same address in a cycle
+        acts = []
+        for layer, n in enumerate(self.ins):
+            mem = Memory(shape=unsigned(n), depth=P, init=[], attrs=attrs)
+            m.submodules[f"act{layer}"] = mem
+            gran = {} if layer == 0 else {"granularity": self.pe}
+            acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
+        m.submodules.tiles = tiles = Memory(shape=unsigned(R), depth=2 * max(Ks), init=[], attrs=attrs)
+        tile_w, tile_r = tiles.write_port(), tiles.read_port(domain="sync")
+        kmax = max(Ks)
+
+        def counter(n, name):
+            return Signal(range(max(n, 2)), name=name)
+
+        # -- load the first layer's spikes ---------------------------------------
+        loaded, n_in = Signal(), counter(P, "n_in")
+        w0 = acts[0][0]
+        m.d.comb += [self.i.ready.eq(~loaded), w0.addr.eq(n_in), w0.data.eq(self.i.payload),
+                     w0.en.eq(self.i.valid & ~loaded)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += n_in.eq(n_in + 1)
+            with m.If(n_in == P - 1):
+                m.d.sync += [n_in.eq(0), loaded.eq(1)]
+
+        # -- requests over every layer's tiles -------------------------------------
+        ahead = Signal(range(3))
+        l_req, g_req = counter(L, "l_req"), counter(max(Gs), "g_req")
+        c_req = counter(max(len(self.tile_requests(x)) for x in range(L)), "c_req")
+        n_req = _pick(m, l_req, [len(self.tile_requests(x)) for x in range(L)], "n_req")
+        g_last = _pick(m, l_req, [g - 1 for g in Gs], "g_req_last")
+        first_len = _pick(m, l_req, [self.tile_requests(x)[0] for x in range(L)], "first_len")
+        last_len = _pick(m, l_req, [self.tile_requests(x)[-1] for x in range(L)], "last_len")
+        addr = Signal(self.addr_bits, init=self.base_addr)
+        last_req = c_req == n_req - 1
+        length = Signal(len(req.payload.length))
+        m.d.comb += [length.eq(Mux(last_req, last_len, first_len)), req.valid.eq(ahead != 2),
+                     req.payload.addr.eq(addr), req.payload.length.eq(length)]
+        tile_requested = Signal()
+        with m.If(req.valid & req.ready):
+            m.d.sync += [addr.eq(addr + length), c_req.eq(c_req + 1)]
+            with m.If(last_req):
+                m.d.comb += tile_requested.eq(1)
+                m.d.sync += [c_req.eq(0), g_req.eq(g_req + 1)]
+                with m.If(g_req == g_last):
+                    m.d.sync += [g_req.eq(0), l_req.eq(l_req + 1)]
+                    with m.If(l_req == L - 1):
+                        m.d.sync += [l_req.eq(0), addr.eq(self.base_addr)]
+
+        # -- fill ------------------------------------------------------------------
+        full = [Signal(name="full0"), Signal(name="full1")]
+        f_sel, b_f, k_f = Signal(), counter(BR, "b_f"), counter(kmax, "k_f")
+        l_f, g_f = counter(L, "l_f"), counter(max(Gs), "g_f")
+        k_f_last = _pick(m, l_f, [k - 1 for k in Ks], "k_f_last")
+        g_f_last = _pick(m, l_f, [g - 1 for g in Gs], "g_f_last")
+        low = Signal(max(1, (BR - 1) * W))
+        m.d.comb += [rdata.ready.eq(1), tile_w.addr.eq(f_sel * kmax + k_f),
+                     tile_w.data.eq(Cat(low, rdata.payload) if BR > 1 else rdata.payload)]
+        with m.If(rdata.valid):
+            with m.If(b_f == BR - 1):
+                m.d.comb += tile_w.en.eq(1)
+                m.d.sync += [b_f.eq(0), k_f.eq(k_f + 1)]
+                with m.If(k_f == k_f_last):
+                    m.d.sync += [k_f.eq(0), f_sel.eq(~f_sel), g_f.eq(g_f + 1)]
+                    m.d.sync += Cat(*full).bit_select(f_sel, 1).eq(1)
+                    with m.If(g_f == g_f_last):
+                        m.d.sync += [g_f.eq(0), l_f.eq(Mux(l_f == L - 1, 0, l_f + 1))]
+            if BR > 1:
+                with m.Else():
+                    m.d.sync += [b_f.eq(b_f + 1), low.word_select(b_f, W).eq(rdata.payload)]
+
+        # -- compute ---------------------------------------------------------------
+        advance, go = Signal(), Signal()
+        c_sel = Signal()
+        lay, g, p, k = counter(L, "layer"), counter(max(Gs), "g"), counter(P, "p"), counter(kmax, "k")
+        written = Signal(max(1, L - 1))  # layer l's outputs are all in spike memory l + 1
+        k_last = _pick(m, lay, [x - 1 for x in Ks], "k_last")
+        g_last_c = _pick(m, lay, [x - 1 for x in Gs], "g_last")
+        tile_base = _pick(m, lay, [sum(Gs[:x]) for x in range(L)], "tile_base")
+        src_ready = Signal()
+        m.d.comb += src_ready.eq(Mux(lay == 0, loaded, Cat(Const(1, 1), written).bit_select(lay, 1)))
+        m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
+                     tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
+        for _, rp in acts:
+            m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
+        consumed = Signal()
+        with m.If(go):
+            m.d.sync += k.eq(k + 1)
+            with m.If(k == k_last):
+                m.d.sync += [k.eq(0), p.eq(p + 1)]
+                with m.If(p == P - 1):
+                    m.d.comb += consumed.eq(1)
+                    m.d.sync += [p.eq(0), g.eq(g + 1), c_sel.eq(~c_sel),
+                                 Cat(*full).bit_select(c_sel, 1).eq(0)]
+                    with m.If(g == g_last_c):
+                        m.d.sync += [g.eq(0), lay.eq(lay + 1)]
+                        if L > 1:
+                            with m.If(lay != 0):
+                                m.d.sync += written.bit_select((lay - 1).as_unsigned(), 1).eq(0)
+                        with m.If(lay == L - 1):
+                            m.d.sync += [lay.eq(0), loaded.eq(0)]
+        m.d.sync += ahead.eq(ahead + tile_requested - consumed)
+
+        tile_id = sum(Gs)
+        tags = {"valid": Signal(name="valid_s1"), "first": Signal(name="first_s1"),
+                "last": Signal(name="last_s1"), "g": Signal(range(max(tile_id, 2)), name="tile_s1")}
+        k1, l1 = counter(kmax, "k_s1"), counter(L, "l_s1")
+        with m.If(advance):
+            m.d.sync += [tags["valid"].eq(go), tags["first"].eq(k == 0), tags["last"].eq(k == k_last),
+                         tags["g"].eq(tile_base + g), k1.eq(k), l1.eq(lay)]
+        data = Signal(max(self.ins))
+        with m.Switch(l1):
+            for x, (_, rp) in enumerate(acts):
+                with m.Case(x):
+                    m.d.comb += data.eq(rp.data)
+        gates = Signal(self.simd)
+        m.d.comb += gates.eq(data.word_select(k1, self.simd))
+        sums, tags = gated_sum(m, words=tile_r.data, gates=gates, pe=self.pe, simd=self.simd,
+                               weight_bits=self.weight_bits, advance=advance, tags=tags)
+
+        # -- output register (the accumulator), then the LIF or the port ---------
+        pe = self.pe
+        acc = [Signal(signed(self.acc_bits), name=f"acc{j}") for j in range(pe)]
+        acc_valid = Signal()
+        bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(pe)]
+        biases = [b for _, bs, _ in self.layers for b in bs]
+        with m.Switch(tags["g"]):
+            for t_i in range(tile_id):
+                with m.Case(t_i):
+                    m.d.comb += [bias[j].eq(biases[t_i * pe + j]) for j in range(pe)]
+        l_o, g_o, p_o = counter(L, "l_o"), counter(max(Gs), "g_o"), counter(P, "p_o")
+        t_o = counter(self.time_steps, "t_o")
+        final = l_o == L - 1
+        sink_ready = Signal()
+        m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
+        m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
+        m.d.comb += advance.eq(~(tags["valid"] & acc_valid & ~sink_ready))
+        with m.If(advance & tags["valid"]):
+            m.d.sync += acc_valid.eq(tags["last"])
+            for j in range(pe):
+                m.d.sync += acc[j].eq(Mux(tags["first"], bias[j], acc[j]) + sums[j])
+        with m.Elif(sink_ready):
+            m.d.sync += acc_valid.eq(0)
+        taken = Signal()
+        m.d.comb += taken.eq(acc_valid & sink_ready)
+        g_o_last = _pick(m, l_o, [x - 1 for x in Gs], "g_o_last")
+        with m.If(taken):
+            m.d.sync += [p_o.eq(p_o + 1), t_o.eq(Mux(t_o == self.time_steps - 1, 0, t_o + 1))]
+            with m.If(p_o == P - 1):
+                m.d.sync += [p_o.eq(0), g_o.eq(g_o + 1)]
+                with m.If(g_o == g_o_last):
+                    m.d.sync += [g_o.eq(0), l_o.eq(Mux(final, 0, l_o + 1))]
+                    if L > 1:
+                        with m.If(~final):
+                            m.d.sync += written.bit_select(l_o, 1).eq(1)
+        for x, (vth, shift, state_bits) in enumerate(self.lifs):
+            v = membranes(pe, state_bits)
+            th = threshold_table(m, g_o, vth, pe, state_bits)
+            here = Signal(name=f"lif{x}_take")
+            m.d.comb += here.eq(taken & (l_o == x))
+            spikes = lif_lanes(m, acc, v, th, first=t_o == 0, step=here, input_shift=shift)
+            wp = acts[x + 1][0]
+            m.d.comb += [wp.addr.eq(p_o), wp.data.eq(Cat(*spikes).replicate(len(wp.en))),
+                         wp.en.eq(Mux(here, Const(1, len(wp.en)) << g_o, 0))]
+        return m
+
+    def model(self) -> EngineSequenceModel:
+        return EngineSequenceModel(self)
+
+
+def sequence_image(seq: EngineSequence) -> list[int]:
+    """Every layer's weights as memory words from ``base_addr``, in request order."""
+    mask, words = (1 << seq.beat_bits) - 1, []
+    for w, _, _ in seq.layers:
+        for row in weight_rows(w, seq.pe, seq.simd, seq.weight_bits):
+            words += [(row >> (b * seq.beat_bits)) & mask for b in range(seq.row_beats)]
+    return words
+
+
+class EngineSequenceModel(BlockModel):
+    """Control mirror of EngineSequence (LinearEngineModel's, per layer, plus the written
+    flags between layers and the output side's layer counter)."""
+
+    inputs = ("i", "rdata")
+    outputs = ("o", "req")
+
+    def __init__(self, e: EngineSequence):
+        self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
+        self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
+        self.loaded, self.n_in = False, 0
+        self.ahead = self.c_req = self.l_req = self.g_req = 0
+        self.b_f = self.k_f = self.f_sel = self.l_f = self.g_f = 0
+        self.full = [False, False]
+        self.c_sel = self.lay = self.g = self.p = self.k = 0
+        self.written = [False] * max(1, self.L - 1)
+        self.pipe: list[bool | None] = [None] * e.stages
+        self.acc_valid = False
+        self.l_o = self.g_o = self.p_o = 0
+
+    def valid(self, port):
+        return self.acc_valid and self.l_o == self.L - 1 if port == "o" else self.ahead != 2
+
+    def ready(self, port):
+        return not self.loaded if port == "i" else True
+
+    def tick(self, fired):
+        final_layer = self.l_o == self.L - 1
+        sink_ready = fired["o"] if final_layer else True
+        last = self.pipe[-1]
+        advance = not (last is not None and self.acc_valid and not sink_ready)
+        taken = self.acc_valid and sink_ready
+        consumed = requested = False
+        if advance:  # compute, on the cycle's starting state
+            item = None
+            src = self.loaded if self.lay == 0 else self.written[self.lay - 1]
+            if src and self.full[self.c_sel]:
+                K = self.Ks[self.lay]
+                item = self.k == K - 1
+                self.k = (self.k + 1) % K
+                if item:
+                    self.p = (self.p + 1) % self.P
+                    if self.p == 0:
+                        consumed = True
+                        self.full[self.c_sel] = False
+                        self.c_sel ^= 1
+                        self.g += 1
+                        if self.g == self.Gs[self.lay]:
+                            self.g = 0
+                            if self.lay:
+                                self.written[self.lay - 1] = False
+                            self.lay += 1
+                            if self.lay == self.L:
+                                self.lay, self.loaded = 0, False
+            self.pipe = [item] + self.pipe[:-1]
+        if advance and last is not None:
+            self.acc_valid = last
+        elif sink_ready:
+            self.acc_valid = False
+        if taken:
+            self.p_o = (self.p_o + 1) % self.P
+            if self.p_o == 0:
+                self.g_o += 1
+                if self.g_o == self.Gs[self.l_o]:
+                    self.g_o = 0
+                    if not final_layer:
+                        self.written[self.l_o] = True
+                    self.l_o = 0 if final_layer else self.l_o + 1
+        if fired["i"]:
+            self.n_in += 1
+            if self.n_in == self.P:
+                self.n_in, self.loaded = 0, True
+        if fired["req"]:
+            self.c_req += 1
+            if self.c_req == self.n_req[self.l_req]:
+                self.c_req, requested = 0, True
+                self.g_req += 1
+                if self.g_req == self.Gs[self.l_req]:
+                    self.g_req, self.l_req = 0, (self.l_req + 1) % self.L
+        if fired["rdata"]:
+            self.b_f = (self.b_f + 1) % self.BR
+            if self.b_f == 0:
+                self.k_f += 1
+                if self.k_f == self.Ks[self.l_f]:
+                    self.k_f = 0
+                    self.full[self.f_sel] = True
+                    self.f_sel ^= 1
+                    self.g_f += 1
+                    if self.g_f == self.Gs[self.l_f]:
+                        self.g_f, self.l_f = 0, (self.l_f + 1) % self.L
+        self.ahead += requested - consumed
