@@ -42,7 +42,12 @@ class EngineSequence(wiring.Component):
     ``beat_bits``, ``max_burst``, ``base_addr``, ``addr_bits`` as `LinearEngine`.
 
     Ports: sink ``i`` (the first layer's input spikes, an image's N*T beats); source ``o``
-    (the last layer's values, tile-major: for tile g: for n: for t); ``mem``.
+    (the last layer's values, tile-major: for tile g: for n: for t); ``mem``. With
+    ``residual_bits``, a sink ``u`` (the residual stream, ``pe`` lanes of
+    ``signed(residual_bits)``, in ``o``'s order) is added to every output beat, and ``o``
+    carries ``u + out`` at ``residual_bits`` (the caller's width must hold the sum, as
+    `derive_widths`' u_bits does): ``o.valid`` needs ``u.valid``, ``u.ready`` is ``o.ready``
+    while an output beat waits (a join).
 
     Memory image: the layers' `LinearEngine` images one after the other from ``base_addr``
     (`sequence_image`). Tiles are requested and filled in order over all layers (at most two
@@ -55,7 +60,7 @@ class EngineSequence(wiring.Component):
 
     def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
-                 base_addr: int = 0, addr_bits: int = 24):
+                 base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -86,12 +91,17 @@ class EngineSequence(wiring.Component):
         if base_addr + sum(self.layer_words) > 1 << addr_bits:
             raise ValueError(f"the weights must fit addr_bits ({addr_bits})")
         self.acc_bits = max(acc for _, _, acc in self.layers)
-        super().__init__({
+        self.residual_bits = residual_bits
+        ports = {
             "i": In(spike_signature(self.ins[0])),
-            "o": Out(values_signature(self.layers[-1][2], pe)),
+            "o": Out(values_signature(residual_bits or self.layers[-1][2], pe)),
             "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
                                              beat_bits=beat_bits)),
-        })
+        }
+        if residual_bits is not None:
+            check_int("residual_bits", residual_bits, 2)
+            ports["u"] = In(values_signature(residual_bits, pe))
+        super().__init__(ports)
 
     # -- shapes ---------------------------------------------------------------
     @property
@@ -269,8 +279,14 @@ class EngineSequence(wiring.Component):
         t_o = counter(self.time_steps, "t_o")
         final = l_o == L - 1
         sink_ready = Signal()
-        m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
-        m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
+        if self.residual_bits is None:
+            m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
+            m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
+        else:  # join with the residual stream
+            m.d.comb += [sink_ready.eq(~final | (self.o.ready & self.u.valid)),
+                         self.o.valid.eq(acc_valid & final & self.u.valid),
+                         self.u.ready.eq(acc_valid & final & self.o.ready)]
+            m.d.comb += [self.o.payload[j].eq(self.u.payload[j] + acc[j]) for j in range(pe)]
         m.d.comb += advance.eq(~(tags["valid"] & acc_valid & ~sink_ready))
         with m.If(advance & tags["valid"]):
             m.d.sync += acc_valid.eq(tags["last"])
@@ -318,10 +334,10 @@ class EngineSequenceModel(BlockModel):
     """Control mirror of EngineSequence (LinearEngineModel's, per layer, plus the written
     flags between layers and the output side's layer counter)."""
 
-    inputs = ("i", "rdata")
     outputs = ("o", "req")
 
     def __init__(self, e: EngineSequence):
+        self.inputs = ("i", "rdata") + (("u",) if e.residual_bits is not None else ())
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
         self.loaded, self.n_in = False, 0
@@ -334,10 +350,17 @@ class EngineSequenceModel(BlockModel):
         self.acc_valid = False
         self.l_o = self.g_o = self.p_o = 0
 
+    def _waiting(self) -> bool:
+        return self.acc_valid and self.l_o == self.L - 1
+
     def valid(self, port):
-        return self.acc_valid and self.l_o == self.L - 1 if port == "o" else self.ahead != 2
+        if port == "req":
+            return self.ahead != 2
+        return self._waiting() and ("u" not in self.inputs or self.in_valid("u"))
 
     def ready(self, port):
+        if port == "u":
+            return self._waiting() and self.out_ready("o")
         return not self.loaded if port == "i" else True
 
     def tick(self, fired):

@@ -74,8 +74,9 @@ def model_cycles(component, run: MemoryRun, latency: int) -> dict[str, list[int]
                                       data_gap=run.data_gap))
     net.connect(("dut", "req"), ("memory", "req"))
     net.connect(("memory", "rdata"), ("dut", "rdata"))
-    net.add("src_i", Source(len(run.inputs["i"]), run.idle.get("i")))
-    net.connect(("src_i", "o"), ("dut", "i"))
+    for port in run.inputs:
+        net.add(f"src_{port}", Source(len(run.inputs[port]), run.idle.get(port)))
+        net.connect((f"src_{port}", "o"), ("dut", port))
     sink = net.add("sink_o", Sink(run.stall.get("o")))
     net.connect(("dut", "o"), ("sink_o", "i"))
     count = len(run.out_cycles["o"])

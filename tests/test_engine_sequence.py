@@ -1,4 +1,4 @@
-"""EngineSequence: one engine over fc1 -> LIF -> fc2 of a random SAFormer block, and over a
+"""EngineSequence: one engine over fc1 -> LIF -> fc2 + residual of a random SAFormer block, and over a
 three-layer sequence, bit-exact against the golden model under gaps and backpressure on
 every stream and the memory port, its cycle model checked beat by beat."""
 
@@ -30,16 +30,20 @@ def _mlp(cfg_changes, seed, images, **engine):
                           (blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), blk.fc2.acc_bits)],
                          [(blk.fc1_lif.vth.tolist(), blk.fc1_lif.input_shift,
                            blk.fc1_lif.state_bits)],
-                         tokens=cfg.tokens, time_steps=T, weight_bits=8, **engine)
-    ins, exp = [], []
+                         tokens=cfg.tokens, time_steps=T, weight_bits=8,
+                         residual_bits=model.u_bits, **engine)
+    ins, us, exp = [], [], []
     for b in range(images):
         ins += pack_spikes(_tokens(taps["blocks.0.mlp_lif"], b, T))
-        exp += pack_engine_values(_tokens(taps["blocks.0.fc2"], b, T), blk.fc2.acc_bits, seq.pe)
-    return seq, {"i": ins}, {"o": exp}
+        us += pack_engine_values(_tokens(taps["blocks.0.u_attn"], b, T), model.u_bits, seq.pe)
+        exp += pack_engine_values(_tokens(taps["blocks.0.u_mlp"], b, T), model.u_bits, seq.pe)
+    return seq, {"i": ins, "u": us}, {"o": exp}
 
 
 @pytest.mark.sim
-def test_mlp_fc1_lif_fc2(verilator):
+def test_mlp_fc1_lif_fc2_residual(verilator):
+    """U'' = U' + fc2(LIF(fc1(S))) of a random block, S = the golden mlp_lif spikes (the
+    mlp_lif itself is not in the engine yet)."""
     seq, ins, exp = _mlp(dict(dim=16, heads=2, mlp_ratio=2), 4, 2, pe=4, simd=4, beat_bits=16,
                          max_burst=16, base_addr=8, addr_bits=12)
     words = sequence_image(seq)
