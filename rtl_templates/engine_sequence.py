@@ -47,7 +47,10 @@ class EngineSequence(wiring.Component):
     ``signed(residual_bits)``, in ``o``'s order) is added to every output beat, and ``o``
     carries ``u + out`` at ``residual_bits`` (the caller's width must hold the sum, as
     `derive_widths`' u_bits does): ``o.valid`` needs ``u.valid``, ``u.ready`` is ``o.ready``
-    while an output beat waits (a join).
+    while an output beat waits (a join). With ``input_lif`` ((vth, input_shift,
+    state_bits) of the first layer's inputs) and ``input_bits``, ``i`` carries values
+    instead (``pe`` lanes of ``signed(input_bits)``, tile-major like ``o``: (in/pe) * N*T
+    beats an image), and a LIF turns them into the first layer's spikes as they load.
 
     Memory image: the layers' `LinearEngine` images one after the other from ``base_addr``
     (`sequence_image`). Tiles are requested and filled in order over all layers (at most two
@@ -60,7 +63,8 @@ class EngineSequence(wiring.Component):
 
     def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
-                 base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None):
+                 base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
+                 input_lif=None, input_bits: int | None = None):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -92,8 +96,15 @@ class EngineSequence(wiring.Component):
             raise ValueError(f"the weights must fit addr_bits ({addr_bits})")
         self.acc_bits = max(acc for _, _, acc in self.layers)
         self.residual_bits = residual_bits
+        self.input_lif, self.input_bits = None, input_bits
+        if input_lif is not None:
+            check_int("input_bits", input_bits, 2)
+            check_divides("pe", pe, self.ins[0])
+            vth, sh, sb = input_lif
+            self.input_lif = (check_vth(vth, self.ins[0], sb), check_int("input_shift", sh, 0), sb)
         ports = {
-            "i": In(spike_signature(self.ins[0])),
+            "i": In(spike_signature(self.ins[0]) if input_lif is None
+                    else values_signature(input_bits, pe)),
             "o": Out(values_signature(residual_bits or self.layers[-1][2], pe)),
             "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
                                              beat_bits=beat_bits)),
@@ -107,6 +118,11 @@ class EngineSequence(wiring.Component):
     @property
     def positions(self) -> int:
         return self.tokens * self.time_steps
+
+    @property
+    def input_beats(self) -> int:
+        """Input beats per image."""
+        return self.positions * (1 if self.input_lif is None else self.ins[0] // self.pe)
 
     @property
     def stages(self) -> int:
@@ -151,7 +167,7 @@ class EngineSequence(wiring.Component):
         for layer, n in enumerate(self.ins):
             mem = Memory(shape=unsigned(n), depth=P, init=[], attrs=attrs)
             m.submodules[f"act{layer}"] = mem
-            gran = {} if layer == 0 else {"granularity": self.pe}
+            gran = {} if layer == 0 and self.input_lif is None else {"granularity": self.pe}
             acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
         m.submodules.tiles = tiles = Memory(shape=unsigned(R), depth=2 * max(Ks), init=[], attrs=attrs)
         tile_w, tile_r = tiles.write_port(), tiles.read_port(domain="sync")
@@ -160,15 +176,32 @@ class EngineSequence(wiring.Component):
         def counter(n, name):
             return Signal(range(max(n, 2)), name=name)
 
-        # -- load the first layer's spikes ---------------------------------------
+        # -- load the first layer's spikes (through the input LIF: pe lanes a beat) -----
         loaded, n_in = Signal(), counter(P, "n_in")
         w0 = acts[0][0]
-        m.d.comb += [self.i.ready.eq(~loaded), w0.addr.eq(n_in), w0.data.eq(self.i.payload),
-                     w0.en.eq(self.i.valid & ~loaded)]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += n_in.eq(n_in + 1)
-            with m.If(n_in == P - 1):
-                m.d.sync += [n_in.eq(0), loaded.eq(1)]
+        fire_in = Signal()
+        m.d.comb += [self.i.ready.eq(~loaded), fire_in.eq(self.i.valid & ~loaded), w0.addr.eq(n_in)]
+        last_in = n_in == P - 1
+        if self.input_lif is None:
+            m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(fire_in)]
+        else:
+            vth, shift, state_bits = self.input_lif
+            g_in, t_in = counter(self.ins[0] // self.pe, "g_in"), counter(self.time_steps, "t_in")
+            v = membranes(self.pe, state_bits)
+            th = threshold_table(m, g_in, vth, self.pe, state_bits)
+            xs = [self.i.payload[j] for j in range(self.pe)]
+            spikes = lif_lanes(m, xs, v, th, first=t_in == 0, step=fire_in, input_shift=shift)
+            m.d.comb += [w0.data.eq(Cat(*spikes).replicate(len(w0.en))),
+                         w0.en.eq(Mux(fire_in, Const(1, len(w0.en)) << g_in, 0))]
+            with m.If(fire_in):
+                m.d.sync += t_in.eq(Mux(t_in == self.time_steps - 1, 0, t_in + 1))
+                with m.If(last_in):
+                    m.d.sync += g_in.eq(Mux(g_in == len(w0.en) - 1, 0, g_in + 1))
+            last_in = last_in & (g_in == len(w0.en) - 1)
+        with m.If(fire_in):
+            m.d.sync += n_in.eq(Mux(n_in == P - 1, 0, n_in + 1))
+            with m.If(last_in):
+                m.d.sync += loaded.eq(1)
 
         # -- requests over every layer's tiles -------------------------------------
         ahead = Signal(range(3))
@@ -339,6 +372,7 @@ class EngineSequenceModel(BlockModel):
     def __init__(self, e: EngineSequence):
         self.inputs = ("i", "rdata") + (("u",) if e.residual_bits is not None else ())
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
+        self.P_in = e.input_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
         self.loaded, self.n_in = False, 0
         self.ahead = self.c_req = self.l_req = self.g_req = 0
@@ -407,7 +441,7 @@ class EngineSequenceModel(BlockModel):
                     self.l_o = 0 if final_layer else self.l_o + 1
         if fired["i"]:
             self.n_in += 1
-            if self.n_in == self.P:
+            if self.n_in == self.P_in:
                 self.n_in, self.loaded = 0, True
         if fired["req"]:
             self.c_req += 1

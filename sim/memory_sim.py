@@ -90,7 +90,7 @@ def verify_memory_block(component, inputs, expected, *, words, latency: int = 8,
     run = simulate_memory_block(component, inputs, expected, words=words, latency=latency,
                                 base=component.base_addr, **kwargs)
     want = component.requests()
-    images = len(run.inputs["i"]) // component.positions
+    images = len(run.inputs["i"]) // getattr(component, "input_beats", component.positions)
     got = run.requests
     # The engine prefetches up to two tiles of the image after the last one.
     cyclic = [want[k % len(want)] for k in range(len(got))]

@@ -31,10 +31,12 @@ def _mlp(cfg_changes, seed, images, **engine):
                          [(blk.fc1_lif.vth.tolist(), blk.fc1_lif.input_shift,
                            blk.fc1_lif.state_bits)],
                          tokens=cfg.tokens, time_steps=T, weight_bits=8,
-                         residual_bits=model.u_bits, **engine)
+                         residual_bits=model.u_bits, input_bits=model.u_bits,
+                         input_lif=(blk.mlp_lif.vth.tolist(), blk.mlp_lif.input_shift,
+                                    blk.mlp_lif.state_bits), **engine)
     ins, us, exp = [], [], []
     for b in range(images):
-        ins += pack_spikes(_tokens(taps["blocks.0.mlp_lif"], b, T))
+        ins += pack_engine_values(_tokens(taps["blocks.0.u_attn"], b, T), model.u_bits, seq.pe)
         us += pack_engine_values(_tokens(taps["blocks.0.u_attn"], b, T), model.u_bits, seq.pe)
         exp += pack_engine_values(_tokens(taps["blocks.0.u_mlp"], b, T), model.u_bits, seq.pe)
     return seq, {"i": ins, "u": us}, {"o": exp}
@@ -42,8 +44,8 @@ def _mlp(cfg_changes, seed, images, **engine):
 
 @pytest.mark.sim
 def test_mlp_fc1_lif_fc2_residual(verilator):
-    """U'' = U' + fc2(LIF(fc1(S))) of a random block, S = the golden mlp_lif spikes (the
-    mlp_lif itself is not in the engine yet)."""
+    """A random block's MLP: U'' = U' + fc2(fc1_lif(fc1(mlp_lif(U')))), U' read twice (into
+    the input LIF and into the residual join)."""
     seq, ins, exp = _mlp(dict(dim=16, heads=2, mlp_ratio=2), 4, 2, pe=4, simd=4, beat_bits=16,
                          max_burst=16, base_addr=8, addr_bits=12)
     words = sequence_image(seq)
