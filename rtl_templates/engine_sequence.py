@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import check_divides, check_int, spike_signature, values_signature
+from rtl_templates.engine_sequence_model import EngineSequenceModel
 from rtl_templates.gated_sum import (
     check_acc_bits,
     check_matrix,
@@ -22,7 +23,6 @@ from rtl_templates.gated_sum import (
 )
 from rtl_templates.lif_array import check_vth, lif_lanes, membranes, threshold_table
 from rtl_templates.memory_port import memory_port_signature
-from rtl_templates.timing import BlockModel
 
 
 def _pick(m: Module, sel, values: list[int], name: str) -> Signal:
@@ -361,104 +361,3 @@ def sequence_image(seq: EngineSequence) -> list[int]:
         for row in weight_rows(w, seq.pe, seq.simd, seq.weight_bits):
             words += [(row >> (b * seq.beat_bits)) & mask for b in range(seq.row_beats)]
     return words
-
-
-class EngineSequenceModel(BlockModel):
-    """Control mirror of EngineSequence (LinearEngineModel's, per layer, plus the written
-    flags between layers and the output side's layer counter)."""
-
-    outputs = ("o", "req")
-
-    def __init__(self, e: EngineSequence):
-        self.inputs = ("i", "rdata") + (("u",) if e.residual_bits is not None else ())
-        self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
-        self.P_in = e.input_beats
-        self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
-        self.loaded, self.n_in = False, 0
-        self.ahead = self.c_req = self.l_req = self.g_req = 0
-        self.b_f = self.k_f = self.f_sel = self.l_f = self.g_f = 0
-        self.full = [False, False]
-        self.c_sel = self.lay = self.g = self.p = self.k = 0
-        self.written = [False] * max(1, self.L - 1)
-        self.pipe: list[bool | None] = [None] * e.stages
-        self.acc_valid = False
-        self.l_o = self.g_o = self.p_o = 0
-
-    def _waiting(self) -> bool:
-        return self.acc_valid and self.l_o == self.L - 1
-
-    def valid(self, port):
-        if port == "req":
-            return self.ahead != 2
-        return self._waiting() and ("u" not in self.inputs or self.in_valid("u"))
-
-    def ready(self, port):
-        if port == "u":
-            return self._waiting() and self.out_ready("o")
-        return not self.loaded if port == "i" else True
-
-    def tick(self, fired):
-        final_layer = self.l_o == self.L - 1
-        sink_ready = fired["o"] if final_layer else True
-        last = self.pipe[-1]
-        advance = not (last is not None and self.acc_valid and not sink_ready)
-        taken = self.acc_valid and sink_ready
-        consumed = requested = False
-        if advance:  # compute, on the cycle's starting state
-            item = None
-            src = self.loaded if self.lay == 0 else self.written[self.lay - 1]
-            if src and self.full[self.c_sel]:
-                K = self.Ks[self.lay]
-                item = self.k == K - 1
-                self.k = (self.k + 1) % K
-                if item:
-                    self.p = (self.p + 1) % self.P
-                    if self.p == 0:
-                        consumed = True
-                        self.full[self.c_sel] = False
-                        self.c_sel ^= 1
-                        self.g += 1
-                        if self.g == self.Gs[self.lay]:
-                            self.g = 0
-                            if self.lay:
-                                self.written[self.lay - 1] = False
-                            self.lay += 1
-                            if self.lay == self.L:
-                                self.lay, self.loaded = 0, False
-            self.pipe = [item] + self.pipe[:-1]
-        if advance and last is not None:
-            self.acc_valid = last
-        elif sink_ready:
-            self.acc_valid = False
-        if taken:
-            self.p_o = (self.p_o + 1) % self.P
-            if self.p_o == 0:
-                self.g_o += 1
-                if self.g_o == self.Gs[self.l_o]:
-                    self.g_o = 0
-                    if not final_layer:
-                        self.written[self.l_o] = True
-                    self.l_o = 0 if final_layer else self.l_o + 1
-        if fired["i"]:
-            self.n_in += 1
-            if self.n_in == self.P_in:
-                self.n_in, self.loaded = 0, True
-        if fired["req"]:
-            self.c_req += 1
-            if self.c_req == self.n_req[self.l_req]:
-                self.c_req, requested = 0, True
-                self.g_req += 1
-                if self.g_req == self.Gs[self.l_req]:
-                    self.g_req, self.l_req = 0, (self.l_req + 1) % self.L
-        if fired["rdata"]:
-            self.b_f = (self.b_f + 1) % self.BR
-            if self.b_f == 0:
-                self.k_f += 1
-                if self.k_f == self.Ks[self.l_f]:
-                    self.k_f = 0
-                    self.full[self.f_sel] = True
-                    self.f_sel ^= 1
-                    self.g_f += 1
-                    if self.g_f == self.Gs[self.l_f]:
-                        self.g_f, self.l_f = 0, (self.l_f + 1) % self.L
-        self.ahead += requested - consumed
