@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import check_divides, check_int, spike_signature, values_signature
-from rtl_templates.engine_sequence_model import EngineSequenceModel
+from rtl_templates.engine_models import EngineSequenceModel
 from rtl_templates.gated_sum import (
     check_acc_bits,
     check_matrix,

@@ -8,7 +8,7 @@ input spike is 1); docs/hardware.md "External-weight execution style".
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -17,11 +17,13 @@ from amaranth.lib.wiring import In, Out
 from rtl_templates.common import (
     Resources,
     bits_for,
+    check_choice,
     check_divides,
     check_int,
     spike_signature,
     values_signature,
 )
+from rtl_templates.engine_models import LinearEngineModel
 from rtl_templates.gated_sum import (
     FoldedLinear,
     check_acc_bits,
@@ -35,7 +37,7 @@ from rtl_templates.gated_sum import (
     weight_rows,
 )
 from rtl_templates.memory_port import memory_port_signature
-from rtl_templates.timing import BlockModel
+from rtl_templates.spike_linear import _lowest_set_bit
 
 
 class LinearEngine(FoldedLinear, wiring.Component):
@@ -67,13 +69,17 @@ class LinearEngine(FoldedLinear, wiring.Component):
     output beat fires ``stages + 1`` cycles after its last operation (``stages = 1 +
     tree_stages(simd)``). Backpressure on ``o`` stalls the datapath as in `SpikeLinear`;
     gaps on ``rdata`` only delay. `cycles()` is the exact free-flow count; `model()` the
-    cycle model under any gaps and stalls. The engine prefetches the first two tiles of
+    cycle model under any gaps and stalls. ``mode="event"`` (``simd`` 1): a position costs
+    ``max(1, set bits)`` operations, one per set bit, lowest first (the priority encoder of
+    `SpikeLinear`), each reading that input's tile row; one more pipeline stage (the
+    encoder's registered index). The engine prefetches the first two tiles of
     the next image (a sequencer would prefetch the next layer's).
     """
 
     def __init__(self, weight, bias, *, tokens: int, time_steps: int, weight_bits: int,
                  acc_bits: int, pe: int = 1, simd: int = 1, beat_bits: int = 16,
-                 max_burst: int = 64, base_addr: int = 0, addr_bits: int = 24):
+                 max_burst: int = 64, base_addr: int = 0, addr_bits: int = 24,
+                 mode: str = "dense"):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         self.weight, self.bias = check_matrix(weight, bias, weight_bits)
         self.out_features, self.in_features = len(self.weight), len(self.weight[0])
@@ -83,6 +89,11 @@ class LinearEngine(FoldedLinear, wiring.Component):
         check_divides("pe", pe, self.out_features)
         self.simd = check_int("simd", simd)
         check_divides("simd", simd, self.in_features)
+        check_choice("mode", mode, ("dense", "event"))
+        if mode == "event" and (simd != 1 or tokens * time_steps < 2):
+            raise ValueError(f"event mode needs simd 1 and at least 2 positions, not simd "
+                             f"{simd!r} and {tokens * time_steps!r}")
+        self.mode = mode
         self.beat_bits = check_int("beat_bits", beat_bits)
         row = pe * simd * weight_bits
         if row % beat_bits:
@@ -105,7 +116,9 @@ class LinearEngine(FoldedLinear, wiring.Component):
     # -- shapes ---------------------------------------------------------------
     @property
     def stages(self) -> int:
-        return 1 + tree_stages(self.simd)
+        """Pipeline stages after issue: (event: the address register), the tile read, the
+        tree registers."""
+        return 1 + tree_stages(self.simd) + (self.mode == "event")
 
     @property
     def positions(self) -> int:
@@ -216,33 +229,58 @@ class LinearEngine(FoldedLinear, wiring.Component):
         k = Signal(range(max(K, 2)))
         ready_tile = Signal()
         m.d.comb += [ready_tile.eq(Cat(full[0], full[1]).bit_select(c_sel, 1)),
-                     go.eq(loaded & ready_tile & advance),
-                     act_r.addr.eq(p), act_r.en.eq(advance),
-                     tile_r.addr.eq(c_sel * K + k), tile_r.en.eq(advance)]
-        consumed = Signal()
-        with m.If(go):
-            m.d.sync += k.eq(k + 1)
-            with m.If(k == K - 1):
-                m.d.sync += [k.eq(0), p.eq(p + 1)]
-                with m.If(p == P - 1):
-                    m.d.comb += consumed.eq(1)
-                    m.d.sync += [p.eq(0), g.eq(g + 1), c_sel.eq(~c_sel)]
-                    with m.If(c_sel):
-                        m.d.sync += full[1].eq(0)
-                    with m.Else():
-                        m.d.sync += full[0].eq(0)
-                    with m.If(g == G - 1):
-                        m.d.sync += [g.eq(0), loaded.eq(0)]
+                     go.eq(loaded & ready_tile & advance)]
+        consumed, end_pos = Signal(), Signal()  # a position's last operation issues
+        with m.If(go & end_pos):
+            m.d.sync += p.eq(p + 1)
+            with m.If(p == P - 1):
+                m.d.comb += consumed.eq(1)
+                m.d.sync += [p.eq(0), g.eq(g + 1), c_sel.eq(~c_sel)]
+                with m.If(c_sel):
+                    m.d.sync += full[1].eq(0)
+                with m.Else():
+                    m.d.sync += full[0].eq(0)
+                with m.If(g == G - 1):
+                    m.d.sync += [g.eq(0), loaded.eq(0)]
         m.d.sync += ahead.eq(ahead + tile_requested - consumed)
-
         tags = {"valid": Signal(name="valid_s1"), "first": Signal(name="first_s1"),
                 "last": Signal(name="last_s1"), "g": Signal(range(max(G, 2)), name="g_s1")}
-        k1 = Signal(range(max(K, 2)))
-        with m.If(advance):
-            m.d.sync += [tags["valid"].eq(go), tags["first"].eq(k == 0),
-                         tags["last"].eq(k == K - 1), tags["g"].eq(g), k1.eq(k)]
         gates = Signal(self.simd)
-        m.d.comb += gates.eq(act_r.data.word_select(k1, self.simd))
+        if self.mode == "dense":
+            m.d.comb += [end_pos.eq(k == K - 1), act_r.addr.eq(p), act_r.en.eq(advance),
+                         tile_r.addr.eq(c_sel * K + k), tile_r.en.eq(advance)]
+            with m.If(go):
+                m.d.sync += k.eq(Mux(k == K - 1, 0, k + 1))
+            k1 = Signal(range(max(K, 2)))
+            with m.If(advance):
+                m.d.sync += [tags["valid"].eq(go), tags["first"].eq(k == 0),
+                             tags["last"].eq(k == K - 1), tags["g"].eq(g), k1.eq(k)]
+            m.d.comb += gates.eq(act_r.data.word_select(k1, self.simd))
+        else:
+            # The spike memory's read register always holds position p's word (the next
+            # one's from the cycle after p's last operation): the encoder reads it fresh,
+            # then what is left of it.
+            fresh, pending, cur = Signal(init=1), Signal(IN), Signal(IN)
+            m.d.comb += cur.eq(Mux(fresh, act_r.data, pending))
+            rest, idx, at_most_one = _lowest_set_bit(m, cur)
+            m.d.comb += [end_pos.eq(at_most_one), act_r.en.eq(1),
+                         act_r.addr.eq(Mux(go & at_most_one, Mux(p == P - 1, 0, p + 1), p))]
+            with m.If(go):
+                m.d.sync += [fresh.eq(at_most_one), pending.eq(rest)]
+            # The encoder's index gets a register before the address adder and the memory.
+            a = {name: Signal(len(v), name=f"{name}_a") for name, v in
+                 (("valid", go), ("first", fresh), ("last", at_most_one), ("g", g),
+                  ("gate", cur.any()), ("sel", c_sel), ("idx", idx))}
+            with m.If(advance):
+                m.d.sync += [a["valid"].eq(go), a["first"].eq(fresh), a["last"].eq(at_most_one),
+                             a["g"].eq(g), a["gate"].eq(cur.any()), a["sel"].eq(c_sel),
+                             a["idx"].eq(idx)]
+            m.d.comb += [tile_r.addr.eq(a["sel"] * K + a["idx"]), tile_r.en.eq(advance)]
+            gate1 = Signal()
+            with m.If(advance):
+                m.d.sync += [tags[n].eq(a[n]) for n in ("valid", "first", "last", "g")]
+                m.d.sync += gate1.eq(a["gate"])
+            m.d.comb += gates.eq(gate1)
         sums, tags = gated_sum(m, words=tile_r.data, gates=gates, pe=self.pe, simd=self.simd,
                                weight_bits=self.weight_bits, advance=advance, tags=tags)
         self.accumulate_output(m, sums, tags, advance)
@@ -252,13 +290,24 @@ class LinearEngine(FoldedLinear, wiring.Component):
     def model(self) -> LinearEngineModel:
         return LinearEngineModel(self)
 
-    def cycles(self, images: int, latency: int) -> int:
+    def ops_per_tile(self, spike_counts=None) -> int:
+        """Operations of one tile: dense ``N*T*K``; event ``sum over positions of
+        max(1, spike count)`` (`spike_counts`: the image's N*T counts)."""
+        if self.mode == "dense":
+            return self.positions * self.chunks
+        counts = [int(c) for c in spike_counts]
+        if len(counts) != self.positions:
+            raise ValueError(f"spike_counts must list {self.positions} positions, not {len(counts)}")
+        return sum(max(1, c) for c in counts)
+
+    def cycles(self, images: int, latency: int, spike_counts=None) -> int:
         """Cycle of the last output beat of `images` images when everything flows freely
         (input always valid, output and memory always ready, every beat offered as soon as
-        the memory's `latency` allows)."""
+        the memory's `latency` allows). Event mode: `spike_counts` [images][N*T]."""
         check_int("images", images)
-        G, P, C, TB, n = self.groups, self.positions, self.positions * self.chunks, \
-            self.tile_beats, len(self.tile_requests())
+        ops = [self.ops_per_tile(None if self.mode == "dense" else spike_counts[i])
+               for i in range(images)]
+        G, P, TB, n = self.groups, self.positions, self.tile_beats, len(self.tile_requests())
         req_start, data_end, end = [], [], []
         load_done = P  # image 0's beats fire in cycles 1 .. P
         for j in range(images * G):
@@ -272,7 +321,7 @@ class LinearEngine(FoldedLinear, wiring.Component):
             if j and j % G == 0:
                 load_done = end[j - 1] + P
             start = max(end[j - 1] + 1 if j else 1, data_end[j] + 1, load_done + 1)
-            end.append(start + C - 1)
+            end.append(start + ops[j // G] - 1)
         return end[-1] + self.stages + 1
 
     def resources(self, family: str) -> Resources:
@@ -291,6 +340,9 @@ class LinearEngine(FoldedLinear, wiring.Component):
         per_bit = 2 if G <= 4 else 2 + rom_luts(G)
         lut = (tree_luts(pe, self.simd, self.weight_bits) + pe * self.acc_bits * per_bit
                + self.simd * mux_luts(K) + 2 * counters + self.addr_bits + (BR - 1) + 16)
+        if self.mode == "event":  # the encoder of spike_linear's event mode, its address stage
+            lut += 3 * IN + bits_for(IN) * IN // 6 + IN * 5 // 6  # fresh mux, clear, pending
+            ff += IN + 1 + tags + 2 + bits_for(IN)
         mems = ((P, IN), (2 * K, pe * self.simd * self.weight_bits))
         return Resources(lut=lut, ff=ff, memories=mems, memory_kinds=("block", "block"))
 
@@ -316,67 +368,3 @@ def pack_engine_values(values, width: int, pe: int) -> list[int]:
                 words.append(sum((int(values[n][t][g * pe + j]) & mask) << (j * width)
                                  for j in range(pe)))
     return words
-
-
-class LinearEngineModel(BlockModel):
-    """Control mirror of LinearEngine: load counter, request window, fill counters, the
-    buffers' full flags, the compute counters, the pipeline's tags and the output register."""
-
-    inputs = ("i", "rdata")
-    outputs = ("o", "req")
-
-    def __init__(self, e: LinearEngine):
-        self.P, self.K, self.G = e.positions, e.chunks, e.groups
-        self.BR, self.n_req = e.row_beats, len(e.tile_requests())
-        self.loaded, self.n_in = False, 0
-        self.ahead = self.c_req = 0
-        self.b_f = self.k_f = self.f_sel = 0
-        self.full = [False, False]
-        self.c_sel = self.g = self.p = self.k = 0
-        self.pipe: list[bool | None] = [None] * e.stages
-        self.out_valid = False
-
-    def valid(self, port):
-        return self.out_valid if port == "o" else self.ahead != 2
-
-    def ready(self, port):
-        return not self.loaded if port == "i" else True
-
-    def tick(self, fired):
-        final = self.pipe[-1]
-        advance = not (final is not None and self.out_valid and not fired["o"])
-        if advance and final is not None:
-            self.out_valid = final
-        elif fired["o"]:
-            self.out_valid = False
-        consumed = requested = False
-        if advance:
-            item = None
-            if self.loaded and self.full[self.c_sel]:
-                item = self.k == self.K - 1
-                self.k = (self.k + 1) % self.K
-                if item:
-                    self.p = (self.p + 1) % self.P
-                    if self.p == 0:
-                        consumed = True
-                        self.full[self.c_sel] = False
-                        self.c_sel ^= 1
-                        self.g = (self.g + 1) % self.G
-                        if self.g == 0:
-                            self.loaded = False
-            self.pipe = [item] + self.pipe[:-1]
-        if fired["i"]:
-            self.n_in += 1
-            if self.n_in == self.P:
-                self.n_in, self.loaded = 0, True
-        if fired["req"]:
-            self.c_req = (self.c_req + 1) % self.n_req
-            requested = self.c_req == 0
-        if fired["rdata"]:
-            self.b_f = (self.b_f + 1) % self.BR
-            if self.b_f == 0:
-                self.k_f = (self.k_f + 1) % self.K
-                if self.k_f == 0:
-                    self.full[self.f_sel] = True
-                    self.f_sel ^= 1
-        self.ahead += requested - consumed

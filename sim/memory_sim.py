@@ -76,7 +76,7 @@ def model_cycles(component, run: MemoryRun, latency: int) -> dict[str, list[int]
     net.connect(("memory", "rdata"), ("dut", "rdata"))
     for port in run.inputs:
         net.add(f"src_{port}", Source(len(run.inputs[port]), run.idle.get(port)))
-        net.connect((f"src_{port}", "o"), ("dut", port))
+        net.connect((f"src_{port}", "o"), ("dut", port), words=run.inputs[port])
     sink = net.add("sink_o", Sink(run.stall.get("o")))
     net.connect(("dut", "o"), ("sink_o", "i"))
     count = len(run.out_cycles["o"])

@@ -17,7 +17,7 @@ from sim.runner import SimulationFailed
 
 
 def _engine(out, n_in, tokens, T, pe, simd, beat_bits, max_burst, kind="random", seed=0,
-            base_addr=0):
+            base_addr=0, mode="dense"):
     g = torch.Generator().manual_seed(seed)
     if kind == "random":
         w = torch.randint(-127, 128, (out, n_in), generator=g)
@@ -28,7 +28,7 @@ def _engine(out, n_in, tokens, T, pe, simd, beat_bits, max_burst, kind="random",
     acc = signed_bits(int((b + w.clamp(max=0).sum(1)).min()), int((b + w.clamp(min=0).sum(1)).max()))
     e = LinearEngine(w.tolist(), b.tolist(), tokens=tokens, time_steps=T, weight_bits=8,
                      acc_bits=acc, pe=pe, simd=simd, beat_bits=beat_bits, max_burst=max_burst,
-                     base_addr=base_addr, addr_bits=16)
+                     base_addr=base_addr, addr_bits=16, mode=mode)
     return e, w, b
 
 
@@ -46,8 +46,12 @@ def _images(e, w, b, images, seed):
 
 # fold: rows of 3 beats, tiles of 12 beats in requests of 5, 5, 2; unroll: one tile (both
 # buffers alternate over images), a two-stage tree, T = 1, extreme sums; serial: pe = simd
-# = 1, a row per beat, latency 1.
+# = 1, a row per beat, latency 1; event: one row per set bit (in = 40: the encoder's 16-bit
+# chunks), an all-zero token costs one operation per position.
 CASES = {
+    "event-fold": dict(args=(6, 12, 4, 2, 3, 1, 8, 5), mode="event", seed=4, latency=6),
+    "event-wide-extreme": dict(args=(6, 40, 3, 1, 6, 1, 16, 64), mode="event", kind="extreme",
+                               seed=5, latency=2),
     "fold": dict(args=(6, 12, 4, 2, 2, 3, 16, 5), seed=1, base_addr=100, latency=6),
     "unroll-extreme": dict(args=(6, 12, 3, 1, 6, 12, 32, 64), kind="extreme", seed=2,
                            latency=11),
@@ -60,12 +64,14 @@ CASES = {
 def test_linear_engine(verilator, name):
     case = CASES[name]
     e, w, b = _engine(*case["args"], kind=case.get("kind", "random"), seed=case["seed"],
-                      base_addr=case.get("base_addr", 0))
+                      base_addr=case.get("base_addr", 0), mode=case.get("mode", "dense"))
     ins, exp = _images(e, w, b, 3, case["seed"])
     words, lat = memory_image(e), case["latency"]
     run = verify_memory_block(e, ins, exp, words=words, latency=lat, simulator=verilator,
                               tag="lengine")
-    assert run.cycles == e.cycles(3, lat)
+    P = e.positions
+    counts = [[bin(x).count("1") for x in ins["i"][m * P:(m + 1) * P]] for m in range(3)]
+    assert run.cycles == e.cycles(3, lat, counts if e.mode == "event" else None)
     verify_memory_block(e, ins, exp, words=words, latency=lat, simulator=verilator,
                         seed=case["seed"], gap=0.3, backpressure=0.4, mem_stall=0.3,
                         mem_gap=0.4, tag="lengine")
@@ -131,11 +137,20 @@ def test_rejects_bad_parameters():
         LinearEngine(w, b, pe=2, simd=1, beat_bits=16, base_addr=255, addr_bits=8, **ok)
     with pytest.raises(TypeError, match="max_burst must be an integer >= 1, not 0"):
         LinearEngine(w, b, pe=2, beat_bits=16, max_burst=0, **ok)
+    with pytest.raises(ValueError, match="event mode needs simd 1 and at least 2 positions"):
+        LinearEngine(w, b, pe=2, simd=2, beat_bits=16, mode="event", **ok)
+    with pytest.raises(ValueError, match="mode must be one of 'dense', 'event', not 'sparse'"):
+        LinearEngine(w, b, pe=2, beat_bits=16, mode="sparse", **ok)
+    e = LinearEngine(w, b, pe=2, beat_bits=16, mode="event", **ok)
+    assert e.ops_per_tile([0, 3, 1, 4]) == 1 + 3 + 1 + 4
+    assert e.stages == 3  # the encoder's address register, the tile read, the tree
 
 
 RESOURCE_DESIGNS = {
     "engine 64->32 pe4 simd8 w16": lambda: _engine(32, 64, 16, 4, 4, 8, 16, 64)[0],
     "engine 384->48 pe8 simd16 w16": lambda: _engine(48, 384, 64, 4, 8, 16, 16, 64)[0],
+    "event engine 384->48 pe16 w16": lambda: _engine(48, 384, 64, 4, 16, 1, 16, 64,
+                                                     mode="event")[0],
 }
 
 

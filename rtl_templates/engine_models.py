@@ -1,5 +1,6 @@
-"""Cycle model of `rtl_templates.engine_sequence.EngineSequence` (its control, never its data),
-kept apart from the block only to keep each file short."""
+"""Cycle models of the external-weight engine blocks (`linear_engine.LinearEngine`,
+`engine_sequence.EngineSequence`): their control, never their data; kept apart from the
+blocks only to keep each file short."""
 
 from __future__ import annotations
 
@@ -104,4 +105,77 @@ class EngineSequenceModel(BlockModel):
                     self.g_f += 1
                     if self.g_f == self.Gs[self.l_f]:
                         self.g_f, self.l_f = 0, (self.l_f + 1) % self.L
+        self.ahead += requested - consumed
+
+
+class LinearEngineModel(BlockModel):
+    """Control mirror of LinearEngine: load counter, request window, fill counters, the
+    buffers' full flags, the compute counters, the pipeline's tags and the output register."""
+
+    inputs = ("i", "rdata")
+    outputs = ("o", "req")
+
+    def __init__(self, e):  # a LinearEngine
+        self.P, self.K, self.G = e.positions, e.chunks, e.groups
+        self.BR, self.n_req = e.row_beats, len(e.tile_requests())
+        self.loaded, self.n_in = False, 0
+        self.ahead = self.c_req = 0
+        self.b_f = self.k_f = self.f_sel = 0
+        self.full = [False, False]
+        self.c_sel = self.g = self.p = self.k = 0
+        self.pipe: list[bool | None] = [None] * e.stages
+        self.out_valid = False
+        self.event = e.mode == "event"
+        self.ops = [self.K] * self.P  # operations of each position (event: its popcount)
+        self._offered = 0
+
+    def valid(self, port):
+        return self.out_valid if port == "o" else self.ahead != 2
+
+    def ready(self, port):
+        if port != "i":
+            return True
+        if self.event and not self.loaded and self.in_valid("i"):
+            self._offered = max(1, bin(self.in_word("i")).count("1"))
+        return not self.loaded
+
+    def tick(self, fired):
+        final = self.pipe[-1]
+        advance = not (final is not None and self.out_valid and not fired["o"])
+        if advance and final is not None:
+            self.out_valid = final
+        elif fired["o"]:
+            self.out_valid = False
+        consumed = requested = False
+        if advance:
+            item = None
+            if self.loaded and self.full[self.c_sel]:
+                item = self.k == self.ops[self.p] - 1
+                self.k = 0 if item else self.k + 1
+                if item:
+                    self.p = (self.p + 1) % self.P
+                    if self.p == 0:
+                        consumed = True
+                        self.full[self.c_sel] = False
+                        self.c_sel ^= 1
+                        self.g = (self.g + 1) % self.G
+                        if self.g == 0:
+                            self.loaded = False
+            self.pipe = [item] + self.pipe[:-1]
+        if fired["i"]:
+            if self.event:
+                self.ops[self.n_in] = self._offered
+            self.n_in += 1
+            if self.n_in == self.P:
+                self.n_in, self.loaded = 0, True
+        if fired["req"]:
+            self.c_req = (self.c_req + 1) % self.n_req
+            requested = self.c_req == 0
+        if fired["rdata"]:
+            self.b_f = (self.b_f + 1) % self.BR
+            if self.b_f == 0:
+                self.k_f = (self.k_f + 1) % self.K
+                if self.k_f == 0:
+                    self.full[self.f_sel] = True
+                    self.f_sel ^= 1
         self.ahead += requested - consumed
