@@ -22,6 +22,10 @@ def main() -> None:
     cases = [
         ("event pe48 simd2 r10% 1 beat/cycle", m8, chosen, one),
         ("event pe48 simd2 r10% 2 beats/cycle", m8, chosen, two),
+        ("  same, 64-bit segment encoder (planned)", m8,
+         EngineKnobs(pe=48, simd=2, max_fan_in=512, segment=64), two),
+        ("event pe96 simd1 r10% 2 beats/cycle", m8, EngineKnobs(pe=96, simd=1, max_fan_in=512),
+         two),
         ("event pe48 simd2 r20% 2 beats/cycle", m8, EngineKnobs(pe=48, simd=2, max_fan_in=512,
                                                                 spike_rate=0.2), two),
         ("event pe48 simd2 r5% 2 beats/cycle", m8, EngineKnobs(pe=48, simd=2, max_fan_in=512,

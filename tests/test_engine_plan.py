@@ -97,3 +97,18 @@ def test_small_model_and_refusals():
         EngineKnobs(pe=0)
     with pytest.raises(EnginePlanError, match=r"spike_rate must be in \(0, 1\]"):
         EngineKnobs(spike_rate=0)
+
+
+def test_engine_lut_is_the_built_blocks_estimate(paper):
+    """With the built encoder (segment >= the tile's fan-in) the engine's LUT/FF are the
+    LinearEngine block's own estimate, once per port; a narrower segment is cheaper."""
+    from rtl_templates.linear_engine import LinearEngine
+    plan = plan_engine(paper, CHOSEN, MemorySpec(beats_per_cycle=2.0), limits=LIMITS)
+    block = LinearEngine([[0] * 512] * 48, [0] * 48, tokens=64, time_steps=4, weight_bits=8,
+                         acc_bits=max(w.acc_bits for w in layer_work(paper) if w.on_engine),
+                         pe=48, mode="event").resources("ecp5")
+    assert plan.resources["engine"].lut == 2 * block.lut
+    assert plan.resources["engine"].ff == 2 * block.ff
+    narrow = plan_engine(paper, EngineKnobs(pe=48, simd=2, max_fan_in=512, segment=64),
+                         MemorySpec(beats_per_cycle=2.0), limits=LIMITS)
+    assert narrow.resources["engine"].lut < plan.resources["engine"].lut

@@ -14,9 +14,9 @@ from quant.errors import HwgenError
 from quant.ir import IntModel
 from rtl_templates.common import Resources
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.gated_sum import tree_luts
 from rtl_templates.head import Head
 from rtl_templates.lif_array import LIFArray
+from rtl_templates.linear_engine import LinearEngine
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.sasa import SASA
 
@@ -58,7 +58,8 @@ class EngineKnobs:
     ``batch``: images sharing each weight tile; ``max_fan_in``: inputs per weight tile
     (longer fan-ins are split, their partial sums accumulated); ``spike_rate``: assumed
     input spike rate of the event-driven layers; ``segment``: bits the event encoder scans
-    per cycle; ``clock_mhz``: the engine's clock."""
+    per cycle (the built block scans a whole tile's fan-in: ``segment >= max_fan_in``;
+    narrower is a planned encoder); ``clock_mhz``: the engine's clock."""
 
     mode: str = "event"
     pe: int = 64
@@ -66,7 +67,7 @@ class EngineKnobs:
     batch: int = 1
     max_fan_in: int = 864
     spike_rate: float = 0.1
-    segment: int = 64
+    segment: int = 4096
     lif_lanes: int = 16
     clock_mhz: float = 50.0
 
@@ -268,14 +269,21 @@ def engine_resources(model: IntModel, knobs: EngineKnobs, works: list[LayerWork]
     acc = max(w.acc_bits for w in eng)
     ports = knobs.simd if knobs.mode == "event" else 1
     simd = knobs.simd if knobs.mode == "dense" else 1
-    lane = tree_luts(pe, simd, wb) + pe * acc * 2  # gated adders, accumulate + bias mux
-    lut = ports * lane + 600  # tile/position/request counters, request and fill FSMs
-    ff = ports * pe * (acc + wb * simd + 4) + 400
-    if knobs.mode == "event":  # per port: segment encoder (lowest set bit, clear, index)
-        z = knobs.segment
-        lut += ports * (z * 4 + z * math.ceil(math.log2(z)) // 6)
-        ff += ports * (z + 16)
     depth = min(max(w.fan_in for w in eng), knobs.max_fan_in)
+    # The datapath, encoder and control of the built block (rtl_templates.linear_engine)
+    # for one tile shape, from its own estimate (its memories are counted below), once per
+    # port. Its encoder scans the whole spike word; a `segment` narrower than the tile's
+    # fan-in is a planned encoder (not built) whose cost replaces that one.
+    chunk = depth - depth % simd if knobs.mode == "dense" else depth
+    block = LinearEngine([[0] * chunk] * pe, [0] * pe, tokens=cfg.tokens, time_steps=T,
+                         weight_bits=wb, acc_bits=acc, pe=pe, simd=simd,
+                         beat_bits=math.gcd(16, pe * simd * wb), mode=knobs.mode).resources(family)
+    lut, ff = ports * block.lut, ports * block.ff
+    if knobs.mode == "event" and knobs.segment < chunk:
+        z = knobs.segment
+        built = 3 * chunk + math.ceil(math.log2(chunk)) * chunk // 6 + chunk * 5 // 6
+        lut += ports * (3 * z + math.ceil(math.log2(z)) * z // 6 + z * 5 // 6 - built)
+        ff += ports * (z - chunk)
     tile_rows = depth if knobs.mode == "event" else math.ceil(depth / simd)
     tile = Resources(0, 0, memories=((tile_rows, pe * simd * wb),) * 2, memory_kinds=("block",) * 2)
     # The residual stream U of B images: pe lanes wide, so the engine adds a tile's output
@@ -284,14 +292,13 @@ def engine_resources(model: IntModel, knobs: EngineKnobs, works: list[LayerWork]
     u_mem = Resources(pe * model.u_bits * 2, 0,
                       memories=((math.ceil(u_values / pe) * B, pe * model.u_bits),),
                       memory_kinds=("block",))
-    # Spike memory (fused schedule): the block's S = LIF(U) (read by q, k and the DWC), plus
-    # one tile's Q, K and Y (or fc1 spikes), `segment` bits wide. The stem's spikes and
-    # partial sums use U's memory, which holds nothing before the RPE conv writes it.
+    # Spike memories (fused schedule), one word per position as the engine reads them: the
+    # block's S = LIF(U) (read by q, k and the DWC), and one tile's Q, K and Y (or fc1
+    # spikes). The stem's spikes and partial sums use U's memory, which holds nothing
+    # before the RPE conv writes it.
     n = cfg.tokens * T
-    live = n * cfg.dim + 3 * n * max(pe, cfg.head_dim)
-    width = knobs.segment
-    spikes = Resources(0, 0, memories=((math.ceil(live * B / width), width),),
-                       memory_kinds=("block",))
+    spikes = Resources(0, 0, memories=((n * B, cfg.dim), (n * B, 3 * max(pe, cfg.head_dim))),
+                       memory_kinds=("block", "block"))
     grids = cfg.stem_grids()
     stem = 0
     for i, (st, w) in enumerate(zip(model.stem, works, strict=False)):
