@@ -90,9 +90,11 @@ class LinearEngine(FoldedLinear, wiring.Component):
         self.simd = check_int("simd", simd)
         check_divides("simd", simd, self.in_features)
         check_choice("mode", mode, ("dense", "event"))
-        if mode == "event" and (simd != 1 or tokens * time_steps < 2):
-            raise ValueError(f"event mode needs simd 1 and at least 2 positions, not simd "
-                             f"{simd!r} and {tokens * time_steps!r}")
+        if mode == "event" and simd != 1:
+            raise ValueError(f"simd must be 1 in event mode, not {simd!r}")
+        if tokens * time_steps < 3:
+            raise ValueError(f"tokens * time_steps must be >= 3 (the spike word prefetch), "
+                             f"not {tokens * time_steps!r}")
         self.mode = mode
         self.beat_bits = check_int("beat_bits", beat_bits)
         row = pe * simd * weight_bits
@@ -245,26 +247,37 @@ class LinearEngine(FoldedLinear, wiring.Component):
         m.d.sync += ahead.eq(ahead + tile_requested - consumed)
         tags = {"valid": Signal(name="valid_s1"), "first": Signal(name="first_s1"),
                 "last": Signal(name="last_s1"), "g": Signal(range(max(G, 2)), name="g_s1")}
+        # The current position's spikes are in a register (`word`), the next position's in
+        # the spike memory's read register: at a position's last operation `word` takes
+        # them and the memory reads the one after, so no path runs from the block RAM's
+        # slow output through the encoder or the chunk multiplexer (hence N*T >= 3). The
+        # image's first word is caught from the input as it loads.
+        word = Signal(IN)
+        p1 = Signal(range(max(P, 2)), init=1)  # (p + 1) mod P
+        p2 = Signal(range(max(P, 2)))
+        step = Signal()
+        m.d.comb += [p2.eq(Mux(p1 == P - 1, 0, p1 + 1)), step.eq(go & end_pos),
+                     act_r.en.eq(1), act_r.addr.eq(Mux(step, p2, p1))]
+        with m.If(step):
+            m.d.sync += [word.eq(act_r.data), p1.eq(p2)]
+        with m.If(self.i.valid & self.i.ready & (n_in == 0)):
+            m.d.sync += word.eq(self.i.payload)
         gates = Signal(self.simd)
         if self.mode == "dense":
-            m.d.comb += [end_pos.eq(k == K - 1), act_r.addr.eq(p), act_r.en.eq(advance),
-                         tile_r.addr.eq(c_sel * K + k), tile_r.en.eq(advance)]
+            m.d.comb += [end_pos.eq(k == K - 1), tile_r.addr.eq(c_sel * K + k),
+                         tile_r.en.eq(advance)]
             with m.If(go):
                 m.d.sync += k.eq(Mux(k == K - 1, 0, k + 1))
-            k1 = Signal(range(max(K, 2)))
             with m.If(advance):
                 m.d.sync += [tags["valid"].eq(go), tags["first"].eq(k == 0),
-                             tags["last"].eq(k == K - 1), tags["g"].eq(g), k1.eq(k)]
-            m.d.comb += gates.eq(act_r.data.word_select(k1, self.simd))
+                             tags["last"].eq(k == K - 1), tags["g"].eq(g),
+                             gates.eq(word.word_select(k, self.simd))]
         else:
-            # The spike memory's read register always holds position p's word (the next
-            # one's from the cycle after p's last operation): the encoder reads it fresh,
-            # then what is left of it.
+            # The encoder reads the position's word fresh, then what is left of it.
             fresh, pending, cur = Signal(init=1), Signal(IN), Signal(IN)
-            m.d.comb += cur.eq(Mux(fresh, act_r.data, pending))
+            m.d.comb += cur.eq(Mux(fresh, word, pending))
             rest, idx, at_most_one = _lowest_set_bit(m, cur)
-            m.d.comb += [end_pos.eq(at_most_one), act_r.en.eq(1),
-                         act_r.addr.eq(Mux(go & at_most_one, Mux(p == P - 1, 0, p + 1), p))]
+            m.d.comb += end_pos.eq(at_most_one)
             with m.If(go):
                 m.d.sync += [fresh.eq(at_most_one), pending.eq(rest)]
             # The encoder's index gets a register before the address adder and the memory.
@@ -335,11 +348,13 @@ class LinearEngine(FoldedLinear, wiring.Component):
         counters = 2 * bits_for(P) + 2 * bits_for(K) + 2 * bits_for(G) + bits_for(BR) \
             + self.addr_bits + bits_for(len(self.tile_requests())) + 8
         tags = 3 + bits_for(G)
-        ff = (counters + (BR - 1) * W + tags * (1 + tree_stages(self.simd)) + bits_for(K)
+        ff = (counters + (BR - 1) * W + tags * (1 + tree_stages(self.simd)) + self.simd
+              + IN + bits_for(P)
               + tree_ffs(pe, self.simd, self.weight_bits) + pe * self.acc_bits + 1)
         per_bit = 2 if G <= 4 else 2 + rom_luts(G)
         lut = (tree_luts(pe, self.simd, self.weight_bits) + pe * self.acc_bits * per_bit
-               + self.simd * mux_luts(K) + 2 * counters + self.addr_bits + (BR - 1) + 16)
+               + self.simd * mux_luts(K) + 2 * counters + self.addr_bits + (BR - 1) + 16
+               + IN + 2 * bits_for(P))  # the word register's input mux, the prefetch counter
         if self.mode == "event":  # the encoder of spike_linear's event mode, its address stage
             lut += 3 * IN + bits_for(IN) * IN // 6 + IN * 5 // 6  # fresh mux, clear, pending
             ff += IN + 1 + tags + 2 + bits_for(IN)

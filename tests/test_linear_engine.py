@@ -96,7 +96,7 @@ def test_linear_engine_checks_can_fail(verilator):
 
 def test_memory_image_and_requests():
     w = [[1, -2, 3, -4], [5, 6, -7, 7]]
-    e = LinearEngine(w, [0, 0], tokens=2, time_steps=1, weight_bits=4, acc_bits=6, pe=2,
+    e = LinearEngine(w, [0, 0], tokens=3, time_steps=1, weight_bits=4, acc_bits=6, pe=2,
                      simd=2, beat_bits=8, max_burst=3, base_addr=10, addr_bits=8)
     # rows (gated_sum.weight_rows) 0x65E1, 0x79C3, split into bytes, low first
     assert memory_image(e) == [0xE1, 0x65, 0xC3, 0x79]
@@ -137,8 +137,11 @@ def test_rejects_bad_parameters():
         LinearEngine(w, b, pe=2, simd=1, beat_bits=16, base_addr=255, addr_bits=8, **ok)
     with pytest.raises(TypeError, match="max_burst must be an integer >= 1, not 0"):
         LinearEngine(w, b, pe=2, beat_bits=16, max_burst=0, **ok)
-    with pytest.raises(ValueError, match="event mode needs simd 1 and at least 2 positions"):
+    with pytest.raises(ValueError, match="simd must be 1 in event mode, not 2"):
         LinearEngine(w, b, pe=2, simd=2, beat_bits=16, mode="event", **ok)
+    with pytest.raises(ValueError, match=r"tokens \* time_steps must be >= 3"):
+        LinearEngine(w, b, pe=2, beat_bits=16, tokens=2, time_steps=1, weight_bits=8,
+                     acc_bits=12)
     with pytest.raises(ValueError, match="mode must be one of 'dense', 'event', not 'sparse'"):
         LinearEngine(w, b, pe=2, beat_bits=16, mode="sparse", **ok)
     e = LinearEngine(w, b, pe=2, beat_bits=16, mode="event", **ok)
