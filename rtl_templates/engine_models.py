@@ -1,0 +1,181 @@
+"""Cycle models of the external-weight engine blocks (`linear_engine.LinearEngine`,
+`engine_sequence.EngineSequence`): their control, never their data; kept apart from the
+blocks only to keep each file short."""
+
+from __future__ import annotations
+
+from rtl_templates.timing import BlockModel
+
+
+class EngineSequenceModel(BlockModel):
+    """Control mirror of EngineSequence (LinearEngineModel's, per layer, plus the written
+    flags between layers and the output side's layer counter)."""
+
+    outputs = ("o", "req")
+
+    def __init__(self, e):  # an EngineSequence
+        self.inputs = ("i", "rdata") + (("u",) if e.residual_bits is not None else ())
+        self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
+        self.P_in = e.input_beats
+        self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
+        self.loaded, self.n_in = False, 0
+        self.ahead = self.c_req = self.l_req = self.g_req = 0
+        self.b_f = self.k_f = self.f_sel = self.l_f = self.g_f = 0
+        self.full = [False, False]
+        self.c_sel = self.lay = self.g = self.p = self.k = 0
+        self.written = [False] * max(1, self.L - 1)
+        self.pipe: list[bool | None] = [None] * e.stages
+        self.acc_valid = False
+        self.l_o = self.g_o = self.p_o = 0
+
+    def _waiting(self) -> bool:
+        return self.acc_valid and self.l_o == self.L - 1
+
+    def valid(self, port):
+        if port == "req":
+            return self.ahead != 2
+        return self._waiting() and ("u" not in self.inputs or self.in_valid("u"))
+
+    def ready(self, port):
+        if port == "u":
+            return self._waiting() and self.out_ready("o")
+        return not self.loaded if port == "i" else True
+
+    def tick(self, fired):
+        final_layer = self.l_o == self.L - 1
+        sink_ready = fired["o"] if final_layer else True
+        last = self.pipe[-1]
+        advance = not (last is not None and self.acc_valid and not sink_ready)
+        taken = self.acc_valid and sink_ready
+        consumed = requested = False
+        if advance:  # compute, on the cycle's starting state
+            item = None
+            src = self.loaded if self.lay == 0 else self.written[self.lay - 1]
+            if src and self.full[self.c_sel]:
+                K = self.Ks[self.lay]
+                item = self.k == K - 1
+                self.k = (self.k + 1) % K
+                if item:
+                    self.p = (self.p + 1) % self.P
+                    if self.p == 0:
+                        consumed = True
+                        self.full[self.c_sel] = False
+                        self.c_sel ^= 1
+                        self.g += 1
+                        if self.g == self.Gs[self.lay]:
+                            self.g = 0
+                            if self.lay:
+                                self.written[self.lay - 1] = False
+                            self.lay += 1
+                            if self.lay == self.L:
+                                self.lay, self.loaded = 0, False
+            self.pipe = [item] + self.pipe[:-1]
+        if advance and last is not None:
+            self.acc_valid = last
+        elif sink_ready:
+            self.acc_valid = False
+        if taken:
+            self.p_o = (self.p_o + 1) % self.P
+            if self.p_o == 0:
+                self.g_o += 1
+                if self.g_o == self.Gs[self.l_o]:
+                    self.g_o = 0
+                    if not final_layer:
+                        self.written[self.l_o] = True
+                    self.l_o = 0 if final_layer else self.l_o + 1
+        if fired["i"]:
+            self.n_in += 1
+            if self.n_in == self.P_in:
+                self.n_in, self.loaded = 0, True
+        if fired["req"]:
+            self.c_req += 1
+            if self.c_req == self.n_req[self.l_req]:
+                self.c_req, requested = 0, True
+                self.g_req += 1
+                if self.g_req == self.Gs[self.l_req]:
+                    self.g_req, self.l_req = 0, (self.l_req + 1) % self.L
+        if fired["rdata"]:
+            self.b_f = (self.b_f + 1) % self.BR
+            if self.b_f == 0:
+                self.k_f += 1
+                if self.k_f == self.Ks[self.l_f]:
+                    self.k_f = 0
+                    self.full[self.f_sel] = True
+                    self.f_sel ^= 1
+                    self.g_f += 1
+                    if self.g_f == self.Gs[self.l_f]:
+                        self.g_f, self.l_f = 0, (self.l_f + 1) % self.L
+        self.ahead += requested - consumed
+
+
+class LinearEngineModel(BlockModel):
+    """Control mirror of LinearEngine: load counter, request window, fill counters, the
+    buffers' full flags, the compute counters, the pipeline's tags and the output register."""
+
+    inputs = ("i", "rdata")
+    outputs = ("o", "req")
+
+    def __init__(self, e):  # a LinearEngine
+        self.P, self.K, self.G = e.positions, e.chunks, e.groups
+        self.BR, self.n_req = e.row_beats, len(e.tile_requests())
+        self.loaded, self.n_in = False, 0
+        self.ahead = self.c_req = 0
+        self.b_f = self.k_f = self.f_sel = 0
+        self.full = [False, False]
+        self.c_sel = self.g = self.p = self.k = 0
+        self.pipe: list[bool | None] = [None] * e.stages
+        self.out_valid = False
+        self.event = e.mode == "event"
+        self.ops = [self.K] * self.P  # operations of each position (event: its popcount)
+        self._offered = 0
+
+    def valid(self, port):
+        return self.out_valid if port == "o" else self.ahead != 2
+
+    def ready(self, port):
+        if port != "i":
+            return True
+        if self.event and not self.loaded and self.in_valid("i"):
+            self._offered = max(1, bin(self.in_word("i")).count("1"))
+        return not self.loaded
+
+    def tick(self, fired):
+        final = self.pipe[-1]
+        advance = not (final is not None and self.out_valid and not fired["o"])
+        if advance and final is not None:
+            self.out_valid = final
+        elif fired["o"]:
+            self.out_valid = False
+        consumed = requested = False
+        if advance:
+            item = None
+            if self.loaded and self.full[self.c_sel]:
+                item = self.k == self.ops[self.p] - 1
+                self.k = 0 if item else self.k + 1
+                if item:
+                    self.p = (self.p + 1) % self.P
+                    if self.p == 0:
+                        consumed = True
+                        self.full[self.c_sel] = False
+                        self.c_sel ^= 1
+                        self.g = (self.g + 1) % self.G
+                        if self.g == 0:
+                            self.loaded = False
+            self.pipe = [item] + self.pipe[:-1]
+        if fired["i"]:
+            if self.event:
+                self.ops[self.n_in] = self._offered
+            self.n_in += 1
+            if self.n_in == self.P:
+                self.n_in, self.loaded = 0, True
+        if fired["req"]:
+            self.c_req = (self.c_req + 1) % self.n_req
+            requested = self.c_req == 0
+        if fired["rdata"]:
+            self.b_f = (self.b_f + 1) % self.BR
+            if self.b_f == 0:
+                self.k_f = (self.k_f + 1) % self.K
+                if self.k_f == 0:
+                    self.full[self.f_sel] = True
+                    self.f_sel ^= 1
+        self.ahead += requested - consumed

@@ -1,0 +1,363 @@
+"""One engine run over a sequence of spike linear layers with a LIF between each two: the
+first layer reads the image's spikes, each later one the spikes its predecessor's LIF wrote
+into an on-chip spike memory; all weights stream from one memory port (an SAFormer MLP:
+fc1 -> LIF -> fc2). Golden: `quant.golden.spike_linear` and `quant.golden.lif`.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl_templates.common import check_divides, check_int, spike_signature, values_signature
+from rtl_templates.engine_models import EngineSequenceModel
+from rtl_templates.gated_sum import (
+    check_acc_bits,
+    check_matrix,
+    gated_sum,
+    tree_stages,
+    weight_rows,
+)
+from rtl_templates.lif_array import check_vth, lif_lanes, membranes, threshold_table
+from rtl_templates.memory_port import memory_port_signature
+
+
+def _pick(m: Module, sel, values: list[int], name: str) -> Signal:
+    """A per-layer constant selected by a layer counter."""
+    out = Signal(range(max(values) + 2), name=name)
+    with m.Switch(sel):
+        for i, v in enumerate(values):
+            with m.Case(i):
+                m.d.comb += out.eq(v)
+    return out
+
+
+class EngineSequence(wiring.Component):
+    """``layers`` [(weight [out][in], bias [out], acc_bits)], ``lifs`` [(vth [out of the
+    layer before], input_shift, state_bits)], one per boundary; ``tokens``, ``time_steps``,
+    ``weight_bits``, ``pe`` (divides every out), ``simd`` (divides every in),
+    ``beat_bits``, ``max_burst``, ``base_addr``, ``addr_bits`` as `LinearEngine`.
+
+    Ports: sink ``i`` (the first layer's input spikes, an image's N*T beats); source ``o``
+    (the last layer's values, tile-major: for tile g: for n: for t); ``mem``. With
+    ``residual_bits``, a sink ``u`` (the residual stream, ``pe`` lanes of
+    ``signed(residual_bits)``, in ``o``'s order) is added to every output beat, and ``o``
+    carries ``u + out`` at ``residual_bits`` (the caller's width must hold the sum, as
+    `derive_widths`' u_bits does): ``o.valid`` needs ``u.valid``, ``u.ready`` is ``o.ready``
+    while an output beat waits (a join). With ``input_lif`` ((vth, input_shift,
+    state_bits) of the first layer's inputs) and ``input_bits``, ``i`` carries values
+    instead (``pe`` lanes of ``signed(input_bits)``, tile-major like ``o``: (in/pe) * N*T
+    beats an image), and a LIF turns them into the first layer's spikes as they load.
+
+    Memory image: the layers' `LinearEngine` images one after the other from ``base_addr``
+    (`sequence_image`). Tiles are requested and filled in order over all layers (at most two
+    requested and not consumed). Layer l >= 1 starts when every output of layer l - 1 has
+    gone through the LIF into its spike memory (the pipeline drains between layers); a
+    beat of an inner layer leaves the output register in the cycle after it is complete
+    (the LIF is always ready), only the last layer's beats wait for ``o.ready``. The next
+    image loads after the last operation of the current one.
+    """
+
+    def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
+                 pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
+                 base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
+                 input_lif=None, input_bits: int | None = None):
+        self.weight_bits = check_int("weight_bits", weight_bits, 2)
+        if not layers or len(lifs) != len(layers) - 1:
+            raise ValueError(f"need at least one layer and one LIF per boundary, not "
+                             f"{len(layers)} layers and {len(lifs)} LIFs")
+        self.layers = []
+        for w, b, acc in layers:
+            w, b = check_matrix(w, b, weight_bits)
+            self.layers.append((w, b, check_acc_bits(acc, w, b, 1)))
+        self.ins = [len(w[0]) for w, _, _ in self.layers]
+        self.outs = [len(w) for w, _, _ in self.layers]
+        for a, b in zip(self.outs, self.ins[1:], strict=False):
+            if a != b:
+                raise ValueError(f"a layer's inputs must be its predecessor's outputs ({a}), not {b}")
+        self.lifs = [(check_vth(v, n, sb), check_int("input_shift", sh, 0), sb)
+                     for (v, sh, sb), n in zip(lifs, self.outs, strict=False)]
+        self.tokens, self.time_steps = check_int("tokens", tokens), check_int("time_steps", time_steps)
+        self.pe, self.simd = check_int("pe", pe), check_int("simd", simd)
+        for n in self.outs:
+            check_divides("pe", pe, n)
+        for n in self.ins:
+            check_divides("simd", simd, n)
+        self.beat_bits = check_int("beat_bits", beat_bits)
+        if (pe * simd * weight_bits) % beat_bits:
+            raise ValueError(f"beat_bits ({beat_bits}) must divide a tile row of "
+                             f"pe * simd * weight_bits = {pe * simd * weight_bits} bits")
+        self.max_burst, self.addr_bits = check_int("max_burst", max_burst), check_int("addr_bits", addr_bits)
+        self.base_addr = check_int("base_addr", base_addr, 0)
+        if base_addr + sum(self.layer_words) > 1 << addr_bits:
+            raise ValueError(f"the weights must fit addr_bits ({addr_bits})")
+        self.acc_bits = max(acc for _, _, acc in self.layers)
+        self.residual_bits = residual_bits
+        self.input_lif, self.input_bits = None, input_bits
+        if input_lif is not None:
+            check_int("input_bits", input_bits, 2)
+            check_divides("pe", pe, self.ins[0])
+            vth, sh, sb = input_lif
+            self.input_lif = (check_vth(vth, self.ins[0], sb), check_int("input_shift", sh, 0), sb)
+        ports = {
+            "i": In(spike_signature(self.ins[0]) if input_lif is None
+                    else values_signature(input_bits, pe)),
+            "o": Out(values_signature(residual_bits or self.layers[-1][2], pe)),
+            "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
+                                             beat_bits=beat_bits)),
+        }
+        if residual_bits is not None:
+            check_int("residual_bits", residual_bits, 2)
+            ports["u"] = In(values_signature(residual_bits, pe))
+        super().__init__(ports)
+
+    # -- shapes ---------------------------------------------------------------
+    @property
+    def positions(self) -> int:
+        return self.tokens * self.time_steps
+
+    @property
+    def input_beats(self) -> int:
+        """Input beats per image."""
+        return self.positions * (1 if self.input_lif is None else self.ins[0] // self.pe)
+
+    @property
+    def stages(self) -> int:
+        return 1 + tree_stages(self.simd)
+
+    @property
+    def row_beats(self) -> int:
+        return self.pe * self.simd * self.weight_bits // self.beat_bits
+
+    @property
+    def chunks(self) -> list[int]:
+        return [n // self.simd for n in self.ins]
+
+    @property
+    def groups(self) -> list[int]:
+        return [n // self.pe for n in self.outs]
+
+    @property
+    def layer_words(self) -> list[int]:
+        return [g * k * self.row_beats for g, k in zip(self.groups, self.chunks, strict=True)]
+
+    def tile_requests(self, layer: int) -> list[int]:
+        full, rest = divmod(self.chunks[layer] * self.row_beats, self.max_burst)
+        return [self.max_burst] * full + ([rest] if rest else [])
+
+    def requests(self) -> list[tuple[int, int]]:
+        out, addr = [], self.base_addr
+        for layer, g in enumerate(self.groups):
+            for _ in range(g):
+                for n in self.tile_requests(layer):
+                    out.append((addr, n))
+                    addr += n
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        P, L, W, BR = self.positions, len(self.layers), self.beat_bits, self.row_beats
+        R, Ks, Gs = self.pe * self.simd * self.weight_bits, self.chunks, self.groups
+        req, rdata = self.mem.req, self.mem.rdata
+        attrs = {"ram_style": "block", "no_rw_check": 1}  # never the same address in a cycle
+        acts = []
+        for layer, n in enumerate(self.ins):
+            mem = Memory(shape=unsigned(n), depth=P, init=[], attrs=attrs)
+            m.submodules[f"act{layer}"] = mem
+            gran = {} if layer == 0 and self.input_lif is None else {"granularity": self.pe}
+            acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
+        m.submodules.tiles = tiles = Memory(shape=unsigned(R), depth=2 * max(Ks), init=[], attrs=attrs)
+        tile_w, tile_r = tiles.write_port(), tiles.read_port(domain="sync")
+        kmax = max(Ks)
+
+        def counter(n, name):
+            return Signal(range(max(n, 2)), name=name)
+
+        # -- load the first layer's spikes (through the input LIF: pe lanes a beat) -----
+        loaded, n_in = Signal(), counter(P, "n_in")
+        w0 = acts[0][0]
+        fire_in = Signal()
+        m.d.comb += [self.i.ready.eq(~loaded), fire_in.eq(self.i.valid & ~loaded), w0.addr.eq(n_in)]
+        last_in = n_in == P - 1
+        if self.input_lif is None:
+            m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(fire_in)]
+        else:
+            vth, shift, state_bits = self.input_lif
+            g_in, t_in = counter(self.ins[0] // self.pe, "g_in"), counter(self.time_steps, "t_in")
+            v = membranes(self.pe, state_bits)
+            th = threshold_table(m, g_in, vth, self.pe, state_bits)
+            xs = [self.i.payload[j] for j in range(self.pe)]
+            spikes = lif_lanes(m, xs, v, th, first=t_in == 0, step=fire_in, input_shift=shift)
+            m.d.comb += [w0.data.eq(Cat(*spikes).replicate(len(w0.en))),
+                         w0.en.eq(Mux(fire_in, Const(1, len(w0.en)) << g_in, 0))]
+            with m.If(fire_in):
+                m.d.sync += t_in.eq(Mux(t_in == self.time_steps - 1, 0, t_in + 1))
+                with m.If(last_in):
+                    m.d.sync += g_in.eq(Mux(g_in == len(w0.en) - 1, 0, g_in + 1))
+            last_in = last_in & (g_in == len(w0.en) - 1)
+        with m.If(fire_in):
+            m.d.sync += n_in.eq(Mux(n_in == P - 1, 0, n_in + 1))
+            with m.If(last_in):
+                m.d.sync += loaded.eq(1)
+
+        # -- requests over every layer's tiles -------------------------------------
+        ahead = Signal(range(3))
+        l_req, g_req = counter(L, "l_req"), counter(max(Gs), "g_req")
+        c_req = counter(max(len(self.tile_requests(x)) for x in range(L)), "c_req")
+        n_req = _pick(m, l_req, [len(self.tile_requests(x)) for x in range(L)], "n_req")
+        g_last = _pick(m, l_req, [g - 1 for g in Gs], "g_req_last")
+        first_len = _pick(m, l_req, [self.tile_requests(x)[0] for x in range(L)], "first_len")
+        last_len = _pick(m, l_req, [self.tile_requests(x)[-1] for x in range(L)], "last_len")
+        addr = Signal(self.addr_bits, init=self.base_addr)
+        last_req = c_req == n_req - 1
+        length = Signal(len(req.payload.length))
+        m.d.comb += [length.eq(Mux(last_req, last_len, first_len)), req.valid.eq(ahead != 2),
+                     req.payload.addr.eq(addr), req.payload.length.eq(length)]
+        tile_requested = Signal()
+        with m.If(req.valid & req.ready):
+            m.d.sync += [addr.eq(addr + length), c_req.eq(c_req + 1)]
+            with m.If(last_req):
+                m.d.comb += tile_requested.eq(1)
+                m.d.sync += [c_req.eq(0), g_req.eq(g_req + 1)]
+                with m.If(g_req == g_last):
+                    m.d.sync += [g_req.eq(0), l_req.eq(l_req + 1)]
+                    with m.If(l_req == L - 1):
+                        m.d.sync += [l_req.eq(0), addr.eq(self.base_addr)]
+
+        # -- fill ------------------------------------------------------------------
+        full = [Signal(name="full0"), Signal(name="full1")]
+        f_sel, b_f, k_f = Signal(), counter(BR, "b_f"), counter(kmax, "k_f")
+        l_f, g_f = counter(L, "l_f"), counter(max(Gs), "g_f")
+        k_f_last = _pick(m, l_f, [k - 1 for k in Ks], "k_f_last")
+        g_f_last = _pick(m, l_f, [g - 1 for g in Gs], "g_f_last")
+        low = Signal(max(1, (BR - 1) * W))
+        m.d.comb += [rdata.ready.eq(1), tile_w.addr.eq(f_sel * kmax + k_f),
+                     tile_w.data.eq(Cat(low, rdata.payload) if BR > 1 else rdata.payload)]
+        with m.If(rdata.valid):
+            with m.If(b_f == BR - 1):
+                m.d.comb += tile_w.en.eq(1)
+                m.d.sync += [b_f.eq(0), k_f.eq(k_f + 1)]
+                with m.If(k_f == k_f_last):
+                    m.d.sync += [k_f.eq(0), f_sel.eq(~f_sel), g_f.eq(g_f + 1)]
+                    m.d.sync += Cat(*full).bit_select(f_sel, 1).eq(1)
+                    with m.If(g_f == g_f_last):
+                        m.d.sync += [g_f.eq(0), l_f.eq(Mux(l_f == L - 1, 0, l_f + 1))]
+            if BR > 1:
+                with m.Else():
+                    m.d.sync += [b_f.eq(b_f + 1), low.word_select(b_f, W).eq(rdata.payload)]
+
+        # -- compute ---------------------------------------------------------------
+        advance, go = Signal(), Signal()
+        c_sel = Signal()
+        lay, g, p, k = counter(L, "layer"), counter(max(Gs), "g"), counter(P, "p"), counter(kmax, "k")
+        written = Signal(max(1, L - 1))  # layer l's outputs are all in spike memory l + 1
+        k_last = _pick(m, lay, [x - 1 for x in Ks], "k_last")
+        g_last_c = _pick(m, lay, [x - 1 for x in Gs], "g_last")
+        tile_base = _pick(m, lay, [sum(Gs[:x]) for x in range(L)], "tile_base")
+        src_ready = Signal()
+        m.d.comb += src_ready.eq(Mux(lay == 0, loaded, Cat(Const(1, 1), written).bit_select(lay, 1)))
+        m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
+                     tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
+        for _, rp in acts:
+            m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
+        consumed = Signal()
+        with m.If(go):
+            m.d.sync += k.eq(k + 1)
+            with m.If(k == k_last):
+                m.d.sync += [k.eq(0), p.eq(p + 1)]
+                with m.If(p == P - 1):
+                    m.d.comb += consumed.eq(1)
+                    m.d.sync += [p.eq(0), g.eq(g + 1), c_sel.eq(~c_sel),
+                                 Cat(*full).bit_select(c_sel, 1).eq(0)]
+                    with m.If(g == g_last_c):
+                        m.d.sync += [g.eq(0), lay.eq(lay + 1)]
+                        if L > 1:
+                            with m.If(lay != 0):
+                                m.d.sync += written.bit_select((lay - 1).as_unsigned(), 1).eq(0)
+                        with m.If(lay == L - 1):
+                            m.d.sync += [lay.eq(0), loaded.eq(0)]
+        m.d.sync += ahead.eq(ahead + tile_requested - consumed)
+
+        tile_id = sum(Gs)
+        tags = {"valid": Signal(name="valid_s1"), "first": Signal(name="first_s1"),
+                "last": Signal(name="last_s1"), "g": Signal(range(max(tile_id, 2)), name="tile_s1")}
+        k1, l1 = counter(kmax, "k_s1"), counter(L, "l_s1")
+        with m.If(advance):
+            m.d.sync += [tags["valid"].eq(go), tags["first"].eq(k == 0), tags["last"].eq(k == k_last),
+                         tags["g"].eq(tile_base + g), k1.eq(k), l1.eq(lay)]
+        data = Signal(max(self.ins))
+        with m.Switch(l1):
+            for x, (_, rp) in enumerate(acts):
+                with m.Case(x):
+                    m.d.comb += data.eq(rp.data)
+        gates = Signal(self.simd)
+        m.d.comb += gates.eq(data.word_select(k1, self.simd))
+        sums, tags = gated_sum(m, words=tile_r.data, gates=gates, pe=self.pe, simd=self.simd,
+                               weight_bits=self.weight_bits, advance=advance, tags=tags)
+
+        # -- output register (the accumulator), then the LIF or the port ---------
+        pe = self.pe
+        acc = [Signal(signed(self.acc_bits), name=f"acc{j}") for j in range(pe)]
+        acc_valid = Signal()
+        bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(pe)]
+        biases = [b for _, bs, _ in self.layers for b in bs]
+        with m.Switch(tags["g"]):
+            for t_i in range(tile_id):
+                with m.Case(t_i):
+                    m.d.comb += [bias[j].eq(biases[t_i * pe + j]) for j in range(pe)]
+        l_o, g_o, p_o = counter(L, "l_o"), counter(max(Gs), "g_o"), counter(P, "p_o")
+        t_o = counter(self.time_steps, "t_o")
+        final = l_o == L - 1
+        sink_ready = Signal()
+        if self.residual_bits is None:
+            m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
+            m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
+        else:  # join with the residual stream
+            m.d.comb += [sink_ready.eq(~final | (self.o.ready & self.u.valid)),
+                         self.o.valid.eq(acc_valid & final & self.u.valid),
+                         self.u.ready.eq(acc_valid & final & self.o.ready)]
+            m.d.comb += [self.o.payload[j].eq(self.u.payload[j] + acc[j]) for j in range(pe)]
+        m.d.comb += advance.eq(~(tags["valid"] & acc_valid & ~sink_ready))
+        with m.If(advance & tags["valid"]):
+            m.d.sync += acc_valid.eq(tags["last"])
+            for j in range(pe):
+                m.d.sync += acc[j].eq(Mux(tags["first"], bias[j], acc[j]) + sums[j])
+        with m.Elif(sink_ready):
+            m.d.sync += acc_valid.eq(0)
+        taken = Signal()
+        m.d.comb += taken.eq(acc_valid & sink_ready)
+        g_o_last = _pick(m, l_o, [x - 1 for x in Gs], "g_o_last")
+        with m.If(taken):
+            m.d.sync += [p_o.eq(p_o + 1), t_o.eq(Mux(t_o == self.time_steps - 1, 0, t_o + 1))]
+            with m.If(p_o == P - 1):
+                m.d.sync += [p_o.eq(0), g_o.eq(g_o + 1)]
+                with m.If(g_o == g_o_last):
+                    m.d.sync += [g_o.eq(0), l_o.eq(Mux(final, 0, l_o + 1))]
+                    if L > 1:
+                        with m.If(~final):
+                            m.d.sync += written.bit_select(l_o, 1).eq(1)
+        for x, (vth, shift, state_bits) in enumerate(self.lifs):
+            v = membranes(pe, state_bits)
+            th = threshold_table(m, g_o, vth, pe, state_bits)
+            here = Signal(name=f"lif{x}_take")
+            m.d.comb += here.eq(taken & (l_o == x))
+            spikes = lif_lanes(m, acc, v, th, first=t_o == 0, step=here, input_shift=shift)
+            wp = acts[x + 1][0]
+            m.d.comb += [wp.addr.eq(p_o), wp.data.eq(Cat(*spikes).replicate(len(wp.en))),
+                         wp.en.eq(Mux(here, Const(1, len(wp.en)) << g_o, 0))]
+        return m
+
+    def model(self) -> EngineSequenceModel:
+        return EngineSequenceModel(self)
+
+
+def sequence_image(seq: EngineSequence) -> list[int]:
+    """Every layer's weights as memory words from ``base_addr``, in request order."""
+    mask, words = (1 << seq.beat_bits) - 1, []
+    for w, _, _ in seq.layers:
+        for row in weight_rows(w, seq.pe, seq.simd, seq.weight_bits):
+            words += [(row >> (b * seq.beat_bits)) & mask for b in range(seq.row_beats)]
+    return words
