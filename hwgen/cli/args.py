@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hwgen.errors import HwgenError
 from quant.checkpoints import BUNDLED_MODEL
 
 
@@ -36,6 +37,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                    help="which spike linears run event-driven: auto (default: each where its "
                         "measured input spike rate makes that faster at the same cost), all, "
                         "none, or a comma-separated list such as blocks.0.fc2")
+    g.add_argument("--weights", default="auto", choices=("auto", "onchip", "external"),
+                   help="where the weights live: auto (default: on chip when the model fits, "
+                        "else in the board's external memory, read by one reused engine), "
+                        "onchip, or external (forced, e.g. to test a small model)")
     g.add_argument("--calib", type=positive_int, default=16, metavar="N",
                    help="calibration images for the spike statistics (default 16: digits "
                         "training images for digits-tiny, seeded random images otherwise)")
@@ -66,12 +71,27 @@ def target_from_args(args: argparse.Namespace, model):
     return board, Target.for_board(board, args.max_util, args.target_fps)
 
 
-def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
-    from hwgen.compiler.planner import plan_model  # heavy: Amaranth blocks, torch
+def make_styled_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
+    """The board and the plan in the style `--weights` asks for (hwgen.compiler.style)."""
+    from hwgen.compiler.style import plan_styled  # heavy: Amaranth blocks, torch
 
     board, target = target_from_args(args, model)
-    return board, plan_model(model, target, event=args.event_driven, timing=timing,
-                             calib=args.calib)
+    return board, plan_styled(model, target, weights=getattr(args, "weights", "auto"),
+                              event=args.event_driven, timing=timing, calib=args.calib)
+
+
+def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
+    """The board and the on-chip plan the hardware commands generate; a model planned in
+    the external-weight style is refused with the reason (its accelerator is planned, not
+    yet generated)."""
+    board, styled = make_styled_plan_from_args(args, model, timing=timing)
+    if styled.plan is None:
+        e = styled.engine
+        raise HwgenError(
+            f"{model.config.name} on {board.name}: {styled.reason}. hwgen generates hardware "
+            f"only for the on-chip style so far; the external-weight engine is planned "
+            f"({e.images_per_second:.1f} images/s predicted: see 'hwgen plan')")
+    return board, styled.plan
 
 
 def progress(msg: str) -> None:

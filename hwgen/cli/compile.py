@@ -17,6 +17,7 @@ from hwgen.cli.args import (
     add_target_arguments,
     load_model_from_args,
     make_plan_from_args,
+    make_styled_plan_from_args,
     positive_int,
     progress,
 )
@@ -27,13 +28,17 @@ from hwgen.reports.utilisation import layer_utilisation, total_utilisation
 
 def cmd_plan(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
-    _, plan = make_plan_from_args(args, model)
+    _, styled = make_styled_plan_from_args(args, model)
+    if styled.plan is None:  # external weights: the engine's schedule
+        print(json.dumps(styled.to_dict(), indent=2) if args.json else styled.table())
+        return 0
+    plan = styled.plan
     rows = layer_utilisation(plan, model)
     if args.json:
-        print(json.dumps(dict(plan.to_dict(), utilisation={
+        print(json.dumps(dict(styled.to_dict(), utilisation={
             "layers": rows, "total": total_utilisation(rows)}), indent=2))
         return 0
-    print(plan.table())
+    print(styled.table())
     if rows:
         tot = total_utilisation(rows)
         print("compute utilisation (useful accumulates / lanes x cycles): " + ", ".join(

@@ -169,7 +169,7 @@ class EnginePlan:
     def table(self) -> str:
         k = self.knobs
         rows = [f"{self.model_name}: {k.mode} engine pe={k.pe} simd={k.simd} B={k.batch} "
-                f"max_fan_in={k.max_fan_in} rate={k.spike_rate} at {k.clock_mhz} MHz, memory "
+                f"max_fan_in={k.max_fan_in} rate={k.spike_rate:.3f} at {k.clock_mhz} MHz, memory "
                 f"{self.memory.bytes_per_cycle:.2f} B/cycle (latency {self.memory.latency})",
                 f"{'layer':18} {'tiles':>6} {'kB/img':>8} {'compute':>10} {'memory':>10} bound"]
         for s in self.layers:

@@ -44,6 +44,24 @@ def logic_cells(lut: int, ff: int) -> int:
     return lut + (13 * ff) // 20
 
 
+@dataclass(frozen=True)
+class ExternalMemory:
+    """A board's external memory as the external-weight style sees it (measured figures:
+    BENCHMARKS.md, "SDRAM path"): ``clock_mhz`` the controller's and the engine's clock,
+    ``efficiency`` the share of the peak a sequential stream of bursts achieves, ``latency``
+    the cycles from a request to its first beat, ``controller_lut``/``controller_ff`` the
+    placed controller's size."""
+
+    name: str
+    beat_bits: int
+    capacity_bytes: int
+    clock_mhz: float
+    efficiency: float
+    latency: int
+    controller_lut: int
+    controller_ff: int
+
+
 class ModelTooLarge(HwgenError):
     """The model does not fit the target even at its smallest folding."""
 
@@ -58,6 +76,7 @@ class Target:
     fps: float | None = None
     clock_mhz: float = 12.0
     budget: dict[str, int] | None = None  # caps on "lut", "ff", "bram", "dsp"
+    memory: ExternalMemory | None = None  # the board's memory for external weights
     # Left free for the board top around the accelerator (UART, frame buffer, self-test).
     reserve: dict[str, int] = field(default_factory=lambda: dict(BOARD_TOP_RESERVE))
 
@@ -68,7 +87,8 @@ class Target:
         util = board.max_util if max_util is None else max_util
         if not 1 <= util <= 100:
             raise HwgenError(f"--max-util must be a percentage in 1..100, not {util}")
-        return cls(device=board.device, max_util=util / 100, fps=fps, clock_mhz=board.clock_mhz)
+        return cls(device=board.device, max_util=util / 100, fps=fps, clock_mhz=board.clock_mhz,
+                   memory=board.memory)
 
     @property
     def spram(self) -> int:
