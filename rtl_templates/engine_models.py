@@ -1,6 +1,11 @@
 """Cycle models of the external-weight engine blocks (`linear_engine.LinearEngine`,
 `engine_sequence.EngineSequence`): their control, never their data; kept apart from the
-blocks only to keep each file short."""
+blocks only to keep each file short.
+
+Their memory side is the initiator of a `memport.MemPortSignature`: ``req`` and ``w`` out
+(``w`` is never valid: the engines only read), ``r`` in; next to a memory's model
+(`memport.MemPortRAMModel`, or the testbench responder's in sim/memory_sim.py) they give
+the cycle count with memory time included."""
 
 from __future__ import annotations
 
@@ -11,10 +16,10 @@ class EngineSequenceModel(BlockModel):
     """Control mirror of EngineSequence (LinearEngineModel's, per layer, plus the written
     flags between layers and the output side's layer counter)."""
 
-    outputs = ("o", "req")
+    outputs = ("o", "req", "w")
 
     def __init__(self, e):  # an EngineSequence
-        self.inputs = ("i", "rdata") + (("u",) if e.residual_bits is not None else ())
+        self.inputs = ("i", "r") + (("u",) if e.residual_bits is not None else ())
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
         self.P_in = e.input_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
@@ -34,6 +39,8 @@ class EngineSequenceModel(BlockModel):
     def valid(self, port):
         if port == "req":
             return self.ahead != 2
+        if port == "w":
+            return False
         return self._waiting() and ("u" not in self.inputs or self.in_valid("u"))
 
     def ready(self, port):
@@ -94,7 +101,7 @@ class EngineSequenceModel(BlockModel):
                 self.g_req += 1
                 if self.g_req == self.Gs[self.l_req]:
                     self.g_req, self.l_req = 0, (self.l_req + 1) % self.L
-        if fired["rdata"]:
+        if fired["r"]:
             self.b_f = (self.b_f + 1) % self.BR
             if self.b_f == 0:
                 self.k_f += 1
@@ -112,8 +119,8 @@ class LinearEngineModel(BlockModel):
     """Control mirror of LinearEngine: load counter, request window, fill counters, the
     buffers' full flags, the compute counters, the pipeline's tags and the output register."""
 
-    inputs = ("i", "rdata")
-    outputs = ("o", "req")
+    inputs = ("i", "r")
+    outputs = ("o", "req", "w")
 
     def __init__(self, e):  # a LinearEngine
         self.P, self.K, self.G = e.positions, e.chunks, e.groups
@@ -130,6 +137,8 @@ class LinearEngineModel(BlockModel):
         self._offered = 0
 
     def valid(self, port):
+        if port == "w":
+            return False
         return self.out_valid if port == "o" else self.ahead != 2
 
     def ready(self, port):
@@ -171,7 +180,7 @@ class LinearEngineModel(BlockModel):
         if fired["req"]:
             self.c_req = (self.c_req + 1) % self.n_req
             requested = self.c_req == 0
-        if fired["rdata"]:
+        if fired["r"]:
             self.b_f = (self.b_f + 1) % self.BR
             if self.b_f == 0:
                 self.k_f = (self.k_f + 1) % self.K

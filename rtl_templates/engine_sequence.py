@@ -22,7 +22,7 @@ from rtl_templates.gated_sum import (
     weight_rows,
 )
 from rtl_templates.lif_array import check_vth, lif_lanes, membranes, threshold_table
-from rtl_templates.memory_port import memory_port_signature
+from rtl_templates.memport import MemPortSignature
 
 
 def _pick(m: Module, sel, values: list[int], name: str) -> Signal:
@@ -90,7 +90,8 @@ class EngineSequence(wiring.Component):
         if (pe * simd * weight_bits) % beat_bits:
             raise ValueError(f"beat_bits ({beat_bits}) must divide a tile row of "
                              f"pe * simd * weight_bits = {pe * simd * weight_bits} bits")
-        self.max_burst, self.addr_bits = check_int("max_burst", max_burst), check_int("addr_bits", addr_bits)
+        self.max_burst = check_int("max_burst", max_burst, 2)
+        self.addr_bits = check_int("addr_bits", addr_bits)
         self.base_addr = check_int("base_addr", base_addr, 0)
         if base_addr + sum(self.layer_words) > 1 << addr_bits:
             raise ValueError(f"the weights must fit addr_bits ({addr_bits})")
@@ -106,8 +107,8 @@ class EngineSequence(wiring.Component):
             "i": In(spike_signature(self.ins[0]) if input_lif is None
                     else values_signature(input_bits, pe)),
             "o": Out(values_signature(residual_bits or self.layers[-1][2], pe)),
-            "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
-                                             beat_bits=beat_bits)),
+            "mem": Out(MemPortSignature(addr_width=addr_bits, data_width=beat_bits,
+                                        max_burst=max_burst)),
         }
         if residual_bits is not None:
             check_int("residual_bits", residual_bits, 2)
@@ -161,7 +162,7 @@ class EngineSequence(wiring.Component):
         m = Module()
         P, L, W, BR = self.positions, len(self.layers), self.beat_bits, self.row_beats
         R, Ks, Gs = self.pe * self.simd * self.weight_bits, self.chunks, self.groups
-        req, rdata = self.mem.req, self.mem.rdata
+        req, rdata = self.mem.req, self.mem.r  # reads only: mem.w stays idle
         attrs = {"ram_style": "block", "no_rw_check": 1}  # never the same address in a cycle
         acts = []
         for layer, n in enumerate(self.ins):
@@ -213,9 +214,10 @@ class EngineSequence(wiring.Component):
         last_len = _pick(m, l_req, [self.tile_requests(x)[-1] for x in range(L)], "last_len")
         addr = Signal(self.addr_bits, init=self.base_addr)
         last_req = c_req == n_req - 1
-        length = Signal(len(req.payload.length))
+        length = Signal(range(self.max_burst + 1))
         m.d.comb += [length.eq(Mux(last_req, last_len, first_len)), req.valid.eq(ahead != 2),
-                     req.payload.addr.eq(addr), req.payload.length.eq(length)]
+                     req.payload.addr.eq(addr), req.payload.count.eq(length - 1),
+                     req.payload.write.eq(0)]
         tile_requested = Signal()
         with m.If(req.valid & req.ready):
             m.d.sync += [addr.eq(addr + length), c_req.eq(c_req + 1)]

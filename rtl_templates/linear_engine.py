@@ -36,7 +36,7 @@ from rtl_templates.gated_sum import (
     tree_stages,
     weight_rows,
 )
-from rtl_templates.memory_port import memory_port_signature
+from rtl_templates.memport import MemPortSignature
 from rtl_templates.spike_linear import _lowest_set_bit
 
 
@@ -54,7 +54,9 @@ class LinearEngine(FoldedLinear, wiring.Component):
     Ports: sink ``i`` (spikes, ``unsigned(in)``: an image's N*T beats, token-major,
     time-minor); source ``o`` (values, ``pe`` lanes): per image, **tile-major**: for tile g:
     for token n: for t: one beat with outputs ``g*pe .. g*pe+pe-1`` (a LIF with ``pe``
-    lanes can read it: t is innermost); ``mem`` (`memory_port_signature`).
+    lanes can read it: t is innermost); ``mem`` (the initiator side of a
+    `MemPortSignature` (addr_bits, beat_bits, max_burst): read requests only (``write``
+    0, ``count`` = beats - 1); ``w`` is never valid).
 
     Memory image: tile g's rows ``weight_rows`` rows ``g*K .. g*K+K-1`` (K = in/simd), each
     row split into ``R/W`` beats least significant first, at ``base_addr + (g*K + k)*R/W``
@@ -63,12 +65,12 @@ class LinearEngine(FoldedLinear, wiring.Component):
     Timing: the image is loaded first (``i.ready`` high until its N*T beats are in; the
     next image loads after the last operation of the current one). Tile g+2's requests go
     out when tile g has issued its last operation, so at most two tiles are requested and
-    not consumed, a buffer is always free for arriving data and ``rdata.ready`` is always
+    not consumed, a buffer is always free for arriving data and ``r.ready`` is always
     high. Computing: one operation per cycle (a tile row and a spike chunk); a tile takes
     ``N*T*K`` operations; it starts when its buffer is full and the image is loaded. An
     output beat fires ``stages + 1`` cycles after its last operation (``stages = 1 +
     tree_stages(simd)``). Backpressure on ``o`` stalls the datapath as in `SpikeLinear`;
-    gaps on ``rdata`` only delay. `cycles()` is the exact free-flow count; `model()` the
+    gaps on ``r`` only delay. `cycles()` is the exact free-flow count; `model()` the
     cycle model under any gaps and stalls. ``mode="event"`` (``simd`` 1): a position costs
     ``max(1, set bits)`` operations, one per set bit, lowest first (the priority encoder of
     `SpikeLinear`), each reading that input's tile row; one more pipeline stage (the
@@ -101,7 +103,7 @@ class LinearEngine(FoldedLinear, wiring.Component):
         if row % beat_bits:
             raise ValueError(f"beat_bits ({beat_bits}) must divide a tile row of "
                              f"pe * simd * weight_bits = {row} bits")
-        self.max_burst = check_int("max_burst", max_burst)
+        self.max_burst = check_int("max_burst", max_burst, 2)
         self.base_addr = check_int("base_addr", base_addr, 0)
         self.addr_bits = check_int("addr_bits", addr_bits)
         if base_addr + self.memory_words > 1 << addr_bits:
@@ -111,8 +113,8 @@ class LinearEngine(FoldedLinear, wiring.Component):
         super().__init__({
             "i": In(spike_signature(self.in_features)),
             "o": Out(values_signature(acc_bits, pe)),
-            "mem": Out(memory_port_signature(addr_bits=addr_bits, max_burst=max_burst,
-                                             beat_bits=beat_bits)),
+            "mem": Out(MemPortSignature(addr_width=addr_bits, data_width=beat_bits,
+                                        max_burst=max_burst)),
         })
 
     # -- shapes ---------------------------------------------------------------
@@ -144,7 +146,7 @@ class LinearEngine(FoldedLinear, wiring.Component):
         return [self.max_burst] * full + ([rest] if rest else [])
 
     def requests(self) -> list[tuple[int, int]]:
-        """(word address, length) of one image's requests, in order."""
+        """(word address, beats) of one image's (read) requests, in order."""
         out = []
         for g in range(self.groups):
             addr = self.base_addr + g * self.tile_beats
@@ -157,7 +159,7 @@ class LinearEngine(FoldedLinear, wiring.Component):
         m = Module()
         P, K, G, IN, W = self.positions, self.chunks, self.groups, self.in_features, self.beat_bits
         BR, R = self.row_beats, self.pe * self.simd * self.weight_bits
-        req, rdata = self.mem.req, self.mem.rdata
+        req, rdata = self.mem.req, self.mem.r  # reads only: mem.w stays idle
 
         # Both memories are written and read at different addresses in any one cycle (the
         # spikes are written only while nothing is computed; fill and compute use different
@@ -184,10 +186,10 @@ class LinearEngine(FoldedLinear, wiring.Component):
         c_req = Signal(range(max(len(lengths), 2)))
         g_req = Signal(range(max(G, 2)))
         addr = Signal(self.addr_bits, init=self.base_addr)
-        length = Signal(len(req.payload.length))
+        length = Signal(range(self.max_burst + 1))
         last_req = c_req == len(lengths) - 1
         m.d.comb += [req.valid.eq(ahead != 2), req.payload.addr.eq(addr),
-                     req.payload.length.eq(length)]
+                     req.payload.count.eq(length - 1), req.payload.write.eq(0)]
         m.d.comb += length.eq(lengths[0])
         if lengths[-1] != lengths[0]:
             with m.If(last_req):

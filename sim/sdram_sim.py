@@ -4,6 +4,8 @@
 primitive models, writes a seeded random pattern through the memory port, reads it
 back in bursts under random backpressure and then at full speed, and returns what
 the cocotb test measured (cycles to init, per-burst cycles, achieved bandwidth).
+`simulate_engine_on_sdram` runs an external-weight engine through the same path: its
+weights written into the SDRAM through the memory port, then read by the engine.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import random
 import re
 from dataclasses import dataclass
 
-from amaranth import Shape
+from amaranth import Module, Mux, Shape
 from amaranth.back import verilog
-from amaranth.lib.wiring import In
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
-from hwgen.targets.dram.controller import SDRAMController
+from hwgen.targets.dram.controller import SDRAMController, stream_timing
 from hwgen.targets.dram.litedram_core import Generated
 from rtl_templates.memport import pack_request
+from rtl_templates.memport_pipelined import PipelinedMemPortRAM
 from sim.block_sim import make_pattern
 from sim.ecp5_models import ECP5_SIM_MODELS
+from sim.memory_sim import network_cycles
 from sim.runner import SimResult, SimulationFailed, run_cocotb
 
 
@@ -158,3 +163,94 @@ def simulate_memtest(generated: Generated, *, words: int = 1024, max_burst: int 
     sim = run_cocotb(sdram_sim_verilog(core, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
                      tag="sdram-memtest", testcase="sdram_memtest")
     return sim.data
+
+
+class EngineOnSDRAM(wiring.Component):
+    """A testbench top: `engine` (the initiator of a `MemPortSignature`, e.g. a LinearEngine)
+    and a host port sharing one `SDRAMController`. ``sel`` low gives the controller to
+    ``host`` (the testbench writes the weights through it), high to the engine.
+
+    Ports: ``host`` (memory side of the port), ``sel``, ``init_done``, the engine's ``i``
+    and ``o``, the SDRAM pins. The controller is ``ctrl`` (its LiteDRAM at ``ctrl.core``).
+    """
+
+    def __init__(self, generated: Generated, engine, *, read_buffer: int = 32):
+        self.generated, self.engine = generated, engine
+        sig = engine.mem.signature
+        self.ctrl = SDRAMController(generated, max_burst=sig.max_burst, read_buffer=read_buffer)
+        if sig != self.ctrl.port_signature:
+            raise ValueError(f"the engine's port {sig!r} must be the controller's "
+                             f"{self.ctrl.port_signature!r}")
+        members = {"host": In(sig), "sel": In(1), "init_done": Out(1),
+                   "i": engine.signature.members["i"], "o": engine.signature.members["o"]}
+        members.update({p: Out(w) for p, w in self.ctrl.pins.items()})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        ctrl, engine = self.ctrl, self.engine
+        m.submodules.ctrl, m.submodules.engine = ctrl, engine
+        h, e, c, sel = self.host, engine.mem, ctrl.port, self.sel
+        m.d.comb += [
+            c.req.payload.as_value().eq(Mux(sel, e.req.payload.as_value(),
+                                            h.req.payload.as_value())),
+            c.req.valid.eq(Mux(sel, e.req.valid, h.req.valid)),
+            c.w.payload.eq(Mux(sel, e.w.payload, h.w.payload)),
+            c.w.valid.eq(Mux(sel, e.w.valid, h.w.valid)),
+            c.r.ready.eq(Mux(sel, e.r.ready, h.r.ready)),
+            e.req.ready.eq(sel & c.req.ready), h.req.ready.eq(~sel & c.req.ready),
+            e.w.ready.eq(sel & c.w.ready), h.w.ready.eq(~sel & c.w.ready),
+            e.r.valid.eq(sel & c.r.valid), h.r.valid.eq(~sel & c.r.valid),
+            e.r.payload.eq(c.r.payload), h.r.payload.eq(c.r.payload),
+            self.init_done.eq(ctrl.init_done),
+        ]
+        wiring.connect(m, wiring.flipped(self.i), engine.i)
+        wiring.connect(m, engine.o, wiring.flipped(self.o))
+        m.d.comb += [getattr(self, p).eq(getattr(ctrl, p)) for p in ctrl.pins]
+        return m
+
+
+def engine_memory_model(generated: Generated, engine, read_buffer: int = 32):
+    """The memory-port model the engine's SDRAM prediction uses: `PipelinedMemPortRAMModel`
+    with `stream_timing` (the fit to this controller's sequential streams)."""
+    sig = engine.mem.signature
+    ram = PipelinedMemPortRAM(data_width=sig.data_width, depth=1 << sig.addr_width,
+                              max_burst=sig.max_burst, buffer=read_buffer,
+                              **stream_timing(generated.config))
+    ram._MustUse__silence = True  # only its model is used, never its hardware
+    return ram.model()
+
+
+def simulate_engine_on_sdram(generated: Generated, engine, words, inputs: dict, expected: dict,
+                             *, seed: int = 0, gap: float = 0.3, backpressure: float = 0.4,
+                             read_buffer: int = 32, timeout: int = 400_000) -> dict:
+    """Write `words` (the engine's memory image) into the SDRAM through the host port, give
+    the port to the engine and run `inputs` twice: free flowing (the cycles measured, from
+    the cycle the engine got the port: its first request may fire in cycle 0, its input
+    from cycle 1), then under seeded input gaps and output stalls; every output beat is
+    checked against `expected` in both passes. Returns the test's result and the
+    prediction of the engine's model next to `engine_memory_model` (``predicted``)."""
+    sig = engine.mem.signature
+    top = EngineOnSDRAM(generated, engine, read_buffer=read_buffer)
+    writes, wdata, addr = [], [int(w) for w in words], engine.base_addr
+    end = engine.base_addr + len(words)
+    while addr < end:
+        beats = min(sig.max_burst, end - addr)
+        writes.append(pack_request(addr, beats, True, sig.addr_width, sig.max_burst))
+        addr += beats
+    rng = random.Random(seed)
+    stimulus = {
+        "seed": seed, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+        "writes": writes, "wdata": wdata,
+        "inputs": {k: [int(x) for x in v] for k, v in inputs.items()},
+        "outputs": {k: [int(x) for x in v] for k, v in expected.items()},
+        "idle": {k: make_pattern(rng, gap) for k in sorted(inputs)},
+        "stall": {k: make_pattern(rng, backpressure) for k in sorted(expected)},
+    }
+    sim = run_cocotb(sdram_sim_verilog(top, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-engine", testcase="sdram_engine")
+    beats = len(stimulus["outputs"]["o"])
+    predicted = network_cycles(engine, engine_memory_model(generated, engine, read_buffer),
+                               stimulus["inputs"], {}, {}, beats)
+    return {**sim.data, "predicted": predicted, "sim_seconds": sim.run_seconds,
+            "build_seconds": sim.build_seconds}

@@ -12,7 +12,9 @@ from quant.random_model import random_int_model
 from rtl_templates.common import pack_spikes
 from rtl_templates.engine_sequence import EngineSequence, sequence_image
 from rtl_templates.linear_engine import pack_engine_values
-from sim.memory_sim import verify_memory_block
+from rtl_templates.memport import MemPortRAM
+from rtl_templates.memport_pipelined import PipelinedMemPortRAM
+from sim.memory_sim import verify_memory_block, verify_with_ram
 
 
 def _tokens(x, b, T):
@@ -53,6 +55,10 @@ def test_mlp_fc1_lif_fc2_residual(verilator):
                dict(seed=6, gap=0.05, backpressure=0.8, mem_stall=0.7, mem_gap=0.05)):
         verify_memory_block(seq, ins, exp, words=words, latency=7, simulator=verilator,
                             tag="engseq", **kw)
+    # MemPortRAM in the top: its latency, interval and refresh in the cycle prediction.
+    verify_with_ram(seq, ins, exp, words=words, ram_class=MemPortRAM, simulator=verilator,
+                    seed=3, gap=0.2, backpressure=0.3, latency=6, interval=2,
+                    refresh_period=101, refresh_cycles=9, tag="engseq-ram")
 
 
 def _three_layers(seed):
@@ -77,7 +83,7 @@ def test_three_layer_sequence(verilator):
     T, N, images = 2, 5, 2
     seq = EngineSequence([(w.tolist(), b.tolist(), a) for w, b, a in layers],
                          [(v.tolist(), sh, sb) for v, sh, sb in lifs], tokens=N, time_steps=T,
-                         weight_bits=8, pe=4, simd=4, beat_bits=32, max_burst=3, addr_bits=10)
+                         weight_bits=8, pe=4, simd=4, beat_bits=32, max_burst=8, addr_bits=10)
     s = (torch.rand(images, N, T, 12, generator=torch.Generator().manual_seed(8)) < 0.4).long()
     ins, exp = [], []
     for m in range(images):
@@ -94,18 +100,21 @@ def test_three_layer_sequence(verilator):
                         tag="engseq")
     verify_memory_block(seq, {"i": ins}, {"o": exp}, words=words, latency=3, simulator=verilator,
                         seed=9, gap=0.3, backpressure=0.5, mem_stall=0.4, mem_gap=0.3, tag="engseq")
+    verify_with_ram(seq, {"i": ins}, {"o": exp}, words=words, ram_class=PipelinedMemPortRAM,
+                    simulator=verilator, latency=9, buffer=16, refresh_period=131,
+                    refresh_cycles=15, tag="engseq-ram")
 
 
 def test_sequence_requests_and_rejects():
     layers, lifs = _three_layers(1)
     seq = EngineSequence([(w.tolist(), b.tolist(), a) for w, b, a in layers],
                          [(v.tolist(), sh, sb) for v, sh, sb in lifs], tokens=2, time_steps=1,
-                         weight_bits=8, pe=4, simd=4, beat_bits=32, max_burst=3, base_addr=4,
+                         weight_bits=8, pe=4, simd=4, beat_bits=32, max_burst=8, base_addr=4,
                          addr_bits=10)
     # rows of 4 x 4 x 8 = 128 bits = 4 beats; tiles of 3, 2, 2 rows -> 12, 8, 8 beats
     assert seq.layer_words == [2 * 12, 2 * 8, 1 * 8]
-    assert [n for _, n in seq.requests()][:5] == [3, 3, 3, 3, 3]
-    assert seq.requests()[-1] == (4 + 48 - 2, 2)
+    assert [n for _, n in seq.requests()][:6] == [8, 4, 8, 4, 8, 8]
+    assert seq.requests()[-1] == (4 + 48 - 8, 8)
     assert len(sequence_image(seq)) == 48
     w, b, a = layers[0]
     with pytest.raises(ValueError, match="one LIF per boundary"):

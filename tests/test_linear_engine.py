@@ -1,6 +1,7 @@
-"""LinearEngine (weights from the memory port) against the golden quant.golden.spike_linear,
-under gaps and backpressure on every stream and on the memory port, with its cycle model
-(next to the memory's) checked beat by beat and its free-flow cycle count checked exactly.
+"""LinearEngine (weights from the memory port, `MemPortSignature`) against the golden
+quant.golden.spike_linear, under gaps and backpressure on every stream and on the memory port
+(a testbench responder), and with MemPortRAM / PipelinedMemPortRAM behind it in the top; its
+cycle model, next to the memory's, checked beat by beat, and its free-flow cycle count exactly.
 """
 
 import pytest
@@ -11,13 +12,20 @@ from quant.golden import spike_linear
 from quant.ir import signed_bits
 from rtl_templates.common import pack_spikes
 from rtl_templates.linear_engine import LinearEngine, memory_image, pack_engine_values
-from rtl_templates.memory_port import MemoryPortModel, memory_port_signature, pack_request
-from sim.memory_sim import model_cycles, verify_memory_block
+from rtl_templates.memport import MemPortRAM, MemPortSignature
+from rtl_templates.memport_pipelined import PipelinedMemPortRAM
+from sim.memory_sim import (
+    ResponderModel,
+    model_cycles,
+    network_cycles,
+    verify_memory_block,
+    verify_with_ram,
+)
 from sim.runner import SimulationFailed
 
 
 def _engine(out, n_in, tokens, T, pe, simd, beat_bits, max_burst, kind="random", seed=0,
-            base_addr=0, mode="dense"):
+            base_addr=0, mode="dense", addr_bits=16):
     g = torch.Generator().manual_seed(seed)
     if kind == "random":
         w = torch.randint(-127, 128, (out, n_in), generator=g)
@@ -28,7 +36,7 @@ def _engine(out, n_in, tokens, T, pe, simd, beat_bits, max_burst, kind="random",
     acc = signed_bits(int((b + w.clamp(max=0).sum(1)).min()), int((b + w.clamp(min=0).sum(1)).max()))
     e = LinearEngine(w.tolist(), b.tolist(), tokens=tokens, time_steps=T, weight_bits=8,
                      acc_bits=acc, pe=pe, simd=simd, beat_bits=beat_bits, max_burst=max_burst,
-                     base_addr=base_addr, addr_bits=16, mode=mode)
+                     base_addr=base_addr, addr_bits=addr_bits, mode=mode)
     return e, w, b
 
 
@@ -44,15 +52,15 @@ def _images(e, w, b, images, seed):
     return {"i": ins}, {"o": exp}
 
 
-# fold: rows of 3 beats, tiles of 12 beats in requests of 5, 5, 2; unroll: one tile (both
+# fold: rows of 3 beats, tiles of 12 beats in requests of 8, 4; unroll: one tile (both
 # buffers alternate over images), a two-stage tree, T = 1, extreme sums; serial: pe = simd
 # = 1, a row per beat, latency 1; event: one row per set bit (in = 40: the encoder's 16-bit
 # chunks), an all-zero token costs one operation per position.
 CASES = {
-    "event-fold": dict(args=(6, 12, 4, 2, 3, 1, 8, 5), mode="event", seed=4, latency=6),
+    "event-fold": dict(args=(6, 12, 4, 2, 3, 1, 8, 8), mode="event", seed=4, latency=6),
     "event-wide-extreme": dict(args=(6, 40, 3, 1, 6, 1, 16, 64), mode="event", kind="extreme",
                                seed=5, latency=2),
-    "fold": dict(args=(6, 12, 4, 2, 2, 3, 16, 5), seed=1, base_addr=100, latency=6),
+    "fold": dict(args=(6, 12, 4, 2, 2, 3, 16, 8), seed=1, base_addr=100, latency=6),
     "unroll-extreme": dict(args=(6, 12, 3, 1, 6, 12, 32, 64), kind="extreme", seed=2,
                            latency=11),
     "serial": dict(args=(3, 5, 3, 2, 1, 1, 8, 4), seed=3, latency=1),
@@ -79,6 +87,34 @@ def test_linear_engine(verilator, name):
                         gap=0.05, backpressure=0.7, mem_stall=0.6, mem_gap=0.1, tag="lengine")
 
 
+# MemPortRAM / PipelinedMemPortRAM in the top: their latency, beat interval and refresh gaps
+# (and the pipelined one's read buffer) cost cycles, never results; the engine's model next
+# to the memory's predicts every output beat.
+RAM_CASES = {
+    "fold-ram": dict(case="fold", ram=MemPortRAM, latency=5, interval=2, refresh_period=61,
+                     refresh_cycles=7),
+    "event-fold-pipelined": dict(case="event-fold", ram=PipelinedMemPortRAM, latency=9,
+                                 buffer=8, refresh_period=97, refresh_cycles=15),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", list(RAM_CASES))
+def test_linear_engine_with_memport_ram(verilator, name):
+    spec = dict(RAM_CASES[name])
+    case, ram = CASES[spec.pop("case")], spec.pop("ram")
+    e, w, b = _engine(*case["args"], kind=case.get("kind", "random"), seed=case["seed"],
+                      base_addr=case.get("base_addr", 0), mode=case.get("mode", "dense"),
+                      addr_bits=8)
+    ins, exp = _images(e, w, b, 3, case["seed"])
+    free = verify_with_ram(e, ins, exp, words=memory_image(e), ram_class=ram,
+                           simulator=verilator, tag="lengine-ram", **spec)
+    slow = verify_with_ram(e, ins, exp, words=memory_image(e), ram_class=ram,
+                           simulator=verilator, seed=7, gap=0.3, backpressure=0.5,
+                           tag="lengine-ram", **spec)
+    assert slow.cycles > free.cycles  # the gaps and stalls did cost cycles
+
+
 @pytest.mark.sim
 def test_linear_engine_checks_can_fail(verilator):
     """A wrong output value fails the scoreboard; a wrong latency fails the cycle model."""
@@ -97,33 +133,24 @@ def test_linear_engine_checks_can_fail(verilator):
 def test_memory_image_and_requests():
     w = [[1, -2, 3, -4], [5, 6, -7, 7]]
     e = LinearEngine(w, [0, 0], tokens=3, time_steps=1, weight_bits=4, acc_bits=6, pe=2,
-                     simd=2, beat_bits=8, max_burst=3, base_addr=10, addr_bits=8)
+                     simd=2, beat_bits=8, max_burst=2, base_addr=10, addr_bits=8)
     # rows (gated_sum.weight_rows) 0x65E1, 0x79C3, split into bytes, low first
     assert memory_image(e) == [0xE1, 0x65, 0xC3, 0x79]
-    assert e.requests() == [(10, 3), (13, 1)]
+    assert e.requests() == [(10, 2), (12, 2)]
     assert pack_engine_values([[[1, -1]], [[2, 3]]], 6, 2) == [1 | (63 << 6), 2 | (3 << 6)]
-    assert pack_request(5, 3, 8) == 5 | 3 << 8
-    sig = memory_port_signature(addr_bits=8, max_burst=3, beat_bits=8)
-    assert set(sig.members) == {"req", "rdata"}
+    # The one memory port: the engine is its initiator.
+    assert e.mem.signature == MemPortSignature(addr_width=8, data_width=8, max_burst=2)
+    assert set(e.mem.signature.members) == {"req", "w", "r"}
 
 
 def test_cycles_closed_form_equals_model_in_free_flow():
     """The closed form against the cycle model on shapes too big to simulate cheaply."""
-    from rtl_templates.timing import Network, Sink, Source
     for args, lat in (((48, 64, 16, 4, 8, 4, 16, 64), 20), ((32, 32, 4, 1, 32, 8, 32, 16), 3)):
         e, _, _ = _engine(*args)
-        net = Network()
-        net.add("dut", e.model())
-        net.add("mem", MemoryPortModel([n for _, n in e.requests()], latency=lat))
-        net.connect(("dut", "req"), ("mem", "req"))
-        net.connect(("mem", "rdata"), ("dut", "rdata"))
-        net.add("src", Source(2 * e.positions))
-        net.connect(("src", "o"), ("dut", "i"))
-        sink = net.add("sink", Sink())
-        net.connect(("dut", "o"), ("sink", "i"))
-        beats = 2 * e.groups * e.positions
-        net.run(lambda s=sink, n=beats: s.received >= n, 1_000_000)
-        assert sink.cycles[-1] == e.cycles(2, lat)
+        memory = ResponderModel(addr_width=16, max_burst=e.max_burst, latency=lat)
+        fired = network_cycles(e, memory, {"i": [0] * (2 * e.positions)}, {}, {},
+                               2 * e.groups * e.positions)
+        assert fired[-1] == e.cycles(2, lat)
 
 
 def test_rejects_bad_parameters():
@@ -135,8 +162,10 @@ def test_rejects_bad_parameters():
         LinearEngine(w, b, pe=3, **ok)
     with pytest.raises(ValueError, match="must fit addr_bits"):
         LinearEngine(w, b, pe=2, simd=1, beat_bits=16, base_addr=255, addr_bits=8, **ok)
-    with pytest.raises(TypeError, match="max_burst must be an integer >= 1, not 0"):
+    with pytest.raises(TypeError, match="max_burst must be an integer >= 2, not 0"):
         LinearEngine(w, b, pe=2, beat_bits=16, max_burst=0, **ok)
+    with pytest.raises(ValueError, match="max_burst must be a power of two, not 12"):
+        LinearEngine(w, b, pe=2, beat_bits=16, max_burst=12, **ok)
     with pytest.raises(ValueError, match="simd must be 1 in event mode, not 2"):
         LinearEngine(w, b, pe=2, simd=2, beat_bits=16, mode="event", **ok)
     with pytest.raises(ValueError, match=r"tokens \* time_steps must be >= 3"):
