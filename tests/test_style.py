@@ -8,8 +8,8 @@ import pytest
 
 from hwgen.cli.main import main
 from hwgen.compiler.loader import resolve_model
-from hwgen.compiler.style import mean_spike_rate, plan_styled
 from hwgen.compiler.stats import calibrate
+from hwgen.compiler.style import mean_spike_rate, plan_styled
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.targets.boards import ECP5_85F, ULX3S_SDRAM, get_board
 
