@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, gather
 
 
 def load_stimulus() -> dict:
@@ -168,3 +168,38 @@ async def start_clock(dut, period_ns: int = 10) -> None:
 
 def log_seed(stimulus: dict) -> None:
     cocotb.log.info(f"hwgen: random seed {int(stimulus.get('seed', 0))}")
+
+
+async def run_streams(dut, stim, background=()) -> dict:
+    """Drive the stimulus' inputs, score its outputs, check nothing more comes out, and
+    return the result (outputs, out_cycles, cycles). `background`: coroutines started with
+    the clock (e.g. a memory responder)."""
+    for name, value in stim.get("constants", {}).items():
+        getattr(dut, name).value = int(value)
+    drivers = {n: StreamDriver(dut, n, stim.get("idle", {}).get(n, [])) for n in stim["inputs"]}
+    boards = {n: Scoreboard(n, list(exp)) for n, exp in stim["outputs"].items()}
+    monitors = {}
+    for n in stim["outputs"]:
+        monitors[n] = StreamMonitor(dut, n, stim.get("stall", {}).get(n, []),
+                                    on_beat=boards[n].check)
+    # Drivers and monitors drive valid/ready low before reset ends (Icarus is 4-state).
+    await start_clock(dut)
+    for task in background:
+        cocotb.start_soon(task)
+    # gather: the first failure (a mismatch, a timeout) ends the test at once.
+    await gather(*[d.send(stim["inputs"][n]) for n, d in drivers.items()],
+                 *[m.collect(len(stim["outputs"][n]), stim.get("timeout", 100000))
+                   for n, m in monitors.items()])
+    # Nothing more may come out: watch a few idle cycles with ready high.
+    for m in monitors.values():
+        if m.port.ready is not None:
+            m.port.ready.value = 1
+    for _ in range(stim.get("drain", 8)):
+        await FallingEdge(dut.clk)
+        for n, m in monitors.items():
+            assert not m.port.valid.value, f"{n}: extra beat after the {len(m.received)} expected"
+    return {
+        "outputs": {n: m.received for n, m in monitors.items()},
+        "out_cycles": {n: m.cycles for n, m in monitors.items()},
+        "cycles": max((m.cycles[-1] for m in monitors.values() if m.cycles), default=0),
+    }

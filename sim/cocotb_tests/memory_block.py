@@ -11,18 +11,15 @@ as [addr, beats] pairs.
 """
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, gather
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from sim.streams import (
     Port,
-    Scoreboard,
-    StreamDriver,
-    StreamMonitor,
     load_stimulus,
     log_seed,
     pattern_bit,
+    run_streams,
     save_result,
-    start_clock,
 )
 
 
@@ -86,24 +83,5 @@ async def memory_block(dut):
     stim = load_stimulus()
     log_seed(stim)
     memory = MemoryResponder(dut, stim["memory"])
-    drivers = {n: StreamDriver(dut, n, stim.get("idle", {}).get(n, [])) for n in stim["inputs"]}
-    boards = {n: Scoreboard(n, list(exp)) for n, exp in stim["outputs"].items()}
-    monitors = {n: StreamMonitor(dut, n, stim.get("stall", {}).get(n, []), on_beat=boards[n].check)
-                for n in stim["outputs"]}
-    await start_clock(dut)
-    cocotb.start_soon(memory.run())
-    await gather(*[d.send(stim["inputs"][n]) for n, d in drivers.items()],
-                 *[m.collect(len(stim["outputs"][n]), stim.get("timeout", 100000))
-                   for n, m in monitors.items()])
-    for m in monitors.values():
-        m.port.ready.value = 1
-    for _ in range(stim.get("drain", 8)):
-        await FallingEdge(dut.clk)
-        for n, m in monitors.items():
-            assert not m.port.valid.value, f"{n}: extra beat after the {len(m.received)} expected"
-    save_result({
-        "outputs": {n: m.received for n, m in monitors.items()},
-        "out_cycles": {n: m.cycles for n, m in monitors.items()},
-        "cycles": max((m.cycles[-1] for m in monitors.values() if m.cycles), default=0),
-        "requests": memory.requests,
-    })
+    result = await run_streams(dut, stim, background=[memory.run()])
+    save_result(dict(result, requests=memory.requests))
