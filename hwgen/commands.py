@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from hwgen.user_cli import add_data_arguments
 from quant.errors import HwgenError
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "quant" / "checkpoints" / "digits-tiny.hwq"
@@ -24,9 +25,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="FILE",
                    help=f"integer model file (.hwq; default: the bundled {BUNDLED_MODEL.name})")
-    g.add_argument("--config", metavar="NAME",
+    g.add_argument("--config", metavar="NAME|FILE",
                    help="instead of a file: a reference config (digits-tiny, cifar-mid, "
-                        "cifar-paper) with seeded random integer weights")
+                        "cifar-paper) or a TOML config file, with seeded random integer weights")
     g.add_argument("--weight-seed", type=int, default=0, metavar="S",
                    help="seed of the random weights with --config (default 0)")
     g.add_argument("--bits", type=int, choices=(4, 8), default=8,
@@ -54,13 +55,10 @@ def load_model_from_args(args: argparse.Namespace):
     if args.config and args.model:
         raise HwgenError("give either --model or --config, not both")
     if args.config:
-        from quant.config import get_config
+        from quant.config_file import resolve_config
         from quant.random_model import random_int_model
 
-        try:
-            cfg = get_config(args.config)
-        except ValueError as e:
-            raise HwgenError(str(e)) from None
+        cfg = resolve_config(args.config)
         return check_supported(random_int_model(cfg, args.bits, seed=args.weight_seed))
     return load_supported(Path(args.model) if args.model else BUNDLED_MODEL)
 
@@ -100,20 +98,24 @@ def _sample_words(plan, model):
     return propagate_words(plan.graph(model), {k: v[0] for k, v in per_edge.items()})
 
 
-def sample_images(model, n: int, seed: int = 0):
-    """(pixels [n, C, H, W], labels or None): digits test images for digits-tiny, else random."""
+def sample_images(model, n: int, seed: int = 0, data: str | None = None,
+                  val_split: float = 0.2):
+    """(pixels [n, C, H, W], labels or None): the first n test images of --data PATH, or of
+    the digits test split for digits-tiny; random images otherwise."""
     import torch
 
     from quant.random_model import random_pixels
 
+    if n < 1:
+        raise HwgenError(f"--images must be at least 1, not {n}")
     cfg = model.config
-    if cfg.name == "digits-tiny":
-        from quant.data import load_digits_split
+    if data is not None or cfg.name == "digits-tiny":
+        from quant.datasets import load_data
 
-        split = load_digits_split()
+        split = load_data(data, cfg, val_split)
         if n > len(split.test_labels):
-            raise HwgenError(f"--images: the digits test split has {len(split.test_labels)} "
-                             f"images, not {n}")
+            raise HwgenError(f"--images: the test part of {split.source} has "
+                             f"{len(split.test_labels)} images, not {n}")
         return split.test_pixels[:n].to(torch.int64), [int(y) for y in split.test_labels[:n]]
     return random_pixels(cfg, n, seed=seed), None
 
@@ -151,10 +153,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     reason = simulator_missing_reason(args.simulator)
     if reason:
         raise HwgenError(reason)
+    if args.images < 1:  # before anything is built
+        raise HwgenError(f"--images must be at least 1, not {args.images}")
     model = load_model_from_args(args)
+    pixels, labels = sample_images(model, args.images, seed=args.seed, data=args.data,
+                                   val_split=args.val_split)
     board, plan = make_plan_from_args(args, model)
     graph = plan.graph(model)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
     progress(f"{model.config.name}: {len(graph.nodes)} blocks planned for {board.name}; "
              f"predicted {plan.latency_cycles} cycles per image")
     start = time.monotonic()
@@ -271,6 +276,7 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=2, metavar="K",
                    help="simulator processes (default 2)")
     s.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    add_data_arguments(s, "simulate its first test images")
     s.set_defaults(func=cmd_sim)
 
     from hwgen.run import register_run  # `hwgen run`: the board link (argparse only)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from hwgen import protocol as P
+from hwgen.user_cli import add_data_arguments
 from quant.errors import HwgenError
 
 
@@ -185,7 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise HwgenError(f"--timeout must be positive, not {args.timeout}")
     model = load_model_from_args(args)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
+    pixels, labels = sample_images(model, args.images, seed=args.seed, data=args.data,
+                                   val_split=args.val_split)
     link = open_link(args.port, args.baud, args.timeout)
     try:
         report = run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
@@ -219,4 +221,5 @@ def register_run(sub) -> None:
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds to wait for each reply (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of random images (default 0)")
+    add_data_arguments(p, "classify its first test images")
     p.set_defaults(func=cmd_run)

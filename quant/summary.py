@@ -24,7 +24,9 @@ def digits_test_accuracy(model: IntModel) -> float:
     return float((pred == data.test_labels).double().mean())
 
 
-def summary(model: IntModel, accuracy: bool = True) -> str:
+def summary(model: IntModel, accuracy: bool = True, data=None) -> str:
+    """`data`: a quant.datasets.DataSplit whose test part the accuracy run uses (default:
+    the digits test split, for digits-tiny only)."""
     cfg = model.config
     h, w = cfg.grid
     lines = [
@@ -70,7 +72,13 @@ def summary(model: IntModel, accuracy: bool = True) -> str:
         if isinstance(value, float) and "accuracy" in key:
             value = f"{100 * value:.2f} %"
         lines.append(f"meta.{key}: {value}")
-    if accuracy:
+    if accuracy and data is not None:
+        from quant import golden
+
+        acc = float((golden.predict(model, data.test_pixels) == data.test_labels).double().mean())
+        lines.append(f"golden model accuracy on the test part of {data.source} "
+                     f"({len(data.test_labels)} images): {100 * acc:.2f} %")
+    elif accuracy:
         if is_digits_tiny(model):
             acc = digits_test_accuracy(model)
             lines.append(f"golden model accuracy on the digits test split (360 images): {100 * acc:.2f} %")
