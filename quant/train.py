@@ -71,9 +71,10 @@ def train_digits(out: Path, epochs: int | None = None, seed: int = 0, progress: 
 
 def train_model(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int | None = None,
                 seed: int = 0, progress: bool = True, resume: Path | None = None,
-                device: str | None = None) -> dict:
+                device: str | None = None, stop_after: int | None = None) -> dict:
     """Train on `data`'s train part, evaluate on its test part after every epoch, and write
     `out` after every epoch (best weights + state to resume). CPU runs use THREADS threads.
+    `stop_after`: end this run after that many epochs (a time-boxed run, resumed later).
 
     Returns {'test_accuracy' (best), 'best_epoch', 'seconds' (training loop), 'epochs',
     'device'}.
@@ -85,7 +86,8 @@ def train_model(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int | None
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        return _train(cfg, data, Path(out), epochs, seed, progress, resume, torch.device(device))
+        return _train(cfg, data, Path(out), epochs, seed, progress, resume, torch.device(device),
+                      stop_after)
     finally:
         torch.set_num_threads(before)
 
@@ -111,7 +113,7 @@ def _resume_state(path: Path, cfg: ModelConfig, data: DataSplit, epochs: int) ->
 
 
 def _train(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int, seed: int, progress: bool,
-           resume: Path | None, device: torch.device) -> dict:
+           resume: Path | None, device: torch.device, stop_after: int | None) -> dict:
     from tqdm import tqdm
 
     state = _resume_state(Path(resume), cfg, data, epochs) if resume else None
@@ -134,8 +136,9 @@ def _train(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int, seed: int,
         best_acc, best_epoch, first = state["ckpt"]["test_accuracy"], state["best_epoch"], state["epoch"]
         best_state = state["ckpt"]["state_dict"]
     start = time.perf_counter()
-    bar = tqdm(range(first, epochs), desc=f"train {cfg.name}", unit="epoch", disable=not progress,
-               initial=first, total=epochs)
+    last = epochs if stop_after is None else min(epochs, first + stop_after)
+    bar = tqdm(range(first, last), desc=f"train {cfg.name}", unit="epoch", disable=not progress,
+               initial=first, total=last)
     for epoch in bar:
         model.train()
         order = torch.randperm(n_train, generator=g)
