@@ -52,9 +52,16 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     if args.config:
         require_same_config(cfg, resolve_config(args.config), f"checkpoint {args.checkpoint}")
     data = load_data(args.data, cfg, args.val_split) if args.data else None
-    model = quantize_checkpoint(Path(args.checkpoint), weight_bits=args.bits, data=data)
-    report = report_accuracy(Path(args.checkpoint), model,
-                             other_bits=(4,) if args.bits == 8 else (), data=data)
+    if args.qat:
+        from quant.qat import quantize_with_qat
+
+        model, qat_report = quantize_with_qat(Path(args.checkpoint), args.bits, args.qat, data,
+                                              seed=args.seed, progress=not args.quiet)
+        report = qat_report.lines()
+    else:
+        model = quantize_checkpoint(Path(args.checkpoint), weight_bits=args.bits, data=data)
+        report = report_accuracy(Path(args.checkpoint), model,
+                                 other_bits=(4,) if args.bits == 8 else (), data=data)
     save_model(model, Path(args.output))
     print(report)
     print(f"integer model written to {args.output}")
@@ -145,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse the checkpoint unless its config equals this one")
     q.add_argument("--bits", type=int, choices=(4, 8), default=8,
                    help="weight bits (default 8; with 8, the 4-bit accuracy is reported too)")
+    q.add_argument("--qat", type=_positive_int, metavar="EPOCHS",
+                   help="quantisation-aware fine-tuning for EPOCHS epochs on the train part "
+                        "(docs/qat.md); reports float, post-training and QAT accuracy")
+    q.add_argument("--seed", type=int, default=0, help="seed of the QAT run (default 0)")
+    q.add_argument("-q", "--quiet", action="store_true", help="no QAT progress bar")
     add_data_arguments(q, "calibrate on the train part, report on the test part")
     q.set_defaults(func=_cmd_quantize)
 
