@@ -3,7 +3,7 @@
 A config file holds one `ModelConfig` as top-level keys (docs/usage.md). Every
 field is type-checked before the config's own checks run; an unknown, missing
 or mistyped field is a one-line ConfigError naming it. Fields with a default
-in `ModelConfig` (thresholds, tau, pixel_bits, input) may be left out.
+in `ModelConfig` (thresholds, tau, pixel_bits, input = "image") may be left out.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "attn_vth": ("float", "a number"),
     "tau": ("float", "a number"),
     "pixel_bits": ("int", "an integer"),
+    "input": ("str", "a string ('image' or 'frames')"),
 }
 
 
@@ -139,7 +140,7 @@ def config_to_toml(cfg: ModelConfig) -> str:
 
 def require_same_config(found: ModelConfig, wanted: ModelConfig, where: str) -> None:
     """ConfigError naming the first field in which `found` (e.g. a checkpoint's) differs."""
-    a, b = found.to_dict(), wanted.to_dict()
+    a, b = ({"input": "image", **c.to_dict()} for c in (found, wanted))
     for key in FIELDS:
         if a.get(key) != b.get(key):
             raise ConfigError(f"{where}: config field {key!r} is {a.get(key)!r}, but --config "

@@ -38,6 +38,12 @@ def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.to(torch.float32) / 255.0
 
 
+def to_model_input(cfg, x: torch.Tensor) -> torch.Tensor:
+    """What the float model reads for stored samples `x` of config `cfg`: pixel / 255 for
+    images [B, C, H, W], the 0/1 spikes themselves for event frames [B, T, 2, H, W]."""
+    return x.to(torch.float32) if cfg.frames else pixels_to_float(x)
+
+
 def load_digits_split() -> DigitsSplit:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -31,7 +31,8 @@ class DataError(HwgenError):
 
 @dataclass(frozen=True)
 class DataSplit:
-    """Pixels uint8 [N, C, H, W]; labels int64 [N]; `source` says where they came from."""
+    """Pixels uint8 [N, C, H, W] (event frames: [N, T, 2, H, W] of 0/1); labels int64 [N];
+    `source` says where they came from."""
 
     train_pixels: torch.Tensor
     train_labels: torch.Tensor
@@ -100,19 +101,30 @@ def load_npz(path: Path, cfg: ModelConfig, val_split: float = DEFAULT_VAL_SPLIT)
             raise DataError(f"{where}: array {key!r} missing (found: "
                             f"{', '.join(sorted(arrays)) or 'none'})")
     x, y = arrays["x"], arrays["y"]
-    want = (cfg.image_channels, *cfg.image_size)
+    if cfg.frames:  # event frames (N, T, 2, H, W) of 0/1, tonic's frame layout
+        want = (cfg.time_steps, 2, *cfg.image_size)
+        if x.dtype == np.bool_:
+            x = x.astype(np.uint8)
+    else:
+        want = (cfg.image_channels, *cfg.image_size)
     if x.dtype != np.uint8:
-        raise DataError(f"{where}: x must be uint8, not {x.dtype}")
-    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise DataError(f"{where}: x must be uint8{' or bool' if cfg.frames else ''}, "
+                        f"not {x.dtype}")
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise DataError(f"{where}: x has shape {tuple(x.shape)}, config {cfg.name!r} needs "
                         f"(N, {', '.join(map(str, want))})")
+    if cfg.frames and x.max(initial=0) > 1:
+        first = int(np.argmax(x.reshape(len(x), -1).max(1) > 1))
+        raise DataError(f"{where}: event frames must be 0/1; sample {first} holds "
+                        f"{int(x[first].max())}")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{where}: y must be integers of shape ({len(x)},), not {y.dtype} "
                         f"{tuple(y.shape)}")
     if len(x) < 2:
         raise DataError(f"{where}: needs at least 2 samples, has {len(x)}")
     _check_labels(y, cfg, where)
-    _check_pixels(x, cfg, where)
+    if not cfg.frames:
+        _check_pixels(x, cfg, where)
     if "split" in arrays:
         split = arrays["split"]
         if split.shape != y.shape or not np.isin(split, (0, 1)).all():
@@ -194,6 +206,9 @@ def load_image_folder(root: Path, cfg: ModelConfig,
                       val_split: float = DEFAULT_VAL_SPLIT) -> DataSplit:
     """Class sub-folders in sorted name order (torchvision's ImageFolder), either inside
     `train/` and `test/` or directly in `root` (then split by a seeded `val_split`)."""
+    if cfg.frames:
+        raise DataError(f"data {root}: config {cfg.name!r} reads event frames; give them as "
+                        "an .npz with x of shape (N, T, 2, H, W)")
     train, test = root / "train", root / "test"
     if train.is_dir() and test.is_dir():
         x_tr, y_tr, names = _read_classes(train, cfg)

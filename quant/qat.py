@@ -95,7 +95,7 @@ def int_lif(x: torch.Tensor, vth: float, acc_scale: torch.Tensor, alpha: float) 
 def fake_quant_logits(model: SAFormer, pixels: torch.Tensor, weight_bits: int) -> torch.Tensor:
     """Logits of the integer model `quantize_model(model, weight_bits)` (no bias correction)
     would compute, as float64 integers [B, classes], differentiable. `pixels`: [B, C, H, W]
-    integers (any dtype)."""
+    integers (any dtype), or event frames [B, T, 2, H, W] of 0/1."""
     cfg = model.cfg
     qmax = (1 << (weight_bits - 1)) - 1
     pixel_max = (1 << cfg.pixel_bits) - 1
@@ -106,13 +106,14 @@ def fake_quant_logits(model: SAFormer, pixels: torch.Tensor, weight_bits: int) -
     for i, stage in enumerate(model.stem):
         f = fold_bn_diff(stage.conv)
         s = channel_scale([_detached(f)], qmax)
-        acc = s / pixel_max if i == 0 else s
+        pixel_conv = i == 0 and not cfg.frames
+        acc = s / pixel_max if pixel_conv else s
         layer = _Layer(f, s, qmax, acc)
-        if i == 0:
+        if pixel_conv:
             y = layer(x.unsqueeze(0))
             y = y.expand(T, *y.shape[1:])
         else:
-            y = layer(s_prev)
+            y = layer(x.transpose(0, 1) if i == 0 else s_prev)  # frames: [T, B, 2, H, W]
         sp = int_lif(y, stage.lif.vth, acc, stage.lif.alpha)
         s_prev = maxpool2x2(sp) if stage.pool else sp
 
@@ -262,7 +263,7 @@ def quantize_with_qat(checkpoint, weight_bits: int, epochs: int, data=None, seed
 
     from quant import golden
     from quant.checkpoint import load_checkpoint
-    from quant.data import pixels_to_float
+    from quant.data import to_model_input
     from quant.datasets import load_data
     from quant.quantize import quantize_model
 
@@ -275,8 +276,8 @@ def quantize_with_qat(checkpoint, weight_bits: int, epochs: int, data=None, seed
         return float((pred == labels).double().mean())
 
     with torch.no_grad():
-        float_acc = acc(float_model(pixels_to_float(data.test_pixels)).argmax(-1))
-    ptq = quantize_model(float_model, weight_bits, calibration=pixels_to_float(data.train_pixels))
+        float_acc = acc(float_model(to_model_input(cfg, data.test_pixels)).argmax(-1))
+    ptq = quantize_model(float_model, weight_bits, calibration=to_model_input(cfg, data.train_pixels))
     ptq_acc = acc(golden.predict(ptq, data.test_pixels))
     tuned = copy.deepcopy(float_model)
     result = qat(tuned, data, weight_bits, epochs, seed=seed, progress=progress)

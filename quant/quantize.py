@@ -152,14 +152,16 @@ def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = No
     means = input_means(model, calibration) if calibration is not None else {}
 
     # Stem: the pixel conv's integer input is pixel = 255 * (float input), so its
-    # accumulator is in scale s / 255 (bias and threshold are put in that scale).
+    # accumulator is in scale s / 255 (bias and threshold are put in that scale). Event
+    # frames are spikes already: their first conv is a spike conv like the others.
     stem = []
     for i, stage in enumerate(model.stem):
         f = fold_bn(stage.conv)
         s = channel_scale([f], qmax)
-        acc_scale = s / pixel_max if i == 0 else s
+        pixels = i == 0 and not cfg.frames
+        acc_scale = s / pixel_max if pixels else s
         w, b = quantize_layer(f, s, qmax, means.get(f"stem.{i}.conv"), acc_scale)
-        conv = Conv3x3Layer(w, b, pixel_input=(i == 0), pixel_bits=cfg.pixel_bits)
+        conv = Conv3x3Layer(w, b, pixel_input=pixels, pixel_bits=cfg.pixel_bits)
         stem.append(StemStage(conv, lif_threshold(stage.lif.vth, acc_scale), stage.pool))
 
     # The residual stream: one scale per channel for every writer (rpe, o, dwc, fc2).
@@ -228,11 +230,11 @@ def quantize_checkpoint(path: Path, weight_bits: int = 8, data=None) -> IntModel
     on `data`'s training part (a quant.datasets.DataSplit) or, without data, on the digits
     training split when the config reads digits."""
     from quant.checkpoint import load_checkpoint
-    from quant.data import pixels_to_float
+    from quant.data import to_model_input
 
     model, ckpt = load_checkpoint(Path(path))
     if data is not None:
-        calibration, used = pixels_to_float(data.train_pixels), f"train part of {data.source}"
+        calibration, used = to_model_input(model.cfg, data.train_pixels), f"train part of {data.source}"
     else:
         calibration = digits_calibration(model.cfg)
         used = "digits train split" if calibration is not None else "none"
@@ -253,7 +255,7 @@ def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ..
     """
     from quant import golden
     from quant.checkpoint import load_checkpoint
-    from quant.data import load_digits_split, pixels_to_float
+    from quant.data import load_digits_split, to_model_input
 
     float_model, _ = load_checkpoint(Path(checkpoint))
     cfg = float_model.cfg
@@ -265,12 +267,12 @@ def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ..
         title = f"test part of {data.source}"
     labels = data.test_labels
     with torch.no_grad():
-        float_pred = float_model(pixels_to_float(data.test_pixels)).argmax(-1)
+        float_pred = float_model(to_model_input(cfg, data.test_pixels)).argmax(-1)
     float_acc = float((float_pred == labels).double().mean())
     lines = [f"{title} ({len(labels)} images), {cfg.name}:",
              f"  float model          {100 * float_acc:6.2f} %"]
     runs = [(model.weight_bits, model)]
-    calibration = pixels_to_float(data.train_pixels)
+    calibration = to_model_input(cfg, data.train_pixels)
     runs += [(b, quantize_model(float_model, b, calibration=calibration))
              for b in other_bits if b != model.weight_bits]
     for bits, m in runs:

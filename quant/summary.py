@@ -32,8 +32,10 @@ def summary(model: IntModel, accuracy: bool = True, data=None) -> str:
     lines = [
         f"{cfg.name}: SAFormer-{cfg.depth}-{cfg.dim}, T={cfg.time_steps}, {cfg.heads} heads, "
         f"mlp ratio {cfg.mlp_ratio}, SASA {cfg.sasa_mode.value} mode",
-        f"input {cfg.image_channels}x{cfg.image_size[0]}x{cfg.image_size[1]} "
-        f"({cfg.pixel_bits}-bit pixels), token grid {h}x{w} ({cfg.tokens} tokens), "
+        (f"input event frames {cfg.time_steps}x2x{cfg.image_size[0]}x{cfg.image_size[1]} "
+         "(0/1, one per time step)" if cfg.frames else
+         f"input {cfg.image_channels}x{cfg.image_size[0]}x{cfg.image_size[1]} "
+         f"({cfg.pixel_bits}-bit pixels)") + f", token grid {h}x{w} ({cfg.tokens} tokens), "
         f"{cfg.num_classes} classes",
         f"weights {model.weight_bits}-bit signed; residual stream U {model.u_bits}-bit signed",
         "",

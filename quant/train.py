@@ -18,7 +18,7 @@ from torch import nn
 
 from quant.checkpoint import load_checkpoint, make_checkpoint
 from quant.config import ModelConfig, get_config
-from quant.data import pixels_to_float
+from quant.data import to_model_input
 from quant.datasets import DataSplit, digits_data
 from quant.errors import HwgenError
 from quant.model import SAFormer
@@ -36,7 +36,10 @@ THREADS = 1
 
 
 def shift_augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 1) -> torch.Tensor:
-    """Shift every image by a random (dy, dx) in [-max_shift, max_shift], zero fill."""
+    """Shift every sample [..., H, W] (images [B, C, H, W] or frames [B, T, 2, H, W]) by a
+    random (dy, dx) in [-max_shift, max_shift], zero fill."""
+    shape = x.shape
+    x = x.reshape(shape[0], -1, *shape[-2:])
     b, _, h, w = x.shape
     pad = nn.functional.pad(x, (max_shift,) * 4)
     dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=g)
@@ -44,7 +47,7 @@ def shift_augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 1) -> to
     rows = (dy[:, None] + torch.arange(h)[None, :])  # [B, H]
     cols = (dx[:, None] + torch.arange(w)[None, :])  # [B, W]
     idx_b = torch.arange(b)[:, None, None]
-    return pad[idx_b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return pad[idx_b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).reshape(shape)
 
 
 @torch.no_grad()
@@ -53,7 +56,7 @@ def evaluate(model: SAFormer, pixels: torch.Tensor, labels: torch.Tensor, batch:
     correct = 0
     device = next(model.parameters()).device
     for i in range(0, len(labels), batch):
-        logits = model(pixels_to_float(pixels[i:i + batch]).to(device)).cpu()
+        logits = model(to_model_input(model.cfg, pixels[i:i + batch]).to(device)).cpu()
         correct += int((logits.argmax(-1) == labels[i:i + batch]).sum())
     return correct / max(1, len(labels))
 
@@ -126,7 +129,7 @@ def _train(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int, seed: int,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.1)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    x_train = pixels_to_float(data.train_pixels)
+    x_train = to_model_input(cfg, data.train_pixels)
     best_acc, best_epoch, best_state, first = -1.0, 0, None, 0
     if state is not None:
         model.load_state_dict(state["last_state_dict"])
