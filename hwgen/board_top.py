@@ -15,7 +15,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from hwgen.graph import Graph
-from hwgen.protocol import Geometry, image_bytes, model_geometry
+from hwgen.protocol import Geometry, image_bytes, input_beats, model_geometry
 from hwgen.top import Accelerator
 from rtl_templates.common import bits_for, check_int
 from rtl_templates.frames import (
@@ -83,7 +83,7 @@ def pixel_words(pixels, cfg) -> list[int]:
     """The accelerator's pixel beats of one image [C, H, W]: the CLASSIFY payload's bytes,
     channel c of a pixel in bits [c*pixel_bits, (c+1)*pixel_bits)."""
     data = image_bytes(pixels, cfg)
-    c, pb = cfg.image_channels, cfg.pixel_bits
+    _, c, pb = input_beats(cfg)
     return [sum(data[p * c + k] << (k * pb) for k in range(c)) for p in range(len(data) // c)]
 
 

@@ -110,11 +110,13 @@ def sample_images(model, n: int, seed: int = 0, data: str | None = None,
         raise HwgenError(f"--images must be at least 1, not {n}")
     cfg = model.config
     if data is not None or cfg.name == "digits-tiny":
+        from quant.data import load_digits_split
         from quant.datasets import load_data
 
-        split = load_data(data, cfg, val_split)
+        # digits-tiny by name (any weights, as before --data existed) reads the digits split
+        split = load_data(data, cfg, val_split) if data is not None else load_digits_split()
         if n > len(split.test_labels):
-            raise HwgenError(f"--images: the test part of {split.source} has "
+            raise HwgenError(f"--images: the test part of {data or 'the digits split'} has "
                              f"{len(split.test_labels)} images, not {n}")
         return split.test_pixels[:n].to(torch.int64), [int(y) for y in split.test_labels[:n]]
     return random_pixels(cfg, n, seed=seed), None

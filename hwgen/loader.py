@@ -33,11 +33,9 @@ def check_supported(model: IntModel) -> IntModel:
          f"must be <= {MAX_TIME_STEPS}, not {cfg.time_steps}")
     need(cfg.num_classes >= 2, "config.num_classes", f"must be >= 2, not {cfg.num_classes}")
     need(cfg.pixel_bits <= 16, "config.pixel_bits", f"must be <= 16, not {cfg.pixel_bits}")
-    need(not cfg.frames, "config.input",
-         "event-frame input ('frames') runs in the golden model, training and quantisation, "
-         "but the hardware compiler does not build it yet")
-    need(bool(model.stem) and model.stem[0].conv.pixel_input, "stem.0.conv.pixel_input",
-         "the first stem conv must read pixels")
+    need(bool(model.stem) and model.stem[0].conv.pixel_input != cfg.frames,
+         "stem.0.conv.pixel_input", "the first stem conv must read event frames as spikes"
+         if cfg.frames else "the first stem conv must read pixels")
     for i, stage in enumerate(model.stem[1:], start=1):
         need(not stage.conv.pixel_input, f"stem.{i}.conv.pixel_input",
              "only the first stem conv may read pixels")

@@ -157,7 +157,7 @@ def run(model: IntModel, pixels: torch.Tensor, check_widths: bool = False,
     if cfg.frames:  # event frames [B, T, 2, H, W]: the stem's first conv reads these spikes
         if x.dim() != 5 or x.shape[1] != T or (x.numel() and (x.min() < 0 or x.max() > 1)):
             raise ValueError(f"event frames must be [B, {T}, 2, H, W] of 0/1")
-        s = x.transpose(0, 1)
+        s = tap("frames", x.transpose(0, 1))  # [T, B, 2, H, W]: the accelerator's input
     else:
         if x.min() < 0 or x.max() >= (1 << cfg.pixel_bits):
             raise ValueError(f"pixels must be in [0, {(1 << cfg.pixel_bits) - 1}]")
