@@ -18,7 +18,7 @@ from hwgen.graph import Graph
 from hwgen.protocol import Geometry, image_bytes, input_beats, model_geometry
 from hwgen.top import Accelerator
 from rtl_templates.common import bits_for, check_int
-from rtl_templates.frames import (
+from rtl_templates.request_parser import (
     CLASSIFY,
     OK,
     PING,

@@ -12,7 +12,7 @@ from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from hwgen import protocol as P
-from rtl_templates import frames as F
+from rtl_templates import request_parser as F
 
 GEO = P.Geometry(pixels=6, channels=2, pixel_bits=7, classes=3, logit_bytes=2, model_id=0x1234ABCD)
 
