@@ -18,14 +18,9 @@ from hwgen.graph import Graph
 from hwgen.protocol import Geometry, image_bytes, input_beats, model_geometry
 from hwgen.top import Accelerator
 from rtl_templates.common import bits_for, check_int
-from rtl_templates.request_parser import (
-    CLASSIFY,
-    OK,
-    PING,
-    SELFTEST,
-    RequestParser,
-    ResponseBuilder,
-)
+from rtl_templates.frame_format import CLASSIFY, OK, PING, SELFTEST
+from rtl_templates.request_parser import RequestParser
+from rtl_templates.response_builder import ResponseBuilder
 from rtl_templates.uart import UartRx, UartTx, baud_divisor
 
 LOCAL = 0  # tag of a self-test started at power-up or by the button: no reply is sent

@@ -1,7 +1,7 @@
 """The byte protocol between a host and the board top over UART 8N1 (docs/protocol.md).
 
 Pure Python: `hwgen run` talks to a board with it, the system test predicts
-the board's replies with it, and its constants mirror `rtl_templates.frames`
+the board's replies with it, and its constants mirror `rtl_templates.frame_format`
 (a test keeps the two equal). Every frame ends with a CRC-8 of all its bytes
 before it.
 """
