@@ -152,11 +152,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.e2e import simulate_accelerator
     from sim.runner import simulator_missing_reason
 
+    if args.images < 1:  # before anything is built
+        raise HwgenError(f"--images must be at least 1, not {args.images}")
     reason = simulator_missing_reason(args.simulator)
     if reason:
         raise HwgenError(reason)
-    if args.images < 1:  # before anything is built
-        raise HwgenError(f"--images must be at least 1, not {args.images}")
     model = load_model_from_args(args)
     pixels, labels = sample_images(model, args.images, seed=args.seed, data=args.data,
                                    val_split=args.val_split)
