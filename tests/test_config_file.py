@@ -94,3 +94,21 @@ def test_quantize_refuses_checkpoint_of_another_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "config field 'dim' is 32, but --config says 16" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    (["config", "show"], ["NAME|FILE"]),
+    (["train"], ["--config NAME|FILE", "--data PATH", "--val-split", "--resume CKPT", "GPU"]),
+    (["quantize"], ["--config NAME|FILE", "--data PATH", "--qat EPOCHS"]),
+    (["inspect"], ["--data PATH"]),
+    (["sim"], ["--data PATH", "--config NAME|FILE"]),
+    (["run"], ["--data PATH"]),
+])
+def test_help_names_the_new_options(capsys, command, words):
+    from hwgen.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for w in words:
+        assert w in out, (command, w)
