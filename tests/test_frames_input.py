@@ -144,3 +144,13 @@ def test_frames_in_a_version_1_file_refused(trained, tmp_path):
         z.writestr("tensors.bin", blob)
     with pytest.raises(ModelFileError, match="'config.input' is 'frames', which needs version 2"):
         load_model(bad)
+
+
+@pytest.mark.slow
+def test_sim_trained_frames_model_on_digit_events(trained, capsys, verilator):
+    """The trained digits-events model on its own moving-digit events, bit-exact on the
+    accelerator (about 80 s on a busy machine: the Verilator build of the 8x8 design)."""
+    _, data, _, hwq = trained
+    assert main(["sim", "--model", str(hwq), "--data", str(data), "--images", "3",
+                 "--board", "ulx3s-85f"]) == 0
+    assert "images passed: 3/3 bit-exact" in capsys.readouterr().out
