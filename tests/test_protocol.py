@@ -1,6 +1,6 @@
 """The UART byte protocol: the host side (hwgen.host.protocol) and the frame hardware
-(rtl_templates.frames) against it, cycle by cycle in Amaranth's simulator with random
-input gaps and output stalls."""
+(rtl_templates.request_parser, response_builder, frame_format) against it, cycle by cycle
+in Amaranth's simulator with random input gaps and output stalls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from hwgen.host import protocol as P
-from rtl_templates import frames as F
+from rtl_templates import frame_format as F
+from rtl_templates.request_parser import RequestParser
+from rtl_templates.response_builder import ResponseBuilder
 
 GEO = P.Geometry(pixels=6, channels=2, pixel_bits=7, classes=3, logit_bytes=2, model_id=0x1234ABCD)
 
@@ -223,7 +225,7 @@ def _parser_chunks(rng: random.Random) -> list[dict]:
 def test_request_parser_against_the_protocol(seed):
     rng = random.Random(seed)
     gap = 12
-    dut = F.RequestParser(pixels=GEO.pixels, channels=GEO.channels, pixel_bits=GEO.pixel_bits,
+    dut = RequestParser(pixels=GEO.pixels, channels=GEO.channels, pixel_bits=GEO.pixel_bits,
                           gap=gap)
     chunks = _parser_chunks(rng)
     want_reqs, want_words = _parser_reference(chunks)
@@ -273,7 +275,7 @@ def test_request_parser_against_the_protocol(seed):
 
 def test_request_parser_reports_lost_bytes_after_a_release():
     """An overrun while the parser is busy releasing: ERR_UART once it is back."""
-    dut = F.RequestParser(pixels=GEO.pixels, channels=GEO.channels, pixel_bits=GEO.pixel_bits,
+    dut = RequestParser(pixels=GEO.pixels, channels=GEO.channels, pixel_bits=GEO.pixel_bits,
                           gap=8)
     frame = P.encode_request(P.CLASSIFY, bytes(range(12)))
     got = []
@@ -306,7 +308,7 @@ def test_request_parser_reports_lost_bytes_after_a_release():
 def test_response_builder_against_the_protocol(acc_bits):
     rng = random.Random(acc_bits)
     geo = replace(GEO, logit_bytes=-(-acc_bits // 8))
-    dut = F.ResponseBuilder(classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
+    dut = ResponseBuilder(classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     results = [(P.CLASSIFY, 2, [lo, hi, -1]), (P.SELFTEST, 0, [0, 1, -2]),
                (P.CLASSIFY, 1, [rng.randint(lo, hi) for _ in range(3)])]
@@ -364,7 +366,7 @@ def test_request_parser_replays_its_builtin_image():
     """The built-in image leaves on `replay`; a replay while releasing is ignored; a
     CLASSIFY frame that completes meanwhile waits, then releases its own words."""
     builtin = [5, 0, 127, 64, 3, 99]
-    dut = F.RequestParser(pixels=GEO.pixels, channels=1, pixel_bits=7, gap=8, builtin=builtin)
+    dut = RequestParser(pixels=GEO.pixels, channels=1, pixel_bits=7, gap=8, builtin=builtin)
     image = bytes([7, 1, 2, 3, 4, 126])
     frame = P.encode_request(P.CLASSIFY, image)
     got, reqs = [], []
@@ -397,14 +399,14 @@ def test_request_parser_replays_its_builtin_image():
 
 def test_parameters_are_checked():
     with pytest.raises(TypeError, match=r"pixel_bits must be an integer in 1\.\.8, not 9"):
-        F.RequestParser(pixels=4, channels=1, pixel_bits=9, gap=10)
+        RequestParser(pixels=4, channels=1, pixel_bits=9, gap=10)
     with pytest.raises(TypeError, match="gap must be an integer >= 2, not 1"):
-        F.RequestParser(pixels=4, channels=1, pixel_bits=8, gap=1)
+        RequestParser(pixels=4, channels=1, pixel_bits=8, gap=1)
     with pytest.raises(ValueError, match="at most 65535"):
-        F.RequestParser(pixels=40000, channels=2, pixel_bits=8, gap=10)
+        RequestParser(pixels=40000, channels=2, pixel_bits=8, gap=10)
     with pytest.raises(ValueError, match="classes must be at most 256, not 300"):
-        F.ResponseBuilder(classes=300, acc_bits=8, ping_payload=b"")
+        ResponseBuilder(classes=300, acc_bits=8, ping_payload=b"")
     with pytest.raises(ValueError, match=r"builtin words must be integers in 0\.\.127, not 128"):
-        F.RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1, 128])
+        RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1, 128])
     with pytest.raises(ValueError, match="builtin must have 2 words, not 1"):
-        F.RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1])
+        RequestParser(pixels=2, channels=1, pixel_bits=7, gap=8, builtin=[1])

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 from hwgen.cli.args import (
+    add_data_arguments,
     add_model_arguments,
     add_target_arguments,
+    load_data_from_args,
     load_model_from_args,
     make_plan_from_args,
     positive_int,
@@ -66,9 +68,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if reason:
         raise HwgenError(reason)
     model = load_model_from_args(args)
-    board, plan = make_plan_from_args(args, model)
+    data = load_data_from_args(args, model.config)
+    pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
+    board, plan = make_plan_from_args(args, model, data=data)
     graph = plan.graph(model)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
     progress(f"{model.config.name}: {len(graph.nodes)} blocks planned for {board.name}; "
              f"predicted {plan.latency_cycles} cycles per image")
     start = time.monotonic()
@@ -124,8 +127,9 @@ def register(sub) -> None:
     v.set_defaults(func=cmd_verilog)
 
     s = sub.add_parser("sim", help="simulate the accelerator in cocotb, bit-exact vs golden",
-                       description="Run the generated accelerator in cocotb on digits test "
-                                   "images (random images for other configs); compare the "
+                       description="Run the generated accelerator in cocotb on the test part "
+                                   "of --data, or digits test images (random images for other "
+                                   "configs); compare the "
                                    "class, the logits and every layer's stream with the golden "
                                    "model; report the first mismatch (layer, token, time step, "
                                    "channel) with a waveform, and cycles vs the plan.")
@@ -147,6 +151,7 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=2, metavar="K",
                    help="simulator processes (default 2)")
     s.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    add_data_arguments(s, "simulate its first test images; calibrate on its train part")
     s.set_defaults(func=cmd_sim)
 
     register_run(sub)

@@ -60,7 +60,7 @@ def operation_counts(model, taps: dict[str, torch.Tensor], pixels: torch.Tensor)
         out.append(LayerOps(name, kind, float((s.to(torch.float64) * cover).sum()) * cout / batch,
                             src))
 
-    prev = ("pixels", pixels.unsqueeze(0))
+    prev = ("frames", taps["frames"]) if cfg.frames else ("pixels", pixels.unsqueeze(0))
     for i, stage in enumerate(model.stem):
         conv = stage.conv
         if conv.pixel_input:  # dense: every pixel, zero or not, once per image
