@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from hwgen.errors import HwgenError
@@ -64,8 +65,6 @@ def _type_ok(kind: str, v) -> bool:
 
 
 def required_fields() -> list[str]:
-    from dataclasses import MISSING, fields
-
     return [f.name for f in fields(ModelConfig)
             if f.name in FIELDS and f.default is MISSING and f.default_factory is MISSING]
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from hwgen.errors import HwgenError
 from quant.config import ModelConfig
+from quant.data import load_digits_split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_VAL_SPLIT = 0.2
@@ -154,8 +156,6 @@ def _image_files(folder: Path) -> list[Path]:
 
 def read_image(path: Path, cfg: ModelConfig) -> np.ndarray:
     """One image as uint8 (C, H, W), exactly as stored, or DataError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img.load()
@@ -229,8 +229,6 @@ def digits_data(cfg: ModelConfig) -> DataSplit:
         raise DataError(f"config {cfg.name!r} reads {cfg.image_channels}x{cfg.image_size[0]}x"
                         f"{cfg.image_size[1]} images of {cfg.num_classes} classes, not the "
                         "default digits (1x8x8, 10 classes): give --data PATH")
-    from quant.data import load_digits_split
-
     d = load_digits_split()
     return DataSplit(d.train_pixels, d.train_labels, d.test_pixels, d.test_labels, "digits")
 

@@ -19,16 +19,24 @@ functions, and a heavy dependency for none of its export paths.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from quant import golden
+from quant.checkpoint import load_checkpoint
+from quant.data import to_model_input
+from quant.datasets import load_data
 from quant.ir import IntModel
 from quant.model import ConvBN, SAFormer, and_popcount, maxpool2x2, sasa_gate, spike
-from quant.quantize import Folded, channel_scale, lif_threshold
+from quant.quantize import Folded, channel_scale, lif_threshold, quantize_model
+from quant.train import shift_augment
 
 F64 = torch.float64
 
@@ -172,10 +180,6 @@ def qat(model: SAFormer, data, weight_bits: int, epochs: int, seed: int = 0,
 
     Returns {'seconds', 'epochs', 'test_accuracy' (fake-quant, last epoch)}.
     """
-    from tqdm import tqdm
-
-    from quant.train import shift_augment
-
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"QAT epochs must be >= 1, not {epochs!r}")
     torch.manual_seed(seed)
@@ -258,15 +262,6 @@ def quantize_with_qat(checkpoint, weight_bits: int, epochs: int, data=None, seed
     the test part. The QAT model is quantised without bias correction: its biases were
     trained as the integer model uses them.
     """
-    import copy
-    from pathlib import Path
-
-    from quant import golden
-    from quant.checkpoint import load_checkpoint
-    from quant.data import to_model_input
-    from quant.datasets import load_data
-    from quant.quantize import quantize_model
-
     float_model, ckpt = load_checkpoint(Path(checkpoint))
     cfg = float_model.cfg
     data = data if data is not None else load_data(None, cfg)

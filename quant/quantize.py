@@ -12,7 +12,10 @@ from pathlib import Path
 
 import torch
 
+from quant import golden
+from quant.checkpoint import load_checkpoint
 from quant.config import SasaMode
+from quant.data import load_digits_split, pixels_to_float, to_model_input
 from quant.ir import (
     Block,
     Conv3x3Layer,
@@ -220,8 +223,6 @@ def digits_calibration(cfg) -> torch.Tensor | None:
     """The digits training split (float) when the config reads digits, else None."""
     if (cfg.image_channels, cfg.image_size, cfg.num_classes) != (1, (8, 8), 10):
         return None
-    from quant.data import load_digits_split, pixels_to_float
-
     return pixels_to_float(load_digits_split().train_pixels)
 
 
@@ -229,9 +230,6 @@ def quantize_checkpoint(path: Path, weight_bits: int = 8, data=None) -> IntModel
     """Load and check a float checkpoint (ModelFileError if bad), quantise it, bias-corrected
     on `data`'s training part (a quant.datasets.DataSplit) or, without data, on the digits
     training split when the config reads digits."""
-    from quant.checkpoint import load_checkpoint
-    from quant.data import to_model_input
-
     model, ckpt = load_checkpoint(Path(path))
     if data is not None:
         calibration, used = to_model_input(model.cfg, data.train_pixels), f"train part of {data.source}"
@@ -253,10 +251,6 @@ def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ..
     data's training part) and reports those. Records the integer accuracy in
     `model.meta['int_test_accuracy']`.
     """
-    from quant import golden
-    from quant.checkpoint import load_checkpoint
-    from quant.data import load_digits_split, to_model_input
-
     float_model, _ = load_checkpoint(Path(checkpoint))
     cfg = float_model.cfg
     if data is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from quant import golden
 from quant.config import get_config
+from quant.data import load_digits_split
 from quant.ir import IntModel
 from quant.model_file import UP5K_BRAM_BITS, layer_of, layout
 
@@ -16,9 +18,6 @@ def is_digits_tiny(model: IntModel) -> bool:
 
 def digits_test_accuracy(model: IntModel) -> float:
     """Golden-model accuracy on the fixed digits test split (360 images)."""
-    from quant import golden
-    from quant.data import load_digits_split
-
     data = load_digits_split()
     pred = golden.predict(model, data.test_pixels)
     return float((pred == data.test_labels).double().mean())
@@ -75,8 +74,6 @@ def summary(model: IntModel, accuracy: bool = True, data=None) -> str:
             value = f"{100 * value:.2f} %"
         lines.append(f"meta.{key}: {value}")
     if accuracy and data is not None:
-        from quant import golden
-
         acc = float((golden.predict(model, data.test_pixels) == data.test_labels).double().mean())
         lines.append(f"golden model accuracy on the test part of {data.source} "
                      f"({len(data.test_labels)} images): {100 * acc:.2f} %")

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from hwgen.errors import HwgenError
 from quant.checkpoint import load_checkpoint, make_checkpoint
 from quant.config import ModelConfig, get_config
+from quant.config_file import require_same_config
 from quant.data import to_model_input
 from quant.datasets import DataSplit, digits_data
 from quant.model import SAFormer
@@ -96,8 +98,6 @@ def train_model(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int | None
 
 
 def _resume_state(path: Path, cfg: ModelConfig, data: DataSplit, epochs: int) -> dict:
-    from quant.config_file import require_same_config
-
     model, ckpt = load_checkpoint(path)
     where = f"--resume {path}"
     require_same_config(model.cfg, cfg, where)
@@ -117,8 +117,6 @@ def _resume_state(path: Path, cfg: ModelConfig, data: DataSplit, epochs: int) ->
 
 def _train(cfg: ModelConfig, data: DataSplit, out: Path, epochs: int, seed: int, progress: bool,
            resume: Path | None, device: torch.device, stop_after: int | None) -> dict:
-    from tqdm import tqdm
-
     state = _resume_state(Path(resume), cfg, data, epochs) if resume else None
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)  # on the CPU: the same run on any device

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from hwgen.cli.main import main
+from hwgen.cli.main import build_parser, main
+from quant.checkpoints import BUNDLED_CHECKPOINT
 from quant.config import REFERENCE_CONFIGS, ModelConfig
 from quant.config_file import (
     FIELDS,
@@ -86,8 +87,6 @@ def test_plan_takes_a_config_file(tmp_path, capsys):
 
 
 def test_quantize_refuses_checkpoint_of_another_config(tmp_path, capsys):
-    from quant.checkpoints import BUNDLED_CHECKPOINT
-
     path = _write(tmp_path, _digits_toml(dim="16"))
     out = tmp_path / "m.hwq"
     assert main(["quantize", str(BUNDLED_CHECKPOINT), "--config", str(path), "-o", str(out)]) == 1
@@ -105,8 +104,6 @@ def test_quantize_refuses_checkpoint_of_another_config(tmp_path, capsys):
     (["run"], ["--data PATH"]),
 ])
 def test_help_names_the_new_options(capsys, command, words):
-    from hwgen.cli.main import build_parser
-
     with pytest.raises(SystemExit):
         build_parser().parse_args([*command, "--help"])
     out = " ".join(capsys.readouterr().out.split())

@@ -1,15 +1,19 @@
 """Event-frame input (`input = "frames"`): data, float model, quantiser, golden model, QAT
 and model file on moving-digit events generated here (quant/events.py), through the CLI."""
 
+import json
+import zipfile
+
 import numpy as np
 import pytest
 import torch
 
 from hwgen.cli.main import main
+from hwgen.errors import ModelFileError
 from quant import golden
 from quant.checkpoint import load_checkpoint
 from quant.config import get_config
-from quant.config_file import config_to_toml
+from quant.config_file import config_to_toml, load_config_file
 from quant.data import load_digits_split
 from quant.datasets import load_data
 from quant.events import events_from_images
@@ -49,8 +53,6 @@ def trained(tmp_path_factory):
 
 
 def test_toml_round_trip_keeps_input(tmp_path):
-    from quant.config_file import load_config_file
-
     path = tmp_path / "f.toml"
     path.write_text(config_to_toml(FRAMES))
     assert 'input = "frames"' in path.read_text()
@@ -72,9 +74,6 @@ def test_train_quantize_inspect_frames(trained, capsys):
 
 
 def test_frames_model_file_is_version_2(trained):
-    import json
-    import zipfile
-
     hwq = trained[3]
     with zipfile.ZipFile(hwq) as z:
         manifest = json.loads(z.read("manifest.json"))
@@ -129,11 +128,6 @@ def test_frames_config_needs_two_channels():
 
 
 def test_frames_in_a_version_1_file_refused(trained, tmp_path):
-    import json
-    import zipfile
-
-    from hwgen.errors import ModelFileError
-
     src = trained[3]
     with zipfile.ZipFile(src) as z:
         manifest, blob = json.loads(z.read("manifest.json")), z.read("tensors.bin")

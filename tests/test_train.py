@@ -7,8 +7,9 @@ import torch
 from hwgen.cli.main import main
 from quant.checkpoint import load_checkpoint
 from quant.config import get_config
+from quant.config_file import config_to_toml
 from quant.datasets import load_data
-from quant.train import TrainError, train_model
+from quant.train import TrainError, evaluate, train_model
 from tests.test_user_data import write_digits_folder, write_digits_npz
 
 SMALL = get_config("digits-tiny").replace(name="digits-small", dim=8, heads=2)
@@ -20,8 +21,6 @@ def png(tmp_path_factory):
 
 
 def _toml(tmp_path):
-    from quant.config_file import config_to_toml
-
     path = tmp_path / "small.toml"
     path.write_text(config_to_toml(SMALL))
     return path
@@ -40,8 +39,6 @@ def test_train_cli_on_folder(tmp_path, capsys, png):
     assert ckpt["data_fingerprint"] == data.fingerprint and ckpt["data_source"] == str(png)
     assert ckpt["train_state"]["epoch"] == 3
     # the kept weights are the best epoch's: re-evaluated, they give the recorded accuracy
-    from quant.train import evaluate
-
     assert evaluate(model, data.test_pixels, data.test_labels) == ckpt["test_accuracy"]
     # seeded: the same run gives the same weights
     out2 = tmp_path / "m2.pt"
