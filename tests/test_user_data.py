@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 
 from hwgen.cli.main import main
+from hwgen.errors import HwgenError
 from quant.checkpoints import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from quant.config import get_config
-from quant.data import load_digits_split
+from quant.data import calibration_images, load_digits_split, sample_images
 from quant.datasets import DataError, load_data
+from quant.model_file import load_model
 
 CFG = get_config("digits-tiny")
 
@@ -173,6 +175,23 @@ def test_sim_images_below_one_refused(tmp_path, capsys, images):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"hwgen sim: error: argument --images: must be a positive integer, not '{images}'"
     assert not report.exists()
+
+
+def test_sim_and_run_read_the_data(tmp_path):
+    """sim and run take their images from the test part of --data; sim's planner its
+    calibration images (spike statistics) from the train part."""
+    flat = write_digits_npz(tmp_path / "d.npz", with_split=False)
+    data = load_data(flat, CFG, 0.5)
+    model = load_model(BUNDLED_MODEL)
+    pixels, labels = sample_images(model, 3, data=data)
+    assert torch.equal(pixels, data.test_pixels[:3].to(torch.int64))
+    assert labels == data.test_labels[:3].tolist()
+    calib, source = calibration_images(model, 5, seed=1, data=data)
+    train = {bytes(x.numpy()) for x in data.train_pixels}
+    assert len(calib) == 5 and all(bytes(x.to(torch.uint8).numpy()) in train for x in calib)
+    assert source == f"5 {flat} training images (seed 1)"
+    with pytest.raises(HwgenError, match="the test part of .* has 898 images, not 899"):
+        sample_images(model, 899, data=data)
 
 
 def test_digits_default_refuses_other_shapes(capsys):

@@ -113,7 +113,9 @@ def activity(model, images: int = 8) -> dict:
     ops = operation_counts(model, taps, pixels)
     ac = sum(x.ops for x in ops if x.kind == "ac")
     mac = sum(x.ops for x in ops if x.kind == "mac")
-    source = "digits test images" if model.config.name == "digits-tiny" else "random images"
+    cfg = model.config
+    source = ("digits test images" if cfg.name == "digits-tiny" and not cfg.frames
+              else "random event frames" if cfg.frames else "random images")
     return {
         "images": images, "source": f"first {images} {source}",
         "spike_rates": spike_rates(model, taps),
