@@ -77,21 +77,19 @@ def sample_images(model, n: int, seed: int = 0, data=None):
     return random_pixels(cfg, n, seed=seed), None
 
 
-def calibration_images(model, n: int, seed: int = 0, data=None) -> tuple[torch.Tensor, str]:
+def calibration_images(model, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
     """(samples [n, ...], where they came from) for measuring spike statistics: a seeded
-    sample of the training part of `data` (a quant.datasets.DataSplit) or, without data, of
-    the digits training split for digits-tiny (never the test part the accuracy is reported
-    on); seeded random images (or event frames) otherwise."""
+    sample of the digits training split for digits-tiny (never the test split the accuracy
+    is reported on), else seeded random images (or event frames)."""
     if n < 1:
         raise HwgenError(f"calibration images must be at least 1, not {n}")
     cfg = model.config
-    if data is not None or _reads_digits(cfg):
-        split = data if data is not None else load_digits_split()
-        where = data.source if data is not None else "digits"
+    if _reads_digits(cfg):
+        split = load_digits_split()
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(split.train_labels), generator=g)[:n]
         return (split.train_pixels[pick].to(torch.int64),
-                f"{len(pick)} {where} training images (seed {seed})")
+                f"{len(pick)} digits training images (seed {seed})")
     return random_pixels(cfg, n, seed=seed), f"{n} random images (seed {seed})"
 
 

@@ -37,9 +37,8 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                         "measured input spike rate makes that faster at the same cost), all, "
                         "none, or a comma-separated list such as blocks.0.fc2")
     g.add_argument("--calib", type=positive_int, default=16, metavar="N",
-                   help="calibration images for the spike statistics (default 16: from the "
-                        "train part of --data, digits training images for digits-tiny, seeded "
-                        "random images otherwise)")
+                   help="calibration images for the spike statistics (default 16: digits "
+                        "training images for digits-tiny, seeded random images otherwise)")
 
 
 def add_data_arguments(p: argparse.ArgumentParser, what: str) -> None:
@@ -88,13 +87,12 @@ def target_from_args(args: argparse.Namespace, model):
     return board, Target.for_board(board, args.max_util, args.target_fps)
 
 
-def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True, data=None):
-    """(board, plan); `data` (a DataSplit) gives the calibration images when not None."""
+def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
     from hwgen.compiler.planner import plan_model  # heavy: Amaranth blocks, torch
 
     board, target = target_from_args(args, model)
     return board, plan_model(model, target, event=args.event_driven, timing=timing,
-                             calib=args.calib, data=data)
+                             calib=args.calib)
 
 
 def progress(msg: str) -> None:

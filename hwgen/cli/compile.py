@@ -70,7 +70,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     data = load_data_from_args(args, model.config)
     pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
-    board, plan = make_plan_from_args(args, model, data=data)
+    board, plan = make_plan_from_args(args, model)  # as `hwgen build` plans it
     graph = plan.graph(model)
     progress(f"{model.config.name}: {len(graph.nodes)} blocks planned for {board.name}; "
              f"predicted {plan.latency_cycles} cycles per image")
@@ -151,7 +151,7 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=2, metavar="K",
                    help="simulator processes (default 2)")
     s.add_argument("--report", metavar="FILE", help="also write the report as JSON")
-    add_data_arguments(s, "simulate its first test images; calibrate on its train part")
+    add_data_arguments(s, "simulate its first test images")
     s.set_defaults(func=cmd_sim)
 
     register_run(sub)

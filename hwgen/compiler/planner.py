@@ -265,12 +265,11 @@ def event_choice(model: IntModel, choice: str) -> tuple[tuple[str, ...], tuple[s
 
 def plan_model(model: IntModel, target: Target, *, event: str = "auto", timing: bool = True,
                max_steps: int = 200, calib: int = DEFAULT_CALIBRATION_IMAGES,
-               seed: int = 0, data=None) -> Plan:
-    """Measure the spike statistics on `calib` calibration images (from `data`'s train part,
-    a quant.datasets.DataSplit, when given), plan with the event-driven choice `event` (see
-    `event_choice`), then (with `timing`) predict latency and interval."""
+               seed: int = 0) -> Plan:
+    """Measure the spike statistics on `calib` calibration images, plan with the event-driven
+    choice `event` (see `event_choice`), then (with `timing`) predict latency and interval."""
     forced, auto = event_choice(model, event)
-    stats = calibrate(model, calib, seed=seed, data=data)
+    stats = calibrate(model, calib, seed=seed)
     plan = make_plan(model, target, event_layers=forced, max_steps=max_steps, stats=stats,
                      auto_event=auto)
     if timing:

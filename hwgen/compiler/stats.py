@@ -114,8 +114,7 @@ def measure_spikes(model: IntModel, pixels: torch.Tensor, source: str) -> SpikeS
 
 
 def calibrate(model: IntModel, images: int = DEFAULT_CALIBRATION_IMAGES,
-              seed: int = 0, data=None) -> SpikeStats:
-    """Spike statistics on `images` calibration images (quant.data.calibration_images; from
-    `data`'s train part when given)."""
-    pixels, source = calibration_images(model, images, seed=seed, data=data)
+              seed: int = 0) -> SpikeStats:
+    """Spike statistics on `images` calibration images (quant.data.calibration_images)."""
+    pixels, source = calibration_images(model, images, seed=seed)
     return measure_spikes(model, pixels, source)
