@@ -17,6 +17,13 @@ class SasaMode(StrEnum):
     TOKEN = "token"  # per channel, popcount over all tokens of a time step: global
 
 
+class InputKind(StrEnum):
+    """What one sample is (SPEC §2, input encoding)."""
+
+    IMAGE = "image"  # pixels [C, H, W], fed at every time step (direct encoding)
+    FRAMES = "frames"  # event frames [T, 2, H, W] of 0/1 spikes, one per time step
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shapes and hyper-parameters of one SAFormer-L-D.
@@ -43,6 +50,9 @@ class ModelConfig:
     attn_vth: float = 0.5  # threshold of the SASA attention neuron
     tau: float = 2.0  # LIF time constant: the integer model needs tau == 2 (a 1-bit shift)
     pixel_bits: int = 8  # input pixels are unsigned integers of this width
+    # "frames": image_channels are the 2 event polarities and the stem's first conv reads
+    # spikes. Written to files only when not "image", so image configs read as before.
+    input: InputKind = InputKind.IMAGE
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +85,16 @@ class ModelConfig:
                 h, w = h // 2, w // 2
         if not isinstance(self.sasa_mode, SasaMode):
             object.__setattr__(self, "sasa_mode", SasaMode(self.sasa_mode))
+        if not isinstance(self.input, InputKind):
+            object.__setattr__(self, "input", InputKind(self.input))
+        need(self.input == InputKind.IMAGE or self.image_channels == 2,
+             f"input 'frames' needs image_channels = 2 (the event polarities), not "
+             f"{self.image_channels}")
+
+    @property
+    def frames(self) -> bool:
+        """True when a sample is event frames [T, 2, H, W] (the first conv reads spikes)."""
+        return self.input == InputKind.FRAMES
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -115,6 +135,10 @@ class ModelConfig:
         d["stem_channels"] = list(self.stem_channels)
         d["stem_pool"] = list(self.stem_pool)
         d.pop("extra")
+        if self.input == InputKind.IMAGE:
+            d.pop("input")  # files of image configs stay as they were before `input` existed
+        else:
+            d["input"] = self.input.value
         return d
 
     @classmethod
@@ -133,6 +157,11 @@ class ModelConfig:
             d["sasa_mode"] = SasaMode(d["sasa_mode"])
         except ValueError:
             raise ValueError(f"sasa_mode must be 'channel' or 'token', not {d['sasa_mode']!r}") from None
+        if "input" in d:
+            try:
+                d["input"] = InputKind(d["input"])
+            except ValueError:
+                raise ValueError(f"input must be 'image' or 'frames', not {d['input']!r}") from None
         d["image_size"] = tuple(d["image_size"])
         d["stem_channels"] = tuple(d["stem_channels"])
         d["stem_pool"] = tuple(bool(p) for p in d["stem_pool"])

@@ -41,7 +41,14 @@ def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.to(torch.float32) / 255.0
 
 
+def to_model_input(cfg, x: torch.Tensor) -> torch.Tensor:
+    """What the float model reads for stored samples `x` of config `cfg`: pixel / 255 for
+    images [B, C, H, W], the 0/1 spikes themselves for event frames [B, T, 2, H, W]."""
+    return x.to(torch.float32) if cfg.frames else pixels_to_float(x)
+
+
 def load_digits_split() -> DigitsSplit:
+    # scikit-learn takes about a second to import: only when the digits are read
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -54,28 +61,38 @@ def load_digits_split() -> DigitsSplit:
                        torch.from_numpy(x_te), torch.from_numpy(y_te))
 
 
-def sample_images(model, n: int, seed: int = 0):
-    """(pixels [n, C, H, W], labels or None): digits test images for digits-tiny, else random."""
+def sample_images(model, n: int, seed: int = 0, data=None):
+    """(samples [n, ...], labels or None): the first n test samples of `data` (a
+    quant.datasets.DataSplit, from --data), or of the digits test split for digits-tiny;
+    seeded random images (or event frames) otherwise."""
+    if n < 1:
+        raise HwgenError(f"--images must be at least 1, not {n}")
     cfg = model.config
-    if cfg.name == "digits-tiny":
-        split = load_digits_split()
+    if data is not None or _reads_digits(cfg):
+        split = data if data is not None else load_digits_split()
+        where = f"the test part of {data.source}" if data is not None else "the digits test split"
         if n > len(split.test_labels):
-            raise HwgenError(f"--images: the digits test split has {len(split.test_labels)} "
-                             f"images, not {n}")
+            raise HwgenError(f"--images: {where} has {len(split.test_labels)} images, not {n}")
         return split.test_pixels[:n].to(torch.int64), [int(y) for y in split.test_labels[:n]]
     return random_pixels(cfg, n, seed=seed), None
 
 
 def calibration_images(model, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
-    """(pixels [n, C, H, W], where they came from) for measuring spike statistics: a seeded
+    """(samples [n, ...], where they came from) for measuring spike statistics: a seeded
     sample of the digits training split for digits-tiny (never the test split the accuracy
-    is reported on), else seeded random images."""
+    is reported on), else seeded random images (or event frames)."""
     if n < 1:
         raise HwgenError(f"calibration images must be at least 1, not {n}")
-    if model.config.name == "digits-tiny":
+    cfg = model.config
+    if _reads_digits(cfg):
         split = load_digits_split()
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(split.train_labels), generator=g)[:n]
         return (split.train_pixels[pick].to(torch.int64),
                 f"{len(pick)} digits training images (seed {seed})")
-    return random_pixels(model.config, n, seed=seed), f"{n} random images (seed {seed})"
+    return random_pixels(cfg, n, seed=seed), f"{n} random images (seed {seed})"
+
+
+def _reads_digits(cfg) -> bool:
+    """Configs named digits-tiny read the digits split by default (whatever their weights)."""
+    return cfg.name == "digits-tiny" and not cfg.frames

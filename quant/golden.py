@@ -135,7 +135,8 @@ def _lif(x: torch.Tensor, layer: LIFLayer, check: bool, name: str) -> torch.Tens
 
 def run(model: IntModel, pixels: torch.Tensor, check_widths: bool = False,
         taps: bool = True) -> dict[str, torch.Tensor]:
-    """Run the integer model on pixels [B, C, H, W] (unsigned ints).
+    """Run the integer model on pixels [B, C, H, W] (unsigned ints), or on event frames
+    [B, T, 2, H, W] of 0/1 when the config's input is "frames".
 
     Returns a dict of taps (every layer's output, [T, B, C, H, W] unless noted),
     always including 'logits' [B, classes] and 'pred' [B]. With check_widths,
@@ -153,9 +154,14 @@ def run(model: IntModel, pixels: torch.Tensor, check_widths: bool = False,
         return value
 
     x = pixels.to(I64)
-    if x.min() < 0 or x.max() >= (1 << cfg.pixel_bits):
-        raise ValueError(f"pixels must be in [0, {(1 << cfg.pixel_bits) - 1}]")
-    s = None
+    if cfg.frames:  # event frames [B, T, 2, H, W]: the stem's first conv reads these spikes
+        if x.dim() != 5 or x.shape[1] != T or (x.numel() and (x.min() < 0 or x.max() > 1)):
+            raise ValueError(f"event frames must be [B, {T}, 2, H, W] of 0/1")
+        s = tap("frames", x.transpose(0, 1))  # [T, B, 2, H, W]: the accelerator's input
+    else:
+        if x.min() < 0 or x.max() >= (1 << cfg.pixel_bits):
+            raise ValueError(f"pixels must be in [0, {(1 << cfg.pixel_bits) - 1}]")
+        s = None
     for i, stage in enumerate(model.stem):
         conv = stage.conv
         if conv.pixel_input:

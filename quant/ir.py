@@ -14,7 +14,8 @@ import torch
 from quant.config import ModelConfig, SasaMode
 
 FORMAT_NAME = "hwgen-int-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.input ("frames"); image models are still written as version 1
+READ_VERSIONS = (1, 2)
 
 
 def signed_bits(lo: int, hi: int) -> int:

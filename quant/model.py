@@ -151,7 +151,8 @@ class Block(nn.Module):
 
 
 class SAFormer(nn.Module):
-    """SAFormer-L-D. Input: images [B, C, H, W] in [0, 1] (direct encoding); output logits [B, classes]."""
+    """SAFormer-L-D. Input: images [B, C, H, W] in [0, 1] (direct encoding), or with
+    `input = "frames"` event frames [B, T, 2, H, W] of 0/1; output logits [B, classes]."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -168,12 +169,15 @@ class SAFormer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         T = self.cfg.time_steps
-        # Direct encoding: conv + BN of the same image is the same every step, computed once.
         first = self.stem[0]
-        y = first.conv(images.unsqueeze(0))
-        s = first.lif(y.expand(T, *y.shape[1:]))
-        if first.pool:
-            s = maxpool2x2(s)
+        if self.cfg.frames:  # one event frame per time step: the first conv reads spikes
+            s = first(images.transpose(0, 1))
+        else:
+            # Direct encoding: conv + BN of the same image is the same every step, computed once.
+            y = first.conv(images.unsqueeze(0))
+            s = first.lif(y.expand(T, *y.shape[1:]))
+            if first.pool:
+                s = maxpool2x2(s)
         for stage in self.stem[1:]:
             s = stage(s)
         u = self.rpe(s)

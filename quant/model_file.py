@@ -24,6 +24,7 @@ from quant.config import ModelConfig, SasaMode
 from quant.ir import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    READ_VERSIONS,
     Block,
     Conv3x3Layer,
     DWConvLayer,
@@ -143,7 +144,9 @@ def encode_model(model: IntModel) -> bytes:
             blob.write(raw)
     data = blob.getvalue()
     manifest = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+        # Version 1 for image models: their files stay readable by older hwgen, byte for byte.
+        "format": FORMAT_NAME, "version": FORMAT_VERSION if model.config.frames else 1,
+        "config": model.config.to_dict(),
         "weight_bits": model.weight_bits, "u_bits": model.u_bits, "meta": model.meta,
         "layers": layers, "tensors": tensors, "tensors_sha256": hashlib.sha256(data).hexdigest(),
     }
@@ -225,12 +228,16 @@ def decode_model(data: bytes, where: str = "model file") -> IntModel:
     if fmt != FORMAT_NAME:
         raise r.fail(f"field 'format' is {fmt!r}, expected {FORMAT_NAME!r}")
     version = m.get("version")
-    if version != FORMAT_VERSION:
-        raise r.fail(f"field 'version' is {version!r}; this hwgen reads version {FORMAT_VERSION}")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise r.fail(f"field 'version' is {version!r}; this hwgen reads versions "
+                     f"{', '.join(map(str, READ_VERSIONS))}")
     try:
         cfg = ModelConfig.from_dict(r.get(m, "config", dict, "config"))
     except (ValueError, TypeError) as e:
         raise r.fail(f"unsupported field 'config': {str(e)[:160]}") from None
+    if cfg.frames and version < 2:
+        raise r.fail("field 'config.input' is 'frames', which needs version 2, not "
+                     f"{version}")
     weight_bits = r.int_in(m, "weight_bits", 2, 16, "weight_bits")
     u_bits = r.int_in(m, "u_bits", 1, 64, "u_bits")
     meta = r.get(m, "meta", dict, "meta")
@@ -292,9 +299,10 @@ def decode_model(data: bytes, where: str = "model file") -> IntModel:
             built[spec.name] = LIFLayer(ts["vth"], sc["state_bits"], sc["input_shift"])
         elif kind == "conv3x3":
             pixel = r.get(rec, "pixel_input", bool, f"layers.{spec.name}.pixel_input")
-            if pixel != (spec.name == "stem.0.conv"):
+            reads_pixels = spec.name == "stem.0.conv" and not cfg.frames
+            if pixel != reads_pixels:
                 raise r.fail(f"field 'layers.{spec.name}.pixel_input' must be "
-                             f"{spec.name == 'stem.0.conv'}, not {pixel}")
+                             f"{reads_pixels}, not {pixel}")
             if pixel and sc["pixel_bits"] != cfg.pixel_bits:
                 raise r.fail(f"field 'layers.{spec.name}.pixel_bits' is {sc['pixel_bits']}, "
                              f"config says {cfg.pixel_bits}")

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import torch
 
+from quant import golden
+from quant.checkpoint import load_checkpoint
 from quant.config import SasaMode
+from quant.data import load_digits_split, pixels_to_float, to_model_input
 from quant.ir import (
     Block,
     Conv3x3Layer,
@@ -152,14 +155,16 @@ def quantize_model(model: SAFormer, weight_bits: int = 8, meta: dict | None = No
     means = input_means(model, calibration) if calibration is not None else {}
 
     # Stem: the pixel conv's integer input is pixel = 255 * (float input), so its
-    # accumulator is in scale s / 255 (bias and threshold are put in that scale).
+    # accumulator is in scale s / 255 (bias and threshold are put in that scale). Event
+    # frames are spikes already: their first conv is a spike conv like the others.
     stem = []
     for i, stage in enumerate(model.stem):
         f = fold_bn(stage.conv)
         s = channel_scale([f], qmax)
-        acc_scale = s / pixel_max if i == 0 else s
+        pixels = i == 0 and not cfg.frames
+        acc_scale = s / pixel_max if pixels else s
         w, b = quantize_layer(f, s, qmax, means.get(f"stem.{i}.conv"), acc_scale)
-        conv = Conv3x3Layer(w, b, pixel_input=(i == 0), pixel_bits=cfg.pixel_bits)
+        conv = Conv3x3Layer(w, b, pixel_input=pixels, pixel_bits=cfg.pixel_bits)
         stem.append(StemStage(conv, lif_threshold(stage.lif.vth, acc_scale), stage.pool))
 
     # The residual stream: one scale per channel for every writer (rpe, o, dwc, fc2).
@@ -218,48 +223,50 @@ def digits_calibration(cfg) -> torch.Tensor | None:
     """The digits training split (float) when the config reads digits, else None."""
     if (cfg.image_channels, cfg.image_size, cfg.num_classes) != (1, (8, 8), 10):
         return None
-    from quant.data import load_digits_split, pixels_to_float
-
     return pixels_to_float(load_digits_split().train_pixels)
 
 
-def quantize_checkpoint(path: Path, weight_bits: int = 8) -> IntModel:
+def quantize_checkpoint(path: Path, weight_bits: int = 8, data=None) -> IntModel:
     """Load and check a float checkpoint (ModelFileError if bad), quantise it, bias-corrected
-    on the digits training split when the config reads digits."""
-    from quant.checkpoint import load_checkpoint
-
+    on `data`'s training part (a quant.datasets.DataSplit) or, without data, on the digits
+    training split when the config reads digits."""
     model, ckpt = load_checkpoint(Path(path))
-    calibration = digits_calibration(model.cfg)
-    meta = {"source": Path(path).name,
-            "bias_correction": "digits train split" if calibration is not None else "none"}
+    if data is not None:
+        calibration, used = to_model_input(model.cfg, data.train_pixels), f"train part of {data.source}"
+    else:
+        calibration = digits_calibration(model.cfg)
+        used = "digits train split" if calibration is not None else "none"
+    meta = {"source": Path(path).name, "bias_correction": used}
     if ckpt.get("test_accuracy") is not None:
         meta["float_test_accuracy"] = ckpt["test_accuracy"]
     return quantize_model(model, weight_bits, meta, calibration)
 
 
-def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ...] = ()) -> str:
-    """Float vs integer accuracy on the digits test split, as printable lines.
+def report_accuracy(checkpoint: Path, model: IntModel, other_bits: tuple[int, ...] = (),
+                    data=None) -> str:
+    """Float vs integer accuracy on `data`'s test part (default: the digits test split), as
+    printable lines.
 
-    Also quantises the checkpoint at each of `other_bits` and reports those.
-    Records the integer accuracy in `model.meta['int_test_accuracy']`.
+    Also quantises the checkpoint at each of `other_bits` (bias-corrected on the same
+    data's training part) and reports those. Records the integer accuracy in
+    `model.meta['int_test_accuracy']`.
     """
-    from quant import golden
-    from quant.checkpoint import load_checkpoint
-    from quant.data import load_digits_split, pixels_to_float
-
     float_model, _ = load_checkpoint(Path(checkpoint))
     cfg = float_model.cfg
-    if (cfg.image_channels, cfg.image_size, cfg.num_classes) != (1, (8, 8), 10):
-        return f"(no accuracy report: config {cfg.name!r} does not take 8x8 digits)"
-    data = load_digits_split()
+    if data is None:
+        if (cfg.image_channels, cfg.image_size, cfg.num_classes) != (1, (8, 8), 10):
+            return f"(no accuracy report: config {cfg.name!r} does not take 8x8 digits)"
+        data, title = load_digits_split(), "digits test split"
+    else:
+        title = f"test part of {data.source}"
     labels = data.test_labels
     with torch.no_grad():
-        float_pred = float_model(pixels_to_float(data.test_pixels)).argmax(-1)
+        float_pred = float_model(to_model_input(cfg, data.test_pixels)).argmax(-1)
     float_acc = float((float_pred == labels).double().mean())
-    lines = [f"digits test split ({len(labels)} images), {cfg.name}:",
+    lines = [f"{title} ({len(labels)} images), {cfg.name}:",
              f"  float model          {100 * float_acc:6.2f} %"]
     runs = [(model.weight_bits, model)]
-    calibration = digits_calibration(cfg)
+    calibration = to_model_input(cfg, data.train_pixels)
     runs += [(b, quantize_model(float_model, b, calibration=calibration))
              for b in other_bits if b != model.weight_bits]
     for bits, m in runs:

@@ -41,7 +41,7 @@ def random_int_model(cfg: ModelConfig, weight_bits: int = 8, seed: int = 0) -> I
     stem = []
     cin = cfg.image_channels
     for i, (cout, pool) in enumerate(zip(cfg.stem_channels, cfg.stem_pool, strict=True)):
-        pix = i == 0
+        pix = i == 0 and not cfg.frames
         scale = (1 << cfg.pixel_bits) - 1 if pix else 1
         conv = Conv3x3Layer(w(cout, cin, 3, 3), b(cout, 9 * cin * scale), pixel_input=pix,
                             pixel_bits=cfg.pixel_bits)
@@ -68,7 +68,10 @@ def random_int_model(cfg: ModelConfig, weight_bits: int = 8, seed: int = 0) -> I
 
 
 def random_pixels(cfg: ModelConfig, n: int, seed: int = 0) -> torch.Tensor:
+    """Seeded random samples: pixels [n, C, H, W], or event frames [n, T, 2, H, W] of 0/1."""
     g = torch.Generator().manual_seed(seed)
     h, w = cfg.image_size
+    if cfg.frames:
+        return torch.randint(0, 2, (n, cfg.time_steps, 2, h, w), generator=g, dtype=torch.int64)
     return torch.randint(0, 1 << cfg.pixel_bits, (n, cfg.image_channels, h, w), generator=g,
                          dtype=torch.int64)

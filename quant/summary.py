@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from quant import golden
 from quant.config import get_config
+from quant.data import load_digits_split
 from quant.ir import IntModel
 from quant.model_file import UP5K_BRAM_BITS, layer_of, layout
 
@@ -16,22 +18,23 @@ def is_digits_tiny(model: IntModel) -> bool:
 
 def digits_test_accuracy(model: IntModel) -> float:
     """Golden-model accuracy on the fixed digits test split (360 images)."""
-    from quant import golden
-    from quant.data import load_digits_split
-
     data = load_digits_split()
     pred = golden.predict(model, data.test_pixels)
     return float((pred == data.test_labels).double().mean())
 
 
-def summary(model: IntModel, accuracy: bool = True) -> str:
+def summary(model: IntModel, accuracy: bool = True, data=None) -> str:
+    """`data`: a quant.datasets.DataSplit whose test part the accuracy run uses (default:
+    the digits test split, for digits-tiny only)."""
     cfg = model.config
     h, w = cfg.grid
     lines = [
         f"{cfg.name}: SAFormer-{cfg.depth}-{cfg.dim}, T={cfg.time_steps}, {cfg.heads} heads, "
         f"mlp ratio {cfg.mlp_ratio}, SASA {cfg.sasa_mode.value} mode",
-        f"input {cfg.image_channels}x{cfg.image_size[0]}x{cfg.image_size[1]} "
-        f"({cfg.pixel_bits}-bit pixels), token grid {h}x{w} ({cfg.tokens} tokens), "
+        (f"input event frames {cfg.time_steps}x2x{cfg.image_size[0]}x{cfg.image_size[1]} "
+         "(0/1, one per time step)" if cfg.frames else
+         f"input {cfg.image_channels}x{cfg.image_size[0]}x{cfg.image_size[1]} "
+         f"({cfg.pixel_bits}-bit pixels)") + f", token grid {h}x{w} ({cfg.tokens} tokens), "
         f"{cfg.num_classes} classes",
         f"weights {model.weight_bits}-bit signed; residual stream U {model.u_bits}-bit signed",
         "",
@@ -70,7 +73,11 @@ def summary(model: IntModel, accuracy: bool = True) -> str:
         if isinstance(value, float) and "accuracy" in key:
             value = f"{100 * value:.2f} %"
         lines.append(f"meta.{key}: {value}")
-    if accuracy:
+    if accuracy and data is not None:
+        acc = float((golden.predict(model, data.test_pixels) == data.test_labels).double().mean())
+        lines.append(f"golden model accuracy on the test part of {data.source} "
+                     f"({len(data.test_labels)} images): {100 * acc:.2f} %")
+    elif accuracy:
         if is_digits_tiny(model):
             acc = digits_test_accuracy(model)
             lines.append(f"golden model accuracy on the digits test split (360 images): {100 * acc:.2f} %")

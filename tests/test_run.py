@@ -45,10 +45,7 @@ class FakeBoard:
         if req.cmd == P.SELFTEST:
             pixels = self.selftest_image.unsqueeze(0)
         else:
-            cfg = self.model.config
-            h, w = cfg.image_size
-            pixels = torch.tensor(list(req.payload)).reshape(1, h, w, cfg.image_channels)
-            pixels = pixels.permute(0, 3, 1, 2)
+            pixels = P.sample_from_bytes(req.payload, self.model.config).unsqueeze(0)
         g = golden.run(self.model, pixels, taps=False)
         logits = g["logits"][0].tolist()
         if self.requests in self.faults["wrong_logit"]:

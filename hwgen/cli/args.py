@@ -1,5 +1,5 @@
-"""Arguments shared by the hardware commands: which model, which target; and their parsing
-into the compiler's objects (hwgen.compiler does the work)."""
+"""Arguments shared by the commands: which model, which target, which data; and their
+parsing into the compiler's and the quantiser's objects (those do the work)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="FILE",
                    help=f"integer model file (.hwq; default: the bundled {BUNDLED_MODEL.name})")
-    g.add_argument("--config", metavar="NAME",
+    g.add_argument("--config", metavar="NAME|FILE",
                    help="instead of a file: a reference config (digits-tiny, cifar-mid, "
-                        "cifar-paper) with seeded random integer weights")
+                        "cifar-paper) or a TOML config file, with seeded random integer weights")
     g.add_argument("--weight-seed", type=int, default=0, metavar="S",
                    help="seed of the random weights with --config (default 0)")
     g.add_argument("--bits", type=int, choices=(4, 8), default=8,
@@ -44,6 +44,27 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib", type=positive_int, default=16, metavar="N",
                    help="calibration images for the spike statistics (default 16: digits "
                         "training images for digits-tiny, seeded random images otherwise)")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--data PATH and --val-split F; `what`: what the command does with the data."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="PATH",
+                   help=f"your data ({what}): a folder of class sub-folders of PNG/JPEG images "
+                        "(flat, or inside train/ and test/) or an .npz with x (N, C, H, W) uint8 "
+                        "and y (N,), optional split (N,) 0/1 (docs/usage.md); default: the "
+                        "digits split for digits-shaped configs")
+    g.add_argument("--val-split", type=float, default=0.2, metavar="F",
+                   help="test fraction of data without a train/test split (seeded; default 0.2)")
+
+
+def load_data_from_args(args: argparse.Namespace, cfg):
+    """The DataSplit of --data for config `cfg`, or None without --data."""
+    if args.data is None:
+        return None
+    from quant.datasets import load_data  # heavy: torch, numpy
+
+    return load_data(args.data, cfg, args.val_split)
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from hwgen.cli.args import (
+    add_data_arguments,
     add_model_arguments,
     add_target_arguments,
+    load_data_from_args,
     load_model_from_args,
     make_plan_from_args,
     make_styled_plan_from_args,
@@ -72,9 +74,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if reason:
         raise HwgenError(reason)
     model = load_model_from_args(args)
-    board, plan = make_plan_from_args(args, model)
+    data = load_data_from_args(args, model.config)
+    pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
+    board, plan = make_plan_from_args(args, model)  # as `hwgen build` plans it
     graph = plan.graph(model)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
     progress(f"{model.config.name}: {len(graph.nodes)} blocks planned for {board.name}; "
              f"predicted {plan.latency_cycles} cycles per image")
     start = time.monotonic()
@@ -138,8 +141,9 @@ def register(sub) -> None:
     v.set_defaults(func=cmd_verilog)
 
     s = sub.add_parser("sim", help="simulate the accelerator in cocotb, bit-exact vs golden",
-                       description="Run the generated accelerator in cocotb on digits test "
-                                   "images (random images for other configs); compare the "
+                       description="Run the generated accelerator in cocotb on the test part "
+                                   "of --data, or digits test images (random images for other "
+                                   "configs); compare the "
                                    "class, the logits and every layer's stream with the golden "
                                    "model; report the first mismatch (layer, token, time step, "
                                    "channel) with a waveform, and cycles vs the plan.")
@@ -164,6 +168,7 @@ def register(sub) -> None:
     s.add_argument("--address", metavar="ADDR",
                    help="simulate the --workers chunks as Ray tasks: 'local' (a local Ray "
                         "instance), 'auto' or ray://HOST:PORT (a cluster; needs hwgen[sweep])")
+    add_data_arguments(s, "simulate its first test images")
     s.set_defaults(func=cmd_sim)
 
     register_run(sub)

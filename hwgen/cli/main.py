@@ -10,12 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwgen.cli.args import positive_int
+from hwgen.cli.args import add_data_arguments, load_data_from_args, positive_int
 from hwgen.cli.build import register_build
 from hwgen.cli.compile import register as register_compile
+from hwgen.cli.config import register_config
 from hwgen.cli.sweep import register_sweep
 from hwgen.errors import HwgenError
 from quant.checkpoints import BUNDLED_CHECKPOINT, BUNDLED_MODEL
+from quant.config_file import resolve_config
 
 
 def _quant_threads() -> None:
@@ -27,22 +29,28 @@ def _quant_threads() -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from quant.train import train_digits
+    from quant.datasets import load_data  # heavy: torch
+    from quant.train import train_model
 
-    result = train_digits(out=Path(args.out), epochs=args.epochs, seed=args.seed,
-                          progress=not args.quiet)
-    print(f"float test accuracy {result['test_accuracy'] * 100:.2f}% "
-          f"({result['seconds']:.1f} s); checkpoint written to {args.out}")
+    cfg = resolve_config(args.config)
+    data = load_data(args.data, cfg, args.val_split)
+    result = train_model(cfg, data, out=Path(args.out), epochs=args.epochs, seed=args.seed,
+                         progress=not args.quiet, resume=args.resume and Path(args.resume))
+    print(f"float test accuracy {result['test_accuracy'] * 100:.2f}% (best epoch "
+          f"{result['best_epoch']} of {result['epochs']}, {result['seconds']:.1f} s on "
+          f"{result['device']}); checkpoint written to {args.out}")
     return 0
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from quant.model_file import save_model
-    from quant.quantize import quantize_checkpoint, report_accuracy
+    from quant.model_file import save_model  # heavy: torch
+    from quant.pipeline import quantize_with_report
 
     _quant_threads()
-    model = quantize_checkpoint(Path(args.checkpoint), weight_bits=args.bits)
-    report = report_accuracy(Path(args.checkpoint), model, other_bits=(4,) if args.bits == 8 else ())
+    model, report = quantize_with_report(
+        Path(args.checkpoint), args.bits, data=args.data, val_split=args.val_split,
+        config=resolve_config(args.config) if args.config else None, qat_epochs=args.qat,
+        seed=args.seed, progress=not args.quiet)
     save_model(model, Path(args.output))
     print(report)
     print(f"integer model written to {args.output}")
@@ -50,12 +58,13 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from quant.model_file import load_model
+    from quant.model_file import load_model  # heavy: torch
     from quant.summary import summary
 
     _quant_threads()
     model = load_model(Path(args.model))
-    print(summary(model, accuracy=not args.no_accuracy))
+    print(summary(model, accuracy=not args.no_accuracy,
+                  data=load_data_from_args(args, model.config)))
     return 0
 
 
@@ -85,12 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'hwgen COMMAND --help' for the options of one command.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    t = sub.add_parser("train", help="train digits-tiny on scikit-learn's digits (CPU)",
-                       description="Train the float digits-tiny SAFormer on scikit-learn's "
-                                   "digits (fixed 1437/360 train/test split, fixed seed) on one "
-                                   "CPU thread with surrogate gradients, print the float test "
-                                   "accuracy and save a checkpoint for 'hwgen quantize'.",
+    t = sub.add_parser("train", help="train a SAFormer (default digits-tiny on digits)",
+                       description="Train a float SAFormer (--config; default digits-tiny) on "
+                                   "--data (default scikit-learn's digits, fixed 1437/360 "
+                                   "train/test split) with surrogate gradients, seeded, on the "
+                                   "GPU when torch sees one (else one CPU thread); evaluate on "
+                                   "the test part every epoch, keep the best epoch's weights in "
+                                   "the checkpoint for 'hwgen quantize'.",
                        epilog="example: hwgen train -o my.pt && hwgen quantize my.pt -o my.hwq")
+    t.add_argument("--config", default="digits-tiny", metavar="NAME|FILE",
+                   help="reference config name or TOML config file (default digits-tiny)")
     t.add_argument("-o", "--out", default="digits-tiny.pt",
                    help="checkpoint to write (default: digits-tiny.pt)")
     t.add_argument("--epochs", type=positive_int, default=None,
@@ -98,29 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "core)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="CKPT",
+                   help="continue the interrupted run saved in CKPT (same config, data, epochs)")
+    add_data_arguments(t, "train on the train part, evaluate on the test part")
     t.set_defaults(func=_cmd_train)
 
     q = sub.add_parser("quantize", help="quantise a checkpoint to an integer model file",
                        description="Fold BN, quantise weights per output channel, put biases "
                                    "and LIF thresholds in integer scale, derive every "
                                    "accumulator width (docs/arithmetic.md); print float vs "
-                                   "integer accuracy on the digits test split and write the "
-                                   "integer model file (docs/model_file.md).",
+                                   "integer accuracy on the test part of --data (default: the "
+                                   "digits test split) and write the integer model file "
+                                   "(docs/model_file.md).",
                        epilog="example: hwgen quantize quant/checkpoints/digits-tiny.pt -o m.hwq")
     q.add_argument("checkpoint", help="float checkpoint written by 'hwgen train'")
     q.add_argument("-o", "--output", required=True, help="integer model file to write (.hwq)")
+    q.add_argument("--config", metavar="NAME|FILE",
+                   help="refuse the checkpoint unless its config equals this one")
     q.add_argument("--bits", type=int, choices=(4, 8), default=8,
                    help="weight bits (default 8; with 8, the 4-bit accuracy is reported too)")
+    q.add_argument("--qat", type=positive_int, metavar="EPOCHS",
+                   help="quantisation-aware fine-tuning for EPOCHS epochs on the train part "
+                        "(docs/qat.md); reports float, post-training and QAT accuracy")
+    q.add_argument("--seed", type=int, default=0, help="seed of the QAT run (default 0)")
+    q.add_argument("-q", "--quiet", action="store_true", help="no QAT progress bar")
+    add_data_arguments(q, "calibrate on the train part, report on the test part")
     q.set_defaults(func=_cmd_quantize)
 
     i = sub.add_parser("inspect", help="summarise an integer model file",
                        description="Check an integer model file, then print its layers, "
                                    "shapes, bit widths, parameter count, weight memory (and "
-                                   "whether it fits the iCE40 UP5K block RAM) and, for "
-                                   "digits-tiny, the golden model's digits test accuracy.",
+                                   "whether it fits the iCE40 UP5K block RAM) and the golden "
+                                   "model's accuracy on the test part of --data (without "
+                                   "--data: the digits test split, for digits-tiny).",
                        epilog="example: hwgen inspect quant/checkpoints/digits-tiny.hwq")
     i.add_argument("model", help="integer model file (.hwq)")
     i.add_argument("--no-accuracy", action="store_true", help="skip the accuracy run")
+    add_data_arguments(i, "accuracy on the test part")
     i.set_defaults(func=_cmd_inspect)
 
     d = sub.add_parser("demo", help="the main job on the bundled model",
@@ -141,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_compile(sub)  # plan, verilog, sim, run
     register_build(sub)  # build, boards, report
     register_sweep(sub)  # sweep (hwgen.sweep does the work)
+    register_config(sub)  # config show
     return p
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from hwgen.cli.args import add_model_arguments, load_model_from_args
+from hwgen.cli.args import (
+    add_data_arguments,
+    add_model_arguments,
+    load_data_from_args,
+    load_model_from_args,
+)
 from hwgen.errors import HwgenError
 from hwgen.host import client
 
@@ -19,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from quant.data import sample_images  # heavy: torch, scikit-learn
 
     model = load_model_from_args(args)
-    pixels, labels = sample_images(model, args.images, seed=args.seed)
+    data = load_data_from_args(args, model.config)
+    pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
     link = client.open_link(args.port, args.baud, args.timeout)
     try:
         report = client.run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
@@ -39,8 +45,9 @@ def register_run(sub) -> None:
         "run", help="classify images on a programmed board over its serial port",
         description="Send images over the board's UART (docs/protocol.md: CRC-8 frames) to a "
                     "board programmed by 'hwgen build': check its model geometry (PING), run "
-                    "its self-test, classify digits test images (random images for other "
-                    "configs) and compare every class and logit with the golden model.",
+                    "its self-test, classify the test part of --data or digits test images "
+                    "(random images for other configs) and compare every class and logit "
+                    "with the golden model.",
         epilog="example: hwgen run --port /dev/ttyUSB1 --images 20")
     p.add_argument("--port", required=True, metavar="DEVICE",
                    help="serial device (e.g. /dev/ttyUSB1, COM3) or a pyserial URL")
@@ -51,4 +58,5 @@ def register_run(sub) -> None:
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds to wait for each reply (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of random images (default 0)")
+    add_data_arguments(p, "classify its first test images")
     p.set_defaults(func=cmd_run)

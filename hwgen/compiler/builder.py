@@ -135,7 +135,11 @@ class _Builder:
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
                                     pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f))
                 node = self.node(name, "spike_conv", comp, name)
-                g.connect(src, (name, "i"), src_tap)
+                if i == 0:  # event frames: the accelerator's input is spikes, T beats a token
+                    g.input = (name, "i")
+                    g.input_tap = self.spikes_tap(["frames"], (h, w), conv.in_channels)
+                else:
+                    g.connect(src, (name, "i"), src_tap)
                 steps = T
             cout = conv.out_channels
             lif = self.lif(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,

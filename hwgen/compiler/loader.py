@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hwgen.errors import HwgenError
 from quant.checkpoints import BUNDLED_MODEL
-from quant.config import get_config
+from quant.config_file import resolve_config
 from quant.ir import IntModel
 from quant.model_file import load_model
 from quant.random_model import random_int_model
@@ -37,8 +37,9 @@ def check_supported(model: IntModel) -> IntModel:
          f"must be <= {MAX_TIME_STEPS}, not {cfg.time_steps}")
     need(cfg.num_classes >= 2, "config.num_classes", f"must be >= 2, not {cfg.num_classes}")
     need(cfg.pixel_bits <= 16, "config.pixel_bits", f"must be <= 16, not {cfg.pixel_bits}")
-    need(bool(model.stem) and model.stem[0].conv.pixel_input, "stem.0.conv.pixel_input",
-         "the first stem conv must read pixels")
+    need(bool(model.stem) and model.stem[0].conv.pixel_input != cfg.frames,
+         "stem.0.conv.pixel_input", "the first stem conv must read event frames as spikes"
+         if cfg.frames else "the first stem conv must read pixels")
     for i, stage in enumerate(model.stem[1:], start=1):
         need(not stage.conv.pixel_input, f"stem.{i}.conv.pixel_input",
              "only the first stem conv may read pixels")
@@ -70,14 +71,12 @@ def load_supported(path: Path) -> IntModel:
 
 def resolve_model(path: Path | str | None = None, config: str | None = None, *,
                   bits: int = 8, weight_seed: int = 0) -> IntModel:
-    """The model a command works on, checked: the file `path`; or the reference config
-    `config` with seeded random integer weights of `bits` bits; or the bundled digits-tiny."""
+    """The model a command works on, checked: the file `path`; or the config `config` (a
+    reference config's name or a TOML file) with seeded random integer weights of `bits`
+    bits; or the bundled digits-tiny."""
     if config and path:
         raise HwgenError("give either --model or --config, not both")
     if config:
-        try:
-            cfg = get_config(config)
-        except ValueError as e:
-            raise HwgenError(str(e)) from None
+        cfg = resolve_config(config)
         return check_supported(random_int_model(cfg, bits, seed=weight_seed))
     return load_supported(Path(path) if path else BUNDLED_MODEL)

@@ -21,7 +21,8 @@ def build_network(graph: Graph, *, images: int, edge_words: dict[str, Sequence[i
     net = Network()
     for node in graph.nodes.values():
         net.add(node.name, node.component.model())
-    in_beats = graph.input_tap.grid[0] * graph.input_tap.grid[1] * images
+    tap = graph.input_tap  # steps: 1 beat per pixel, T per token of event frames
+    in_beats = tap.grid[0] * tap.grid[1] * tap.steps * images
     net.add("_source", Source(in_beats, idle))
     sink = net.add("_sink", Sink(stall))
     net.connect(("_source", "o"), graph.input, name="_input", record=record)

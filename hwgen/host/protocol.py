@@ -1,7 +1,7 @@
 """The byte protocol between a host and the board top over UART 8N1 (docs/protocol.md).
 
 Pure Python: `hwgen run` talks to a board with it, the system test predicts
-the board's replies with it, and its constants mirror `rtl_templates.frames`
+the board's replies with it, and its constants mirror `rtl_templates.frame_format`
 (a test keeps the two equal). Every frame ends with a CRC-8 of all its bytes
 before it.
 """
@@ -143,11 +143,21 @@ def model_id(model) -> int:
     return int.from_bytes(hashlib.sha256(encode_model(model)).digest()[:4], "little")
 
 
+def input_beats(cfg) -> tuple[int, int, int]:
+    """(beats per sample, values per beat, bits per value) of the accelerator's input: an
+    image is H*W pixels of C channels; event frames are H*W*T (token, time step) beats of
+    2 polarity bits (docs/protocol.md). `cfg`: a ModelConfig or alike."""
+    h, w = cfg.image_size
+    if getattr(cfg, "frames", False):
+        return h * w * cfg.time_steps, 2, 1
+    return h * w, cfg.image_channels, cfg.pixel_bits
+
+
 def model_geometry(model) -> Geometry:
     """The Geometry of an integer model (quant.ir.IntModel)."""
     cfg = model.config
-    h, w = cfg.image_size
-    return Geometry(pixels=h * w, channels=cfg.image_channels, pixel_bits=cfg.pixel_bits,
+    beats, channels, bits = input_beats(cfg)
+    return Geometry(pixels=beats, channels=channels, pixel_bits=bits,
                     classes=cfg.num_classes, logit_bytes=-(-model.head.acc_bits // 8),
                     model_id=model_id(model))
 
@@ -162,7 +172,11 @@ def image_bytes(pixels, cfg) -> bytes:
     """Payload of a CLASSIFY request: pixels [C][H][W] (nested lists or anything with
     `tolist`) in token raster order (n = y*W + x), the channels of a pixel together, one
     byte per value. `cfg` needs image_channels, image_size and pixel_bits (a ModelConfig
-    or a Geometry-like object)."""
+    or a Geometry-like object). Event frames [T][2][H][W] of 0/1 (a config with `frames`)
+    go token by token, the T steps of a token together, the 2 polarities of a step
+    together."""
+    if getattr(cfg, "frames", False):
+        return _frames_bytes(_nested(pixels), cfg)
     px = _nested(pixels)
     c, (h, w), bits = cfg.image_channels, cfg.image_size, cfg.pixel_bits
     if len(px) != c or any(len(plane) != h or any(len(row) != w for row in plane)
@@ -178,6 +192,36 @@ def image_bytes(pixels, cfg) -> bytes:
                                      f"0..{(1 << bits) - 1}, not {v!r}")
                 out.append(v)
     return bytes(out)
+
+
+def _frames_bytes(fr: list, cfg) -> bytes:
+    t_, (h, w) = cfg.time_steps, cfg.image_size
+    if len(fr) != t_ or any(len(step) != 2 or any(len(plane) != h or any(len(row) != w
+                                                                         for row in plane)
+                                                  for plane in step) for step in fr):
+        raise ValueError(f"event frames must have shape [{t_}][2][{h}][{w}]")
+    out = bytearray()
+    for y in range(h):
+        for x in range(w):
+            for t in range(t_):
+                for ch in range(2):
+                    v = fr[t][ch][y][x]
+                    if v not in (0, 1) or isinstance(v, bool):
+                        raise ValueError(f"event ({t}, {ch}, {y}, {x}) must be 0 or 1, not {v!r}")
+                    out.append(v)
+    return bytes(out)
+
+
+def sample_from_bytes(payload: bytes, cfg):
+    """The inverse of image_bytes: a CLASSIFY payload back to pixels [C, H, W] or event
+    frames [T, 2, H, W] (int64), as the board's input stream reads it."""
+    import torch
+
+    h, w = cfg.image_size
+    x = torch.tensor(list(payload), dtype=torch.int64)
+    if getattr(cfg, "frames", False):
+        return x.reshape(h, w, cfg.time_steps, 2).permute(2, 3, 0, 1)
+    return x.reshape(h, w, cfg.image_channels).permute(2, 0, 1)
 
 
 # ----------------------------------------------------------------------------- requests

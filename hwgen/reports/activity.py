@@ -60,7 +60,7 @@ def operation_counts(model, taps: dict[str, torch.Tensor], pixels: torch.Tensor)
         out.append(LayerOps(name, kind, float((s.to(torch.float64) * cover).sum()) * cout / batch,
                             src))
 
-    prev = ("pixels", pixels.unsqueeze(0))
+    prev = ("frames", taps["frames"]) if cfg.frames else ("pixels", pixels.unsqueeze(0))
     for i, stage in enumerate(model.stem):
         conv = stage.conv
         if conv.pixel_input:  # dense: every pixel, zero or not, once per image
@@ -113,7 +113,9 @@ def activity(model, images: int = 8) -> dict:
     ops = operation_counts(model, taps, pixels)
     ac = sum(x.ops for x in ops if x.kind == "ac")
     mac = sum(x.ops for x in ops if x.kind == "mac")
-    source = "digits test images" if model.config.name == "digits-tiny" else "random images"
+    cfg = model.config
+    source = ("digits test images" if cfg.name == "digits-tiny" and not cfg.frames
+              else "random event frames" if cfg.frames else "random images")
     return {
         "images": images, "source": f"first {images} {source}",
         "spike_rates": spike_rates(model, taps),

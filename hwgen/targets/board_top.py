@@ -17,17 +17,12 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler.graph import Graph
 from hwgen.compiler.top import Accelerator
-from hwgen.host.protocol import Geometry, image_bytes, model_geometry
+from hwgen.host.protocol import Geometry, image_bytes, input_beats, model_geometry
 from quant.data import sample_images
 from rtl_templates.common import bits_for, check_int
-from rtl_templates.frames import (
-    CLASSIFY,
-    OK,
-    PING,
-    SELFTEST,
-    RequestParser,
-    ResponseBuilder,
-)
+from rtl_templates.frame_format import CLASSIFY, OK, PING, SELFTEST
+from rtl_templates.request_parser import RequestParser
+from rtl_templates.response_builder import ResponseBuilder
 from rtl_templates.uart import UartRx, UartTx, baud_divisor
 
 LOCAL = 0  # tag of a self-test started at power-up or by the button: no reply is sent
@@ -83,7 +78,7 @@ def pixel_words(pixels, cfg) -> list[int]:
     """The accelerator's pixel beats of one image [C, H, W]: the CLASSIFY payload's bytes,
     channel c of a pixel in bits [c*pixel_bits, (c+1)*pixel_bits)."""
     data = image_bytes(pixels, cfg)
-    c, pb = cfg.image_channels, cfg.pixel_bits
+    _, c, pb = input_beats(cfg)
     return [sum(data[p * c + k] << (k * pb) for k in range(c)) for p in range(len(data) // c)]
 
 
