@@ -11,7 +11,7 @@ from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, check_divides, check_int
-from rtl_templates.line_buffer import (
+from rtl_templates.window_block import (
     TAPS,
     LineBuffer,
     WindowBlock,
@@ -83,7 +83,7 @@ class DWConv3x3(WindowBlock):
                 for j in range(self.lanes)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): per lane one gated weight; the ``C``-bit
+        """Estimate (window_block.window_resources): per lane one gated weight; the ``C``-bit
         word cut into ``C/lanes`` groups."""
         check_family(family)
         return window_resources(self, family, lane_lut=self.weight_bits,

@@ -15,7 +15,7 @@ from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.line_buffer import (
+from rtl_templates.window_block import (
     TAPS,
     LineBuffer,
     WindowBlock,
@@ -105,7 +105,7 @@ class PixelConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): ``pe * simd`` multipliers in DSP blocks
+        """Estimate (window_block.window_resources): ``pe * simd`` multipliers in DSP blocks
         (16 x 16 SB_MAC16 on iCE40, 18 x 18 MULT18X18D on ECP5; wider operands take
         several), per lane an adder tree of ``simd - 1`` adders (in the DSP blocks on
         iCE40); the pixel word cut into

@@ -11,7 +11,7 @@ from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.line_buffer import (
+from rtl_templates.window_block import (
     TAPS,
     LineBuffer,
     WindowBlock,
@@ -94,7 +94,7 @@ class SpikeConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): per lane ``simd`` AND-gated weights and
+        """Estimate (window_block.window_resources): per lane ``simd`` AND-gated weights and
         an adder tree of ``simd - 1`` adders; an ``in``-bit word cut into ``in/simd`` slices."""
         check_family(family)
         e, wb = self.simd, self.weight_bits

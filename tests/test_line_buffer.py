@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.line_buffer import (
+from rtl_templates.window_block import (
     LineBuffer,
     WindowGeometry,
     WindowModel,

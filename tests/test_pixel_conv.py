@@ -8,7 +8,7 @@ import torch
 from quant.golden import conv3x3
 from quant.ir import signed_bits
 from rtl_templates.common import pack_values
-from rtl_templates.line_buffer import raster_tokens
+from rtl_templates.window_block import raster_tokens
 from rtl_templates.pixel_conv import PixelConv3x3, pack_pixels
 from sim.block_sim import verify_block
 
