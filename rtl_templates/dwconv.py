@@ -11,16 +11,10 @@ from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, check_divides, check_int
-from rtl_templates.window_block import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    window_resources,
-)
+from rtl_templates.line_buffer import LineBuffer
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 class DWConv3x3(WindowBlock):
@@ -83,7 +77,7 @@ class DWConv3x3(WindowBlock):
                 for j in range(self.lanes)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (window_block.window_resources): per lane one gated weight; the ``C``-bit
+        """Estimate (window_resources.window_resources): per lane one gated weight; the ``C``-bit
         word cut into ``C/lanes`` groups."""
         check_family(family)
         return window_resources(self, family, lane_lut=self.weight_bits,

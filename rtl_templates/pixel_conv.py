@@ -14,19 +14,12 @@ import numpy as np
 from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
-from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.window_block import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    tree_sum,
-    window_resources,
-)
+from rtl_templates.common import Resources, bits_for, check_divides, check_int, tree_sum
+from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.spike_conv import conv_weight_shape
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 def pack_pixels(pixels, pixel_bits: int) -> list[int]:
@@ -105,7 +98,7 @@ class PixelConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (window_block.window_resources): ``pe * simd`` multipliers in DSP blocks
+        """Estimate (window_resources.window_resources): ``pe * simd`` multipliers in DSP blocks
         (16 x 16 SB_MAC16 on iCE40, 18 x 18 MULT18X18D on ECP5; wider operands take
         several), per lane an adder tree of ``simd - 1`` adders (in the DSP blocks on
         iCE40); the pixel word cut into

@@ -10,18 +10,11 @@ import numpy as np
 from amaranth import Module, Mux
 from amaranth.hdl import unsigned
 
-from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.window_block import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    tree_sum,
-    window_resources,
-)
+from rtl_templates.common import Resources, bits_for, check_divides, check_int, tree_sum
+from rtl_templates.line_buffer import LineBuffer
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 def conv_weight_shape(weight) -> tuple[int, int]:
@@ -94,7 +87,7 @@ class SpikeConv3x3(WindowBlock):
                 for j in range(self.pe)]
 
     def resources(self, family: str) -> Resources:
-        """Estimate (window_block.window_resources): per lane ``simd`` AND-gated weights and
+        """Estimate (window_resources.window_resources): per lane ``simd`` AND-gated weights and
         an adder tree of ``simd - 1`` adders; an ``in``-bit word cut into ``in/simd`` slices."""
         check_family(family)
         e, wb = self.simd, self.weight_bits

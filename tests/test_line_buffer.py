@@ -13,17 +13,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.window_block import (
-    LineBuffer,
-    WindowGeometry,
-    WindowModel,
-    check_accumulator,
-    int_array,
-    raster_tokens,
-)
+from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.spike_conv import SpikeConv3x3
 from rtl_templates.timing import run_single
+from rtl_templates.window import WindowGeometry, WindowModel, raster_tokens
+from rtl_templates.window_block import check_accumulator, int_array
 from sim.block_sim import make_pattern
 
 

@@ -8,8 +8,8 @@ import torch
 from quant.golden import conv3x3
 from quant.ir import signed_bits
 from rtl_templates.common import pack_spikes, pack_values
-from rtl_templates.window_block import raster_tokens
 from rtl_templates.spike_conv import SpikeConv3x3
+from rtl_templates.window import raster_tokens
 from sim.block_sim import verify_block
 
 
