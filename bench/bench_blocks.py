@@ -142,21 +142,22 @@ def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int 
     channels, pe = lanes) or pixel conv (8-bit pixels)."""
     def build(family):
         rng = _rng()
+        pipelined = family == "ecp5"  # as the planner builds them (hwgen.graph)
         if kind == "dwconv":
             w, b = _weights(rng, cout, 3, 3), rng.integers(-300, 301, size=cout)
             style = weight_style((cout // pe) * 9, pe * WEIGHT_BITS, family)
             return DWConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                              acc_bits=_acc_bits(w, b, 1), weight_bits=WEIGHT_BITS, lanes=pe,
-                             weight_style=style)
+                             weight_style=style, pipelined=pipelined)
         w, b = _weights(rng, cout, cin, 3, 3), rng.integers(-300, 301, size=cout)
         style = weight_style((cout // pe) * 9 * (cin // simd), pe * simd * WEIGHT_BITS, family)
         if kind == "pixel_conv":
             return PixelConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, pixel_bits=8,
                                 weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 255), pe=pe,
-                                simd=simd, weight_style=style)
+                                simd=simd, weight_style=style, pipelined=pipelined)
         return SpikeConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                             weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 1), pe=pe,
-                            simd=simd, weight_style=style)
+                            simd=simd, weight_style=style, pipelined=pipelined)
     return build
 
 

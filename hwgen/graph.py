@@ -215,7 +215,8 @@ class _Builder:
                 comp = PixelConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     pixel_bits=conv.pixel_bits, weight_bits=wbits,
                                     acc_bits=conv.acc_bits, pe=f.pe, simd=f.simd,
-                                    weight_style=self.conv_style(conv, f))
+                                    weight_style=self.conv_style(conv, f),
+                                    pipelined=self.family == "ecp5")
                 node = self.node(name, "pixel_conv", comp, name)
                 g.input = (name, "i")
                 g.input_tap = TapSpec("pixels", ("pixels",), (h, w), conv.in_channels,
@@ -224,7 +225,8 @@ class _Builder:
             else:
                 comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
-                                    pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f))
+                                    pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f),
+                                    pipelined=self.family == "ecp5")
                 node = self.node(name, "spike_conv", comp, name)
                 g.connect(src, (name, "i"), src_tap)
                 steps = T
@@ -251,7 +253,8 @@ class _Builder:
         rpe = self.node("rpe", "spike_conv",
                     SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
                                  time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
-                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd))),
+                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd)),
+                                 pipelined=self.family == "ecp5"),
                     "rpe")
         g.connect(src, (rpe.name, "i"), src_tap)
         u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
@@ -313,7 +316,8 @@ class _Builder:
             dwc = self.node(f"{p}.dwc", "dwconv", DWConv3x3(
                 blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
                 acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L,
-                weight_style=weight_style((D // L) * 9, L * wbits, self.family)), f"{p}.dwc")
+                weight_style=weight_style((D // L) * 9, L * wbits, self.family),
+                pipelined=self.family == "ecp5"), f"{p}.dwc")
             g.connect(s_dwc, (dwc.name, "i"))
             add = self.node(f"{p}.add_attn", "add",
                         ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")

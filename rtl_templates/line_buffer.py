@@ -23,7 +23,9 @@ class LineBuffer(wiring.Component):
 
     Parameters: ``height``, ``width`` (grid), ``word_width`` (bits of one input
     beat), ``time_steps`` (input beats per token, read back as steps ``t``),
-    ``groups`` (output groups per token), ``slices`` (steps per tap).
+    ``groups`` (output groups per token), ``slices`` (steps per tap), ``stages``
+    (register stages from a step's issue to the block's accumulator; 1: stage B feeds
+    it directly, more: the block registers the reads and its datapath in between).
 
     Ports: sink ``i`` (the block's input stream: token-major, ``time_steps``
     beats per token, images back to back); ``o_ready`` in and ``o_valid`` out
@@ -34,7 +36,9 @@ class LineBuffer(wiring.Component):
     ``tap_valid`` (0 when the tap falls outside the grid: the block masks the
     word), ``sel_s`` (slice of this step), ``sel_g`` (group of this step). In the
     issue cycle: ``w_row`` (weight row of this step, ``(g*9 + k)*slices + s``) and
-    ``advance`` (enable of the block's weight read port and accumulator).
+    ``advance`` (enable of the block's weight read port, pipeline registers and
+    accumulator). With ``stages > 1`` also ``f_valid``/``f_first``: ``valid`` and
+    ``first`` of the step in the final stage (the one the accumulator takes).
 
     Schedule: per output token, for g: for t: for k in 0..8: for s: one step.
     Output token (y, x) starts when the ``ahead(y, x) + 1`` tokens from it on
@@ -47,21 +51,22 @@ class LineBuffer(wiring.Component):
     ``(q mod slots)*time_steps + t``.
 
     Latency: a step's word and weight reach stage B one cycle after issue; a
-    beat's result is offered two cycles after its last step. Backpressure:
+    beat's result is offered ``stages + 1`` cycles after its last step. Backpressure:
     ``i.ready`` depends only on state; the pipeline stalls (``advance`` low) only
-    when a beat's first step is in stage B while the previous result is still
+    when a beat's first step is in the final stage while the previous result is still
     offered and not taken (``advance`` depends on ``o_ready`` in the same cycle).
     """
 
     def __init__(self, *, height: int, width: int, word_width: int, time_steps: int,
-                 groups: int, slices: int):
+                 groups: int, slices: int, stages: int = 1):
         self.geometry = WindowGeometry(
             check_int("height", height), check_int("width", width),
             check_int("time_steps", time_steps), check_int("groups", groups),
-            check_int("slices", slices))
+            check_int("slices", slices), check_int("stages", stages))
         self.word_width = check_int("word_width", word_width)
         rows = TAPS * groups * slices
-        super().__init__({
+        final = {"f_valid": Out(1), "f_first": Out(1)} if stages > 1 else {}
+        super().__init__({**final,
             "i": In(stream.Signature(unsigned(word_width))),
             "o_ready": In(1), "o_valid": Out(1),
             "advance": Out(1), "w_row": Out(range(rows)),
@@ -114,9 +119,16 @@ class LineBuffer(wiring.Component):
         c_slot = Signal(range(P))  # slot of the current output token
         w_row = self.w_row
         stall, issue = Signal(), Signal()
+        # The final stage's tags (stage B's own when stages = 1); stages 2.. are shifted in below.
+        final = [self.valid, self.first, self.last]
+        if geo.stages > 1:
+            pipe = [[Signal(name=f"{n}_p{i}") for n in ("valid", "first", "last")]
+                    for i in range(2, geo.stages + 1)]
+            final = pipe[-1]
+            m.d.comb += [self.f_valid.eq(final[0]), self.f_first.eq(final[1])]
         beat_end, token_end = Signal(), Signal()
         m.d.comb += [
-            stall.eq(self.valid & self.first & self.o_valid & ~self.o_ready),
+            stall.eq(final[0] & final[1] & self.o_valid & ~self.o_ready),
             self.advance.eq(~stall),
             issue.eq(self.advance & (busy | (lead > ahead))),
             beat_end.eq((k == TAPS - 1) & (s == S - 1)),
@@ -162,8 +174,13 @@ class LineBuffer(wiring.Component):
                          self.last.eq(beat_end), self.tap_valid.eq(in_grid),
                          self.sel_s.eq(s), self.sel_g.eq(g)]
         # A result is complete after its last step; the first step of the next beat
-        # waits in stage B until the result has been taken (see `stall`).
-        with m.If(self.advance & self.valid & self.last):
+        # waits in the final stage until the result has been taken (see `stall`).
+        if geo.stages > 1:
+            with m.If(self.advance):
+                for prev, regs in zip([[self.valid, self.first, self.last], *pipe[:-1]], pipe,
+                                      strict=True):
+                    m.d.sync += [r.eq(v) for r, v in zip(regs, prev, strict=True)]
+        with m.If(self.advance & final[0] & final[2]):
             m.d.sync += self.o_valid.eq(1)
         with m.Elif(self.o_ready):
             m.d.sync += self.o_valid.eq(0)

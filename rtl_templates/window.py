@@ -22,7 +22,8 @@ class WindowGeometry:
 
     One *step* (one cycle of the engine) reads one word of one tap and feeds one
     slice of it to the datapath. A *beat* is ``9 * slices`` steps; a token is
-    ``groups * time_steps`` beats.
+    ``groups * time_steps`` beats. ``stages``: register stages from a step's issue to
+    the accumulator (1: the memory read only; a pipelined block has more).
     """
 
     height: int
@@ -30,6 +31,7 @@ class WindowGeometry:
     time_steps: int
     groups: int
     slices: int
+    stages: int = 1
 
     @property
     def tokens(self) -> int:
@@ -87,18 +89,21 @@ class WindowGeometry:
         The input always runs ahead of the engine (a token takes ``time_steps``
         cycles in, ``steps_per_token`` >= 9 * ``time_steps`` to compute), so after
         the start-up the engine steps every cycle, across image boundaries too;
-        the last result leaves two cycles after the last step (read, accumulate).
+        the last result leaves ``stages + 1`` cycles after the last step (the
+        pipeline, then the accumulator).
         """
         check_int("images", images)
-        return self.startup_cycles + images * self.tokens * self.steps_per_token + 2
+        return self.startup_cycles + images * self.tokens * self.steps_per_token + 1 + self.stages
 
     def first_output_cycle(self) -> int:
-        return self.startup_cycles + self.steps_per_beat + 2
+        return self.startup_cycles + self.steps_per_beat + 1 + self.stages
 
 
 
 class WindowModel(BlockModel):
-    """Control mirror of a LineBuffer-based block (one input ``i``, one output ``o``)."""
+    """Control mirror of a LineBuffer-based block (one input ``i``, one output ``o``): the
+    input and window counters, the ``stages`` pipeline registers' (first, last) tags and
+    the output register."""
 
     def __init__(self, geometry: WindowGeometry):
         self.geo = geometry
@@ -106,11 +111,21 @@ class WindowModel(BlockModel):
         self.in_t = 0
         self.oy = self.ox = 0
         self.step = 0  # next step of the current token, 0 .. steps_per_token - 1
-        self.b_valid = self.b_first = self.b_last = False
+        # Stage n+1 after issue holds pipe[n]: None (empty) or the step's (first, last).
+        self.pipe: list[tuple[bool, bool] | None] = [None] * geometry.stages
         self.o_valid = False
 
     def _can_issue(self, stalled: bool) -> bool:
         return not stalled and (self.step != 0 or self.lead > self.geo.ahead(self.oy, self.ox))
+
+    def _stalled(self) -> bool:
+        """The final stage holds a beat's first step while the last result is still offered."""
+        final = self.pipe[-1]
+        return final is not None and final[0] and self.o_valid
+
+    def _tags(self, step: int) -> tuple[bool, bool]:
+        in_beat = step % self.geo.steps_per_beat
+        return in_beat == 0, in_beat == self.geo.steps_per_beat - 1
 
     def valid(self, port):
         return self.o_valid
@@ -120,18 +135,16 @@ class WindowModel(BlockModel):
 
     def tick(self, fired):
         geo = self.geo
-        stalled = self.b_valid and self.b_first and self.o_valid and not fired["o"]
+        stalled = self._stalled() and not fired["o"]
         issue = self._can_issue(stalled)
-        if not stalled and self.b_valid and self.b_last:
+        final = self.pipe[-1]
+        if not stalled and final is not None and final[1]:
             self.o_valid = True
         elif fired["o"]:
             self.o_valid = False
         token_end = False
         if not stalled:
-            in_beat = self.step % geo.steps_per_beat
-            self.b_valid = issue
-            self.b_first = in_beat == 0
-            self.b_last = in_beat == geo.steps_per_beat - 1
+            self.pipe = [self._tags(self.step) if issue else None] + self.pipe[:-1]
         if issue:
             self.step += 1
             if self.step == geo.steps_per_token:
@@ -149,25 +162,27 @@ class WindowModel(BlockModel):
             self.lead -= 1
 
     def quiet(self):
-        stalled = self.b_valid and self.b_first and self.o_valid
-        if stalled:
+        if self._stalled():
             return 1 << 30  # frozen until the result is taken
         if not self._can_issue(False):
-            # Waiting for input: frozen once stage B has drained.
-            return 1 if self.b_valid else 1 << 30
-        if self.o_valid or (self.b_valid and self.b_last):
+            # Waiting for input: frozen once the pipeline has drained.
+            return 1 if any(p is not None for p in self.pipe) else 1 << 30
+        if self.o_valid or any(p is not None and p[1] for p in self.pipe):
             return 1
-        # Stepping inside a beat: nothing visible changes before its last step issues.
+        # Stepping inside a beat whose last step is not yet issued: nothing visible
+        # changes before it issues (and then reaches the final stage).
         return max(1, self.geo.steps_per_beat - 1 - self.step % self.geo.steps_per_beat)
 
     def skip(self, cycles):
-        frozen = (self.b_valid and self.b_first and self.o_valid) or not self._can_issue(False)
-        if frozen or cycles == 1:
+        if self._stalled() or not self._can_issue(False) or cycles == 1:
             self.tick(self._nothing)  # a frozen state is a fixed point after one tick
             return
-        self.step += cycles  # never reaches a beat's last step (see quiet)
-        self.b_valid, self.b_last = True, False
-        self.b_first = (self.step - 1) % self.geo.steps_per_beat == 0
+        # `cycles` steps issue, none a beat's last (see quiet): stage n+1 then holds the
+        # step issued n + 1 cycles ago, or what stage n + 1 - cycles held before.
+        old = self.pipe
+        self.step += cycles
+        self.pipe = [self._tags(self.step - 1 - n) if n < cycles else old[n - cycles]
+                     for n in range(self.geo.stages)]
 
 
 def raster_tokens(grid) -> np.ndarray:

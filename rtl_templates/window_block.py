@@ -6,20 +6,24 @@ parameter checks, and the estimates every window block answers the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 
 import numpy as np
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import check_choice, values_signature
+from rtl_templates.common import check_choice, tree_sum, values_signature
+from rtl_templates.gated_sum import ceil_log2
 from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.window import WindowGeometry, WindowModel
 
 # Where the weights go (Yosys' ram_style): block RAM, or LUTs and flip-flops (small ROMs).
 WEIGHT_STYLES = ("block", "logic")
+# Adder levels between two registers of a pipelined block's tree (ECP5: about 2 ns each).
+TREE_LEVELS = 2
 
 
 def int_array(name: str, value, shape: tuple[int, ...], bits: int | None = None) -> np.ndarray:
@@ -59,15 +63,27 @@ class WindowBlock(wiring.Component, ABC):
 
     A subclass validates its parameters, passes the weight rows (row ``(g*9 + k)*slices
     + s``: ``lanes * elems`` signed ``weight_bits`` values, lane-major, lane j's
-    element e at bits ``[(j*elems + e)*weight_bits, ...)``) and implements
-    `contributions` (what each lane adds in one step).
+    element e at bits ``[(j*elems + e)*weight_bits, ...)``) and implements `terms`
+    (what each lane adds in one step, as ``elems`` values to sum) and `term_width`.
+
+    ``pipelined``: False feeds the memories' read data (stage B) straight through the
+    terms' adder tree into the accumulators: one register stage, ``stages = 1``. True
+    registers the reads (stage C, so no block RAM output drives logic), then the terms
+    (stage D), then the adder tree after every `TREE_LEVELS` levels (the last register
+    right before the accumulator); the bias is registered for the final stage. That is
+    ``stages = 3 + ceil(ceil(log2 elems) / TREE_LEVELS)`` (window.WindowGeometry): the
+    same throughput, ``stages - 1`` more cycles of latency.
     """
 
     def __init__(self, *, geometry: WindowGeometry, in_shape, word_width: int, lanes: int,
-                 elems: int, weight_bits: int, acc_bits: int, bias, rows, weight_style: str):
+                 elems: int, weight_bits: int, acc_bits: int, bias, rows, weight_style: str,
+                 pipelined: bool = False):
         check_choice("weight_style", weight_style, WEIGHT_STYLES)
-        self.weight_style = weight_style
-        self.geometry = geometry
+        if not isinstance(pipelined, bool):
+            raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
+        self.weight_style, self.pipelined = weight_style, pipelined
+        self.tree_stages = -(-ceil_log2(elems) // TREE_LEVELS) if pipelined else 0
+        self.geometry = replace(geometry, stages=3 + self.tree_stages if pipelined else 1)
         self.word_width, self.lanes, self.elems = word_width, lanes, elems
         self.weight_bits, self.acc_bits = weight_bits, acc_bits
         self.bias = [int(b) for b in bias]
@@ -78,9 +94,15 @@ class WindowBlock(wiring.Component, ABC):
                           "o": Out(values_signature(acc_bits, lanes))})
 
     @abstractmethod
-    def contributions(self, m: Module, lines: LineBuffer, row) -> list:
-        """Per lane, the value a stage-B step adds (``row``: its weight row); each conv
+    def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
+        """Per lane, the ``elems`` values a step adds, from its tap's input `word`, its
+        weight `row`, whether the tap is in the grid and its slice and group; each conv
         (`DWConv3x3`, `SpikeConv3x3`, `PixelConv3x3`) defines its own."""
+
+    @property
+    @abstractmethod
+    def term_width(self) -> int:
+        """Signed width of one of `terms`' values."""
 
     def weight(self, row, lane: int, elem: int):
         """Signed weight `elem` of `lane` in a weight-row value."""
@@ -91,7 +113,8 @@ class WindowBlock(wiring.Component, ABC):
         geo = self.geometry
         m.submodules.lines = lines = LineBuffer(
             height=geo.height, width=geo.width, word_width=self.word_width,
-            time_steps=geo.time_steps, groups=geo.groups, slices=geo.slices)
+            time_steps=geo.time_steps, groups=geo.groups, slices=geo.slices,
+            **({"stages": geo.stages} if self.pipelined else {}))
         wiring.connect(m, wiring.flipped(self.i), lines.i)
         m.submodules.weights = weights = Memory(
             shape=unsigned(self.lanes * self.elems * self.weight_bits),
@@ -101,21 +124,64 @@ class WindowBlock(wiring.Component, ABC):
         m.d.comb += [w_rd.addr.eq(lines.w_row), w_rd.en.eq(lines.advance),
                      lines.o_ready.eq(self.o.ready), self.o.valid.eq(lines.o_valid)]
 
-        adds = self.contributions(m, lines, w_rd.data)
+        if self.pipelined:
+            adds, bias, first, valid = self._pipeline(m, lines, w_rd.data)
+        else:
+            adds = [tree_sum(lane) for lane in self.terms(
+                lines.word, w_rd.data, lines.tap_valid, lines.sel_s, lines.sel_g)]
+            bias, first, valid = None, lines.first, lines.valid
         # The accumulators hold each result until it is taken. (Plain signals, not the
         # payload's fields: Yosys' ABC9 mis-renames a wire "x[0]" beside a wire "x".)
         acc = [Signal(signed(self.acc_bits), name=f"acc{j}") for j in range(self.lanes)]
         m.d.comb += self.o.payload.eq(Cat(*acc))
+        if bias is None:
+            bias = self._bias_table(m, lines.sel_g)
+        with m.If(lines.advance & valid):
+            for j in range(self.lanes):
+                m.d.sync += acc[j].eq(Mux(first, bias[j], acc[j]) + adds[j])
+        return m
+
+    def _bias_table(self, m: Module, group) -> list[Signal]:
         bias = [Signal(signed(self.acc_bits), name=f"bias{j}") for j in range(self.lanes)]
-        with m.Switch(lines.sel_g):
-            for gi in range(geo.groups):
+        with m.Switch(group):
+            for gi in range(self.geometry.groups):
                 with m.Case(gi):
                     m.d.comb += [bias[j].eq(self.bias[gi * self.lanes + j])
                                  for j in range(self.lanes)]
-        with m.If(lines.advance & lines.valid):
-            for j in range(self.lanes):
-                m.d.sync += acc[j].eq(Mux(lines.first, bias[j], acc[j]) + adds[j])
-        return m
+        return bias
+
+    def _pipeline(self, m: Module, lines: LineBuffer, row_b):
+        """Stages C (registered reads), D (registered terms) and the tree's registers;
+        returns the final stage's lane sums, its bias and its valid/first tags."""
+        adv = lines.advance
+
+        def reg(value, name):
+            r = Signal(value.shape(), name=name)
+            with m.If(adv):
+                m.d.sync += r.eq(value)
+            return r
+
+        word = reg(lines.word, "word_c")
+        row = reg(row_b, "row_c")
+        tap_valid, sel_s = reg(lines.tap_valid, "tap_valid_c"), reg(lines.sel_s, "sel_s_c")
+        group = reg(lines.sel_g, "sel_g_c")
+        terms = self.terms(word, row, tap_valid, sel_s, group)
+        stage_groups = [group]
+        level = [[reg(v, f"term{j}_{e}") for e, v in enumerate(lane)]
+                 for j, lane in enumerate(terms)]
+        for r in range(self.tree_stages):
+            stage_groups.append(reg(stage_groups[-1], f"sel_g_t{r}"))
+            for _ in range(TREE_LEVELS):
+                level = [[lane[i] + lane[i + 1] if i + 1 < len(lane) else lane[i]
+                          for i in range(0, len(lane), 2)] for lane in level]
+            level = [[reg(v, f"sum{r}_{j}_{i}") for i, v in enumerate(lane)]
+                     for j, lane in enumerate(level)]
+        if self.geometry.groups == 1:
+            bias = [Const(self.bias[j], signed(self.acc_bits)) for j in range(self.lanes)]
+        else:  # looked up one stage early, so that the accumulator's path is mux + add
+            table = self._bias_table(m, stage_groups[-1])
+            bias = [reg(b, f"bias{j}_f") for j, b in enumerate(table)]
+        return [lane[0] for lane in level], bias, lines.f_first, lines.f_valid
 
     # -- the estimates every window block shares -------------------------------
     def model(self) -> WindowModel:

@@ -12,13 +12,10 @@ exact or up to two high on ECP5 (Yosys mixes aspect ratios there), DSP blocks ex
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from rtl_templates.common import _BRAM_SHAPES, Resources
 from rtl_templates.window import TAPS, WindowGeometry
-
-if TYPE_CHECKING:  # only for the annotation: window_block's blocks import this module
-    from rtl_templates.window_block import WindowBlock
+from rtl_templates.window_block import TREE_LEVELS, WindowBlock
 
 FAMILIES = ("ice40", "ecp5")
 _CONTROL_LUT = {"ice40": (45, 2.2), "ecp5": (40, 2.9)}  # constant + per control register bit
@@ -77,13 +74,34 @@ def control_ff(geo: WindowGeometry, rows: int) -> int:
             + 2 * _nbits(S) + _nbits(geo.height) + _nbits(geo.width) + _nbits(rows) + 6)
 
 
+def pipeline_ff(block: WindowBlock) -> int:
+    """Flip-flops a pipelined block adds (WindowBlock, ``pipelined``), as elaborated: the
+    LineBuffer's valid/first/last of every further stage, the registered reads with their
+    tap flag, slice and group, the registered terms, the tree's registers with their group
+    tags, and the final stage's bias (constant when there is one group)."""
+    if not block.pipelined:
+        return 0
+    geo, lanes = block.geometry, block.lanes
+    row_bits = lanes * block.elems * block.weight_bits
+    g = _nbits(geo.groups)
+    ff = 3 * (geo.stages - 1) + block.word_width + row_bits + 1 + _nbits(geo.slices) + g
+    terms, width = block.elems, block.term_width
+    ff += lanes * terms * width
+    for _ in range(block.tree_stages):
+        for _ in range(TREE_LEVELS):
+            if terms > 1:
+                terms, width = math.ceil(terms / 2), width + 1
+        ff += lanes * terms * width + g
+    return ff + (lanes * block.acc_bits if geo.groups > 1 else 0)
+
+
 def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_lut: int,
                      dsp: int = 0) -> Resources:
     """Estimate of a window block: scheduler, accumulators with their bias table, the
     block's per-lane datapath (`lane_lut` gated weight and adder bits per lane) and word
     selection (`select_lut`), the memories' read muxes; weights in block RAM, or, with
     ``weight_style="logic"``, as a ROM in LUTs (`rom_bit_luts` per bit) with its output
-    register."""
+    register; a pipelined block's registers (`pipeline_ff`)."""
     check_family(family)
     geo = block.geometry
     rows, row_bits = len(block.weight_rows), block.lanes * block.elems * block.weight_bits
@@ -92,7 +110,7 @@ def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_l
     bias = acc * function_luts(_nbits(geo.groups)) if geo.groups > 1 else 0
     lut = base + per_bit * control_bits(geo, rows) + _ACC_LUT * acc + bias + select_lut
     lut += _LANE_LUT * block.lanes * lane_lut
-    ff = control_ff(geo, rows) + acc
+    ff = control_ff(geo, rows) + acc + pipeline_ff(block)
     lines_lut, lines_ff = _memory_logic(geo.depth, block.word_width, family)
     memories = [(geo.depth, block.word_width)]
     if block.weight_style == "block":

@@ -13,7 +13,8 @@ from rtl_templates.window import raster_tokens
 from sim.block_sim import verify_block
 
 
-def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=False):
+def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=False,
+          pipelined=False):
     g = torch.Generator().manual_seed(seed)
     q = (1 << (weight_bits - 1)) - 1
     if extreme:  # only the two ends of the signed range
@@ -31,7 +32,7 @@ def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=Fa
     acc = signed_bits(min(int((b + flat.clamp(max=0).sum(1)).min()), 0),
                       max(int((b + flat.clamp(min=0).sum(1)).max()), 0))
     block = DWConv3x3(w, b, height=H, width=W, time_steps=T, acc_bits=acc,
-                      weight_bits=weight_bits, lanes=lanes)
+                      weight_bits=weight_bits, lanes=lanes, pipelined=pipelined)
     y = dwconv3x3(s, w, b)
     return block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, lanes)
 
@@ -61,6 +62,20 @@ def test_dwconv_edge_cases_icarus(simulator):
     assert run.cycles == block.cycles(3) == 1 * 2 + 3 * 6 * (9 * 5) + 2
     verify_block(block, {"i": words}, {"o": expected}, simulator=simulator, seed=8,
                  gap=0.4, backpressure=0.6, tag="dwconv")
+
+
+@pytest.mark.sim
+def test_dwconv_pipelined(verilator):
+    """Registered reads and terms (ECP5 timing): edge-case images (zeros, ones, random)
+    through extreme weights under gaps and backpressure, then the closed form in free flow."""
+    block, words, expected = _case(3, 4, 2, 12, 3, 3, seed=12, weight_bits=5, extreme=True,
+                                   edge=True, pipelined=True)
+    assert block.geometry.stages == 3
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=3,
+                 gap=0.3, backpressure=0.5, tag="dwconv_pipe")
+    run = verify_block(block, {"i": words}, {"o": expected}, simulator=verilator,
+                       tag="dwconv_pipe")
+    assert run.cycles == block.cycles(3) == 2 * (4 + 2) + 3 * 12 * 9 * 4 * 2 + 1 + 3
 
 
 def test_dwconv_figures():

@@ -30,10 +30,10 @@ def _free_flow(geo: WindowGeometry, images: int) -> list[int]:
 
 @pytest.mark.parametrize("height,width", [(1, 1), (1, 4), (4, 1), (2, 2), (3, 5), (5, 3), (4, 4)])
 def test_closed_form_equals_model_in_free_flow(height, width):
-    for T, G, S, images in itertools.product([1, 2, 5], [1, 3], [1, 2], [1, 3]):
-        geo = WindowGeometry(height, width, T, G, S)
+    for T, G, S, images, stages in itertools.product([1, 2, 5], [1, 3], [1, 2], [1, 3], [1, 4]):
+        geo = WindowGeometry(height, width, T, G, S, stages)
         fired = _free_flow(geo, images)
-        assert fired[-1] == geo.cycles(images), (T, G, S, images)
+        assert fired[-1] == geo.cycles(images), (T, G, S, images, stages)
         assert fired[0] == geo.first_output_cycle()
         # After the start-up the engine never waits: one beat per 9*S cycles.
         assert np.all(np.diff(fired) == geo.steps_per_beat)
@@ -62,7 +62,7 @@ def test_window_reach():
         assert WindowGeometry(3, w, 1, 1, 1).slots >= 2 * w + 4
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_model_skip_equals_stepping(seed):
     """The model's idle-stretch jumps (quiet/skip) give the same cycles as ticking every cycle."""
 
@@ -72,7 +72,7 @@ def test_model_skip_equals_stepping(seed):
 
     rng = random.Random(seed)
     geo = WindowGeometry(rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4),
-                         rng.randint(1, 3), rng.randint(1, 3))
+                         rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 6))
     images = 2
     n = images * geo.tokens
     env = {"idle": {"i": make_pattern(rng, 0.5)}, "stall": {"o": make_pattern(rng, 0.6)}}

@@ -21,7 +21,7 @@ def _acc_bits(weight: torch.Tensor, bias: torch.Tensor) -> int:
 
 
 def _case(H, W, T, cin, cout, pe, simd, images, seed, weight_bits=8, weights="random",
-          spikes="random"):
+          spikes="random", pipelined=False):
     g = torch.Generator().manual_seed(seed)
     q = (1 << (weight_bits - 1)) - 1
     if weights == "random":
@@ -37,7 +37,8 @@ def _case(H, W, T, cin, cout, pe, simd, images, seed, weight_bits=8, weights="ra
                          torch.randint(0, 2, (T, cin, H, W), generator=g)])
     acc = _acc_bits(w, b)
     block = SpikeConv3x3(w.tolist(), b.tolist(), height=H, width=W, time_steps=T,
-                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd)
+                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd,
+                         pipelined=pipelined)
     y = conv3x3(s, w, b)
     return block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, pe)
 
@@ -65,6 +66,32 @@ def test_spike_conv_edge_cases(verilator):
                                    weights="extreme", spikes="edge")
     verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=5,
                  gap=0.25, backpressure=0.25, tag="spike_conv")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("H,W,T,cin,cout,pe,simd,stages", [
+    (3, 5, 3, 4, 6, 2, 2, 4),   # one tree register (1 level)
+    (4, 3, 2, 8, 4, 1, 8, 5),   # 3 levels: two tree registers
+])
+def test_spike_conv_pipelined(verilator, H, W, T, cin, cout, pe, simd, stages):
+    """Registered reads and a pipelined tree (ECP5 timing): bit-exact under gaps and
+    backpressure, the model beat by beat, and the closed form in free flow."""
+    block, words, expected = _case(H, W, T, cin, cout, pe, simd, 2, seed=simd, pipelined=True)
+    assert block.geometry.stages == stages
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=simd,
+                 gap=0.3, backpressure=0.5, tag="spike_conv_pipe")
+    run = verify_block(block, {"i": words}, {"o": expected}, simulator=verilator,
+                       tag="spike_conv_pipe")
+    assert run.cycles == block.cycles(2)
+
+
+@pytest.mark.sim
+def test_spike_conv_pipelined_edge_cases(verilator):
+    """All-zero, all-one, random images through extreme weights, pipelined, T = 1."""
+    block, words, expected = _case(2, 3, 1, 4, 2, 2, 4, 3, seed=11, weight_bits=4,
+                                   weights="extreme", spikes="edge", pipelined=True)
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=6,
+                 gap=0.3, backpressure=0.7, tag="spike_conv_pipe")
 
 
 @pytest.mark.sim
@@ -107,3 +134,5 @@ def test_spike_conv_rejects_bad_parameters():
         SpikeConv3x3(w, b, **{**kw, "time_steps": 0})
     with pytest.raises(ValueError, match="weight_style must be one of 'block', 'logic', not 'lut'"):
         SpikeConv3x3(w, b, weight_style="lut", **kw)
+    with pytest.raises(TypeError, match="pipelined must be a bool, not 1"):
+        SpikeConv3x3(w, b, pipelined=1, **kw)
