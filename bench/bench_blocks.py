@@ -112,17 +112,18 @@ def spike_linear(n_in: int, n_out: int, pe: int, simd: int, mode: str = "dense")
         rng = _rng()
         w, b = _weights(rng, n_out, n_in), rng.integers(-256, 257, size=n_out)
         return SpikeLinear(w.tolist(), b.tolist(), time_steps=T, weight_bits=WEIGHT_BITS,
-                           acc_bits=_acc_bits(w, b, 1), pe=pe, simd=simd, mode=mode)
+                           acc_bits=_acc_bits(w, b, 1), pe=pe, simd=simd, mode=mode,
+                           pipelined=family == "ecp5")  # as the planner builds them
     return build
 
 
-def head(dim: int, tokens: int, pe: int, simd: int, classes: int = 10):
+def head(dim: int, tokens: int, pe: int, simd: int, classes: int = 10, mode: str = "dense"):
     def build(family):
         rng = _rng()
         w, b = _weights(rng, classes, dim), rng.integers(-20_000, 20_001, size=classes)
         return Head(w.tolist(), b.tolist(), time_steps=T, tokens=tokens,
                     weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, T * tokens), pe=pe,
-                    simd=simd)
+                    simd=simd, pipelined=family == "ecp5", mode=mode)  # as the planner builds
     return build
 
 
@@ -209,6 +210,8 @@ CASES = (
          spike_linear(128, 128, 2, 1, "event")),
     Case("head", "digits-tiny", "32 -> 10, N 16, PE 1, SIMD 1", head(32, 16, 1, 1)),
     Case("head", "cifar-mid", "128 -> 10, N 64, PE 1, SIMD 4", head(128, 64, 1, 4)),
+    Case("head event", "digits-tiny", "32 -> 10, N 16, PE 1", head(32, 16, 1, 1, mode="event")),
+    Case("head event", "cifar-mid", "128 -> 10, N 64, PE 2", head(128, 64, 2, 1, mode="event")),
     Case("sasa channel", "digits-tiny", "D 32, 2 heads, N 16", sasa(32, 2, 16, "channel")),
     Case("sasa channel", "cifar-mid", "D 128, 4 heads, N 64", sasa(128, 4, 64, "channel")),
     Case("sasa token", "digits-tiny", "D 32, N 16", sasa(32, 2, 16, "token")),

@@ -284,7 +284,7 @@ class _Builder:
             qk = self.node(f"{p}.qk", "linear", SpikeLinear(
                 _cat_rows(blk.q.weight, blk.k.weight), _cat_rows(blk.q.bias, blk.k.bias),
                 time_steps=T, weight_bits=wbits, acc_bits=qk_acc, pe=fq.pe, simd=fq.simd,
-                mode=fq.mode), f"{p}.qk")
+                mode=fq.mode, pipelined=self.family == "ecp5"), f"{p}.qk")
             if token_mode:
                 g.connect(s_to_qk, (qk.name, "i"))
                 s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, (skew_tokens + 1) * T,
@@ -311,7 +311,8 @@ class _Builder:
             fo = self.fold(f"{p}.o")
             o = self.node(f"{p}.o", "linear", SpikeLinear(
                 blk.o.weight.tolist(), blk.o.bias.tolist(), time_steps=T, weight_bits=wbits,
-                acc_bits=blk.o.acc_bits, pe=L, simd=fo.simd, mode=fo.mode), f"{p}.o")
+                acc_bits=blk.o.acc_bits, pe=L, simd=fo.simd, mode=fo.mode,
+                pipelined=self.family == "ecp5"), f"{p}.o")
             g.connect((sasa.name, "o"), (o.name, "i"), self.spikes_tap([f"{p}.sasa"], grid, D))
             dwc = self.node(f"{p}.dwc", "dwconv", DWConv3x3(
                 blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
@@ -344,7 +345,7 @@ class _Builder:
                 fc1 = self.node(f"{p}.fc1", "linear", SpikeLinear(
                     blk.fc1.weight.tolist(), blk.fc1.bias.tolist(), time_steps=T,
                     weight_bits=wbits, acc_bits=blk.fc1.acc_bits, pe=f1.pe, simd=f1.simd,
-                    mode=f1.mode), f"{p}.fc1")
+                    mode=f1.mode, pipelined=self.family == "ecp5"), f"{p}.fc1")
                 g.connect((mlp_lif.name, "o"), (fc1.name, "i"),
                           self.spikes_tap([f"{p}.mlp_lif"], grid, D))
             hid = cfg.hidden
@@ -360,7 +361,7 @@ class _Builder:
                 fc2 = self.node(f"{p}.fc2", "linear", SpikeLinear(
                     blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), time_steps=T,
                     weight_bits=wbits, acc_bits=blk.fc2.acc_bits, pe=L, simd=f2.simd,
-                    mode=f2.mode), f"{p}.fc2")
+                    mode=f2.mode, pipelined=self.family == "ecp5"), f"{p}.fc2")
                 g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
                           self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
             add2 = self.node(f"{p}.add_mlp", "add",
@@ -377,7 +378,8 @@ class _Builder:
         fh = self.fold("head")
         head = self.node("head", "head", Head(
             m.head.weight.tolist(), m.head.bias.tolist(), time_steps=T, tokens=cfg.tokens,
-            weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd), "head")
+            weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd,
+            pipelined=self.family == "ecp5"), "head")
         g.connect((head_lif.name, "o"), (head.name, "i"), self.spikes_tap(["head.lif"], grid, D))
         g.output = (head.name, "o")
         g.output_tap = TapSpec("result", ("logits", "pred"), (1, 1), cfg.num_classes,
