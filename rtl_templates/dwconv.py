@@ -48,7 +48,7 @@ class DWConv3x3(WindowBlock):
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
                  acc_bits: int, weight_bits: int, lanes: int = 1,
-                 weight_style: str = "block", pipelined: bool = False):
+                 weight_style: str = "block", pipelined: bool = False, mode: str = "dense"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         shape = tuple(np.shape(weight))
@@ -67,7 +67,8 @@ class DWConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS)]
         super().__init__(geometry=geo, in_shape=unsigned(channels), word_width=channels,
                          lanes=lanes, elems=1, weight_bits=weight_bits, acc_bits=acc_bits,
-                         bias=b, rows=rows, weight_style=weight_style, pipelined=pipelined)
+                         bias=b, rows=rows, weight_style=weight_style, pipelined=pipelined,
+                         mode=mode, unit_width=lanes, by_group=True)
 
     def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
         bits = word if self.geometry.groups == 1 else word.word_select(sel_g, self.lanes)

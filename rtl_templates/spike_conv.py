@@ -59,7 +59,7 @@ class SpikeConv3x3(WindowBlock):
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
                  weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1,
-                 weight_style: str = "block", pipelined: bool = False):
+                 weight_style: str = "block", pipelined: bool = False, mode: str = "dense"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         out_ch, in_ch = conv_weight_shape(weight)
@@ -76,7 +76,8 @@ class SpikeConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS) for s in range(geo.slices)]
         super().__init__(geometry=geo, in_shape=unsigned(in_ch), word_width=in_ch, lanes=pe,
                          elems=simd, weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows,
-                         weight_style=weight_style, pipelined=pipelined)
+                         weight_style=weight_style, pipelined=pipelined,
+                         mode=mode, unit_width=simd)
 
     def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
         bits = word if self.geometry.slices == 1 else word.word_select(sel_s, self.simd)

@@ -15,13 +15,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import check_choice, tree_sum, values_signature
+from rtl_templates.common import check_choice, check_int, tree_sum, values_signature
+from rtl_templates.event_window import EventLineBuffer, EventWindowModel, window_ops
 from rtl_templates.gated_sum import ceil_log2
 from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.window import WindowGeometry, WindowModel
 
 # Where the weights go (Yosys' ram_style): block RAM, or LUTs and flip-flops (small ROMs).
 WEIGHT_STYLES = ("block", "logic")
+MODES = ("dense", "event")
 # Adder levels between two registers of a pipelined block's tree (ECP5: about 2 ns each).
 TREE_LEVELS = 2
 
@@ -73,12 +75,19 @@ class WindowBlock(wiring.Component, ABC):
     right before the accumulator); the bias is registered for the final stage. That is
     ``stages = 3 + ceil(ceil(log2 elems) / TREE_LEVELS)`` (window.WindowGeometry): the
     same throughput, ``stages - 1`` more cycles of latency.
+
+    ``mode``: "dense" (every tap and slice, `line_buffer.LineBuffer`) or "event" (only the
+    in-grid taps whose unit holds a spike, `event_window.EventLineBuffer`; a unit is
+    ``unit_width`` channels: the block's slice, or with ``by_group`` its output group).
     """
 
     def __init__(self, *, geometry: WindowGeometry, in_shape, word_width: int, lanes: int,
                  elems: int, weight_bits: int, acc_bits: int, bias, rows, weight_style: str,
-                 pipelined: bool = False):
+                 pipelined: bool = False, mode: str = "dense", unit_width: int = 1,
+                 by_group: bool = False):
         check_choice("weight_style", weight_style, WEIGHT_STYLES)
+        check_choice("mode", mode, MODES)
+        self.mode, self.unit_width, self.by_group = mode, unit_width, by_group
         if not isinstance(pipelined, bool):
             raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
         self.weight_style, self.pipelined = weight_style, pipelined
@@ -111,10 +120,12 @@ class WindowBlock(wiring.Component, ABC):
     def elaborate(self, platform):
         m = Module()
         geo = self.geometry
-        m.submodules.lines = lines = LineBuffer(
+        kind, extra = LineBuffer, {"stages": geo.stages} if self.pipelined else {}
+        if self.mode == "event":
+            kind, extra = EventLineBuffer, {"stages": geo.stages, "by_group": self.by_group}
+        m.submodules.lines = lines = kind(
             height=geo.height, width=geo.width, word_width=self.word_width,
-            time_steps=geo.time_steps, groups=geo.groups, slices=geo.slices,
-            **({"stages": geo.stages} if self.pipelined else {}))
+            time_steps=geo.time_steps, groups=geo.groups, slices=geo.slices, **extra)
         wiring.connect(m, wiring.flipped(self.i), lines.i)
         m.submodules.weights = weights = Memory(
             shape=unsigned(self.lanes * self.elems * self.weight_bits),
@@ -185,19 +196,46 @@ class WindowBlock(wiring.Component, ABC):
 
     # -- the estimates every window block shares -------------------------------
     def model(self) -> WindowModel:
+        if self.mode == "event":
+            return EventWindowModel(self.geometry, units=self.word_width // self.unit_width,
+                                    unit_width=self.unit_width, by_group=self.by_group)
         return WindowModel(self.geometry)
 
+    def beat_ops(self, spikes):
+        """Event mode: the steps of every output beat, [images, H*W, groups, T], from
+        `spikes` [images, T, C, H, W] (`event_window.window_ops`)."""
+        if self.mode != "event":
+            raise ValueError(f"beat_ops needs mode 'event', not {self.mode!r}")
+        return window_ops(spikes, self.geometry, unit_width=self.unit_width,
+                          by_group=self.by_group)
+
     def cycles_per_token(self) -> int:
-        """Engine cycles per token (steady state): 9 * slices * groups * steps."""
+        """Engine cycles per token (steady state, dense): 9 * slices * groups * steps."""
         return self.geometry.steps_per_token
 
-    def cycles_per_image(self) -> int:
-        """Steady-state cycles between images (back to back): tokens * cycles_per_token."""
+    def cycles_per_image(self, spikes=None) -> int:
+        """Steady-state cycles between images (back to back): dense, tokens *
+        cycles_per_token; event, the steps of the image's beats (`spikes`: [T, C, H, W])."""
+        if self.mode == "event":
+            if spikes is None:
+                raise ValueError("spikes must be given in event mode, not None")
+            return int(self.beat_ops(np.asarray(spikes)[None]).sum())
         return self.geometry.tokens * self.geometry.steps_per_token
 
-    def cycles(self, images: int = 1) -> int:
-        """Exact cycle count of `images` back-to-back images in free flow (WindowGeometry.cycles)."""
-        return self.geometry.cycles(images)
+    def cycles(self, images: int = 1, spikes=None) -> int:
+        """Cycle count of `images` back-to-back images in free flow: dense, exact
+        (WindowGeometry.cycles); event (`spikes` [images, T, C, H, W]), the same start-up
+        and drain around the beats' steps, plus stage A: exact while the engine never
+        waits for input (each token's steps at least the ``T`` cycles its input takes;
+        the cycle model is exact always)."""
+        if self.mode != "event":
+            return self.geometry.cycles(images)
+        check_int("images", images)
+        ops = self.beat_ops(spikes)
+        if ops.shape[0] != images:
+            raise ValueError(f"spikes must hold {images} images, not {ops.shape[0]}")
+        geo = self.geometry
+        return geo.startup_cycles + int(ops.sum()) + 2 + geo.stages
 
     def memory_shapes(self) -> dict[str, tuple[int, int]]:
         """(depth, width) of each memory: the line buffer and the weights."""

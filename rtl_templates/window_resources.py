@@ -95,13 +95,39 @@ def pipeline_ff(block: WindowBlock) -> int:
     return ff + (lanes * block.acc_bits if geo.groups > 1 else 0)
 
 
+def event_resources(block: WindowBlock) -> tuple[int, int]:
+    """(LUTs, FFs) an event-mode block adds (event_window.EventLineBuffer): the flag
+    registers (``units`` per memory row) and their write decode, the 9 taps' flag
+    multiplexers, the pending register, the priority encoder over ``9 * per_tap`` bits
+    (as `SpikeLinear`'s), stage A and its row adders."""
+    if block.mode != "event":
+        return 0, 0
+    geo = block.geometry
+    units = block.word_width // block.unit_width
+    per_tap = 1 if block.by_group else 1 << (geo.slices - 1).bit_length()
+    n = TAPS * per_tap
+    # Every flag bit of a row goes through a depth:1 multiplexer per tap (for the DWC, group
+    # g's bit is picked after it): measured about 0.9 LUT4 per input and bit (Yosys 0.70,
+    # iCE40, 64-row flag files).
+    sel = math.ceil(TAPS * units * 0.9 * geo.depth)
+    if block.by_group:
+        sel += TAPS * math.ceil((units - 1) * 2 / 3)
+    enc = n * 3 + _nbits(n) * n // 6 + n * 5 // 6
+    stage_a = 4 + _nbits(TAPS) + _nbits(geo.slices) + _nbits(geo.groups) + _nbits(geo.time_steps)
+    stage_a += _nbits(geo.slots) + _nbits(geo.groups * TAPS * geo.slices) + 1
+    lut = sel + enc + geo.depth * units // 4 + 2 * _nbits(geo.groups * TAPS * geo.slices) + 12
+    ff = geo.depth * units + n + 1 + stage_a + _nbits(geo.groups * TAPS * geo.slices)
+    return lut, ff
+
+
 def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_lut: int,
                      dsp: int = 0) -> Resources:
     """Estimate of a window block: scheduler, accumulators with their bias table, the
     block's per-lane datapath (`lane_lut` gated weight and adder bits per lane) and word
     selection (`select_lut`), the memories' read muxes; weights in block RAM, or, with
     ``weight_style="logic"``, as a ROM in LUTs (`rom_bit_luts` per bit) with its output
-    register; a pipelined block's registers (`pipeline_ff`)."""
+    register; a pipelined block's registers (`pipeline_ff`); event mode's scheduler
+    (`event_resources`)."""
     check_family(family)
     geo = block.geometry
     rows, row_bits = len(block.weight_rows), block.lanes * block.elems * block.weight_bits
@@ -111,6 +137,8 @@ def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_l
     lut = base + per_bit * control_bits(geo, rows) + _ACC_LUT * acc + bias + select_lut
     lut += _LANE_LUT * block.lanes * lane_lut
     ff = control_ff(geo, rows) + acc + pipeline_ff(block)
+    ev_lut, ev_ff = event_resources(block)
+    lut, ff = lut + ev_lut, ff + ev_ff
     lines_lut, lines_ff = _memory_logic(geo.depth, block.word_width, family)
     memories = [(geo.depth, block.word_width)]
     if block.weight_style == "block":
