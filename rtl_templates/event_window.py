@@ -123,9 +123,15 @@ class EventLineBuffer(wiring.Component):
         mask, cur = Signal(TAPS * per_tap), Signal(TAPS * per_tap)
         ky_ok = [oy != 0, 1, oy != H - 1]
         kx_ok = [ox != 0, 1, ox != W - 1]
+        # Pick step t (and for the DWC group g) of every slot once, then each tap's slot:
+        # the 9 taps share those multiplexers.
+        per_slot = []
+        for sl in range(P):
+            unit = Array(flags[sl * T + tt] for tt in range(T))[t] if T > 1 else flags[sl]
+            per_slot.append(unit.bit_select(g, 1) if self.by_group and G > 1 else unit)
+        per_slot = Array(per_slot)
         for k in range(TAPS):
-            unit = flags[row((c_slot + geo.tap_offset(k) % P)[:len(c_slot)], t)]
-            bits = unit.bit_select(g, 1) if self.by_group else unit
+            bits = per_slot[(c_slot + geo.tap_offset(k) % P)[:len(c_slot)]]
             in_grid = ky_ok[k // 3] & kx_ok[k % 3]
             m.d.comb += mask[k * per_tap:k * per_tap + len(bits)].eq(
                 Mux(in_grid, bits, 0))

@@ -97,8 +97,7 @@ def pipeline_ff(block: WindowBlock) -> int:
 
 def event_resources(block: WindowBlock) -> tuple[int, int]:
     """(LUTs, FFs) an event-mode block adds (event_window.EventLineBuffer): the flag
-    registers (``units`` per memory row) and their write decode, the 9 taps' flag
-    multiplexers, the pending register, the priority encoder over ``9 * per_tap`` bits
+    registers (``units`` per memory row) and their write decode, the flag multiplexers, the pending register, the priority encoder over ``9 * per_tap`` bits
     (as `SpikeLinear`'s), stage A and its row adders."""
     if block.mode != "event":
         return 0, 0
@@ -106,17 +105,20 @@ def event_resources(block: WindowBlock) -> tuple[int, int]:
     units = block.word_width // block.unit_width
     per_tap = 1 if block.by_group else 1 << (geo.slices - 1).bit_length()
     n = TAPS * per_tap
-    # Every flag bit of a row goes through a depth:1 multiplexer per tap (for the DWC, group
-    # g's bit is picked after it): measured about 0.9 LUT4 per input and bit (Yosys 0.70,
-    # iCE40, 64-row flag files).
-    sel = math.ceil(TAPS * units * 0.9 * geo.depth)
-    if block.by_group:
-        sel += TAPS * math.ceil((units - 1) * 2 / 3)
+    # Multiplexers: step t of every slot's flags (shared by the taps; for the DWC, then
+    # group g's bit), then each tap's slot: measured about 0.8 LUT4 per multiplexer input
+    # (Yosys 0.70, iCE40, 64-row flag files).
+    P, T = geo.slots, geo.time_steps
+    picked = 1 if block.by_group else units
+    inputs = P * units * T * (T > 1) + (P * units if block.by_group else 0) + TAPS * P * picked
+    sel = math.ceil(0.8 * inputs)
     enc = n * 3 + _nbits(n) * n // 6 + n * 5 // 6
     stage_a = 4 + _nbits(TAPS) + _nbits(geo.slices) + _nbits(geo.groups) + _nbits(geo.time_steps)
     stage_a += _nbits(geo.slots) + _nbits(geo.groups * TAPS * geo.slices) + 1
     lut = sel + enc + geo.depth * units // 4 + 2 * _nbits(geo.groups * TAPS * geo.slices) + 12
     ff = geo.depth * units + n + 1 + stage_a + _nbits(geo.groups * TAPS * geo.slices)
+    # ... less LineBuffer's tap and slice counters and weight-row register (control_ff)
+    ff -= _nbits(TAPS) + _nbits(geo.groups * TAPS * geo.slices) + _nbits(geo.slices)
     return lut, ff
 
 

@@ -147,6 +147,16 @@ def _designs():
         "dwconv 32 4x4 lanes4": DWConv3x3(
             ints(32, 3, 3, lo=-127, hi=127), ints(32, lo=-300, hi=300), height=4, width=4,
             time_steps=4, acc_bits=13, weight_bits=8, lanes=4),
+        # Event mode: flag files, their multiplexers and the priority encoder.
+        "spike_conv 8->32 4x4 event": SpikeConv3x3(
+            ints(32, 8, 3, 3, lo=-127, hi=127), ints(32, lo=-50, hi=50), height=4, width=4,
+            time_steps=4, weight_bits=8, acc_bits=16, mode="event"),
+        "spike_conv 8->32 4x4 simd8 event": SpikeConv3x3(
+            ints(32, 8, 3, 3, lo=-127, hi=127), ints(32, lo=-50, hi=50), height=4, width=4,
+            time_steps=4, weight_bits=8, acc_bits=16, simd=8, mode="event"),
+        "dwconv 32 4x4 lanes4 event": DWConv3x3(
+            ints(32, 3, 3, lo=-127, hi=127), ints(32, lo=-300, hi=300), height=4, width=4,
+            time_steps=4, acc_bits=14, weight_bits=8, lanes=4, mode="event"),
         "pixel_conv 1->8 8x8 pe8": PixelConv3x3(
             ints(8, 1, 3, 3, lo=-127, hi=127), ints(8, lo=-300, hi=300), height=8, width=8,
             pixel_bits=8, weight_bits=8, acc_bits=20, pe=8),
