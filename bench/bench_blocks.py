@@ -138,7 +138,8 @@ def sasa(dim: int, heads: int, tokens: int, mode: str):
     return build
 
 
-def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int = 1):
+def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int = 1,
+           mode: str = "dense"):
     """A window block on a grid x grid image: spike conv, depthwise conv (cin = cout
     channels, pe = lanes) or pixel conv (8-bit pixels)."""
     def build(family):
@@ -149,7 +150,7 @@ def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int 
             style = weight_style((cout // pe) * 9, pe * WEIGHT_BITS, family)
             return DWConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                              acc_bits=_acc_bits(w, b, 1), weight_bits=WEIGHT_BITS, lanes=pe,
-                             weight_style=style, pipelined=pipelined)
+                             weight_style=style, pipelined=pipelined, mode=mode)
         w, b = _weights(rng, cout, cin, 3, 3), rng.integers(-300, 301, size=cout)
         style = weight_style((cout // pe) * 9 * (cin // simd), pe * simd * WEIGHT_BITS, family)
         if kind == "pixel_conv":
@@ -158,7 +159,7 @@ def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int 
                                 simd=simd, weight_style=style, pipelined=pipelined)
         return SpikeConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                             weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 1), pe=pe,
-                            simd=simd, weight_style=style, pipelined=pipelined)
+                            simd=simd, weight_style=style, pipelined=pipelined, mode=mode)
     return build
 
 
@@ -228,6 +229,12 @@ CASES = (
          window("dwconv", cin=32, cout=32, grid=4)),
     Case("dwconv", "cifar-mid", "128 ch, 8x8, lanes 2",
          window("dwconv", cin=128, cout=128, grid=8, pe=2)),
+    Case("spike_conv event", "digits-tiny", "8 -> 32, 4x4, PE 1, SIMD 1",
+         window("spike_conv", cin=8, cout=32, grid=4, mode="event")),
+    Case("dwconv event", "digits-tiny", "32 ch, 4x4, lanes 4",
+         window("dwconv", cin=32, cout=32, grid=4, pe=4, mode="event")),
+    Case("dwconv event", "cifar-mid", "128 ch, 8x8, lanes 8",
+         window("dwconv", cin=128, cout=128, grid=8, pe=8, mode="event")),
     Case("pixel_conv", "digits-tiny", "1 -> 8, 8x8, PE 1, SIMD 1",
          window("pixel_conv", cin=1, cout=8, grid=8)),
     Case("pixel_conv", "cifar-mid", "3 -> 16, 32x32, PE 2, SIMD 3",
