@@ -135,7 +135,7 @@ class _Builder:
                 comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
                                     pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f),
-                                    pipelined=self.family == "ecp5")
+                                    pipelined=self.family == "ecp5", mode=f.mode)
                 node = self.node(name, "spike_conv", comp, name)
                 g.connect(src, (name, "i"), src_tap)
                 steps = T
@@ -163,7 +163,7 @@ class _Builder:
                     SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
                                  time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
                                  simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd)),
-                                 pipelined=self.family == "ecp5"),
+                                 pipelined=self.family == "ecp5", mode=f.mode),
                     "rpe")
         g.connect(src, (rpe.name, "i"), src_tap)
         u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
@@ -227,7 +227,7 @@ class _Builder:
                 blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
                 acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L,
                 weight_style=weight_style((D // L) * 9, L * wbits, self.family),
-                pipelined=self.family == "ecp5"), f"{p}.dwc")
+                pipelined=self.family == "ecp5", mode=self.fold(f"{p}.dwc").mode), f"{p}.dwc")
             g.connect(s_dwc, (dwc.name, "i"))
             add = self.node(f"{p}.add_attn", "add",
                         ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")
@@ -288,7 +288,7 @@ class _Builder:
         head = self.node("head", "head", Head(
             m.head.weight.tolist(), m.head.bias.tolist(), time_steps=T, tokens=cfg.tokens,
             weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd,
-            pipelined=self.family == "ecp5"), "head")
+            pipelined=self.family == "ecp5", mode=fh.mode), "head")
         g.connect((head_lif.name, "o"), (head.name, "i"), self.spikes_tap(["head.lif"], grid, D))
         g.output = (head.name, "o")
         g.output_tap = TapSpec("result", ("logits", "pred"), (1, 1), cfg.num_classes,
