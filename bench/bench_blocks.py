@@ -112,17 +112,18 @@ def spike_linear(n_in: int, n_out: int, pe: int, simd: int, mode: str = "dense")
         rng = _rng()
         w, b = _weights(rng, n_out, n_in), rng.integers(-256, 257, size=n_out)
         return SpikeLinear(w.tolist(), b.tolist(), time_steps=T, weight_bits=WEIGHT_BITS,
-                           acc_bits=_acc_bits(w, b, 1), pe=pe, simd=simd, mode=mode)
+                           acc_bits=_acc_bits(w, b, 1), pe=pe, simd=simd, mode=mode,
+                           pipelined=family == "ecp5")  # as the planner builds them
     return build
 
 
-def head(dim: int, tokens: int, pe: int, simd: int, classes: int = 10):
+def head(dim: int, tokens: int, pe: int, simd: int, classes: int = 10, mode: str = "dense"):
     def build(family):
         rng = _rng()
         w, b = _weights(rng, classes, dim), rng.integers(-20_000, 20_001, size=classes)
         return Head(w.tolist(), b.tolist(), time_steps=T, tokens=tokens,
                     weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, T * tokens), pe=pe,
-                    simd=simd)
+                    simd=simd, pipelined=family == "ecp5", mode=mode)  # as the planner builds
     return build
 
 
@@ -137,26 +138,28 @@ def sasa(dim: int, heads: int, tokens: int, mode: str):
     return build
 
 
-def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int = 1):
+def window(kind: str, *, cin: int, cout: int, grid: int, pe: int = 1, simd: int = 1,
+           mode: str = "dense"):
     """A window block on a grid x grid image: spike conv, depthwise conv (cin = cout
     channels, pe = lanes) or pixel conv (8-bit pixels)."""
     def build(family):
         rng = _rng()
+        pipelined = family == "ecp5"  # as the planner builds them (hwgen.compiler.builder)
         if kind == "dwconv":
             w, b = _weights(rng, cout, 3, 3), rng.integers(-300, 301, size=cout)
             style = weight_style((cout // pe) * 9, pe * WEIGHT_BITS, family)
             return DWConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                              acc_bits=_acc_bits(w, b, 1), weight_bits=WEIGHT_BITS, lanes=pe,
-                             weight_style=style)
+                             weight_style=style, pipelined=pipelined, mode=mode)
         w, b = _weights(rng, cout, cin, 3, 3), rng.integers(-300, 301, size=cout)
         style = weight_style((cout // pe) * 9 * (cin // simd), pe * simd * WEIGHT_BITS, family)
         if kind == "pixel_conv":
             return PixelConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, pixel_bits=8,
                                 weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 255), pe=pe,
-                                simd=simd, weight_style=style)
+                                simd=simd, weight_style=style, pipelined=pipelined)
         return SpikeConv3x3(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
                             weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 1), pe=pe,
-                            simd=simd, weight_style=style)
+                            simd=simd, weight_style=style, pipelined=pipelined, mode=mode)
     return build
 
 
@@ -208,6 +211,8 @@ CASES = (
          spike_linear(128, 128, 2, 1, "event")),
     Case("head", "digits-tiny", "32 -> 10, N 16, PE 1, SIMD 1", head(32, 16, 1, 1)),
     Case("head", "cifar-mid", "128 -> 10, N 64, PE 1, SIMD 4", head(128, 64, 1, 4)),
+    Case("head event", "digits-tiny", "32 -> 10, N 16, PE 1", head(32, 16, 1, 1, mode="event")),
+    Case("head event", "cifar-mid", "128 -> 10, N 64, PE 2", head(128, 64, 2, 1, mode="event")),
     Case("sasa channel", "digits-tiny", "D 32, 2 heads, N 16", sasa(32, 2, 16, "channel")),
     Case("sasa channel", "cifar-mid", "D 128, 4 heads, N 64", sasa(128, 4, 64, "channel")),
     Case("sasa token", "digits-tiny", "D 32, N 16", sasa(32, 2, 16, "token")),
@@ -224,6 +229,12 @@ CASES = (
          window("dwconv", cin=32, cout=32, grid=4)),
     Case("dwconv", "cifar-mid", "128 ch, 8x8, lanes 2",
          window("dwconv", cin=128, cout=128, grid=8, pe=2)),
+    Case("spike_conv event", "digits-tiny", "8 -> 32, 4x4, PE 1, SIMD 1",
+         window("spike_conv", cin=8, cout=32, grid=4, mode="event")),
+    Case("dwconv event", "digits-tiny", "32 ch, 4x4, lanes 4",
+         window("dwconv", cin=32, cout=32, grid=4, pe=4, mode="event")),
+    Case("dwconv event", "cifar-mid", "128 ch, 8x8, lanes 8",
+         window("dwconv", cin=128, cout=128, grid=8, pe=8, mode="event")),
     Case("pixel_conv", "digits-tiny", "1 -> 8, 8x8, PE 1, SIMD 1",
          window("pixel_conv", cin=1, cout=8, grid=8)),
     Case("pixel_conv", "cifar-mid", "3 -> 16, 32x32, PE 2, SIMD 3",

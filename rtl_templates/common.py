@@ -127,6 +127,14 @@ def bram_count(depth: int, width: int, family: str) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in shapes)
 
 
+def tree_sum(values: list):
+    """Balanced adder tree (Python's sum would chain the adders)."""
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 # --------------------------------------------------------------------------- software twins
 
 def pack_spikes(spikes) -> list[int]:

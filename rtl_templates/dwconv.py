@@ -7,20 +7,13 @@ Channel c's output is its bias plus the sum of its 9 weights whose window bit is
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Module, Mux
+from amaranth import Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, check_divides, check_int
-from rtl_templates.line_buffer import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    window_resources,
-)
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 class DWConv3x3(WindowBlock):
@@ -55,7 +48,7 @@ class DWConv3x3(WindowBlock):
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
                  acc_bits: int, weight_bits: int, lanes: int = 1,
-                 weight_style: str = "block"):
+                 weight_style: str = "block", pipelined: bool = False, mode: str = "dense"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         shape = tuple(np.shape(weight))
@@ -74,16 +67,20 @@ class DWConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS)]
         super().__init__(geometry=geo, in_shape=unsigned(channels), word_width=channels,
                          lanes=lanes, elems=1, weight_bits=weight_bits, acc_bits=acc_bits,
-                         bias=b, rows=rows, weight_style=weight_style)
+                         bias=b, rows=rows, weight_style=weight_style, pipelined=pipelined,
+                         mode=mode, unit_width=lanes, by_group=True)
 
-    def contributions(self, m: Module, lines: LineBuffer, row) -> list:
-        word = lines.word
-        bits = word if self.geometry.groups == 1 else word.word_select(lines.sel_g, self.lanes)
-        return [Mux(bits[j] & lines.tap_valid, self.weight(row, j, 0), 0)
+    def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
+        bits = word if self.geometry.groups == 1 else word.word_select(sel_g, self.lanes)
+        return [[Mux(bits[j] & tap_valid, self.weight(row, j, 0), 0)]
                 for j in range(self.lanes)]
 
+    @property
+    def term_width(self) -> int:
+        return self.weight_bits
+
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): per lane one gated weight; the ``C``-bit
+        """Estimate (window_resources.window_resources): per lane one gated weight; the ``C``-bit
         word cut into ``C/lanes`` groups."""
         check_family(family)
         return window_resources(self, family, lane_lut=self.weight_bits,

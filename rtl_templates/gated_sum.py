@@ -17,6 +17,8 @@ from rtl_templates.common import Resources, bram_count, check_int, check_ints
 # Adder levels between two registers of the tree. The AND gating and three levels of
 # weight_bits-wide adds (simd <= 8) fit one stage; simd = 16 gets a second stage.
 LEVELS_PER_STAGE = 3
+# With the memory read registered first (``registered``, for ECP5 timing): two levels.
+REGISTERED_LEVELS = 2
 
 
 def ceil_log2(n: int) -> int:
@@ -128,20 +130,34 @@ class FoldedLinear:
             m.d.sync += self.o.valid.eq(0)
 
 
-def tree_stages(simd: int) -> int:
-    """Register stages of the gated adder tree (at least one: it follows the memory read)."""
-    return max(1, math.ceil(ceil_log2(simd) / LEVELS_PER_STAGE))
+def tree_stages(simd: int, registered: bool = False) -> int:
+    """Register stages of the gated adder tree (at least one: it follows the memory read),
+    not counting the read register of a ``registered`` tree."""
+    per = REGISTERED_LEVELS if registered else LEVELS_PER_STAGE
+    return max(1, math.ceil(ceil_log2(simd) / per))
 
 
 def gated_sum(m: Module, *, words: Value, gates: Value, pe: int, simd: int, weight_bits: int,
-              advance: Value, tags: dict[str, Value]) -> tuple[list[Signal], dict[str, Signal]]:
-    """Per lane ``j``: sum over ``s`` of ``gates[s] ? w[j][s] : 0``, through `tree_stages(simd)`
-    register stages that move when `advance` is high.
+              advance: Value, tags: dict[str, Value],
+              registered: bool = False) -> tuple[list[Signal], dict[str, Signal]]:
+    """Per lane ``j``: sum over ``s`` of ``gates[s] ? w[j][s] : 0``, through
+    `tree_stages(simd, registered)` register stages that move when `advance` is high;
+    ``registered`` first registers `words`, `gates` and `tags` (one more stage: no block
+    RAM output drives logic) and registers the tree every `REGISTERED_LEVELS` levels.
 
     `words` is the memory's read data (layout of `weight_rows`), `gates` and `tags` the
     values that belong with it in the same cycle; the tags come out delayed alongside the
     sums. Returns (registered lane sums, delayed tags).
     """
+    if registered:
+        def reg(value, name):
+            r = Signal(len(value), name=name)
+            with m.If(advance):
+                m.d.sync += r.eq(value)
+            return r
+        words, gates = reg(words, "words_r"), reg(gates, "gates_r")
+        tags = {name: reg(value, f"{name}_r") for name, value in tags.items()}
+    per = REGISTERED_LEVELS if registered else LEVELS_PER_STAGE
     lanes = []
     for j in range(pe):
         terms = []
@@ -151,8 +167,8 @@ def gated_sum(m: Module, *, words: Value, gates: Value, pe: int, simd: int, weig
         lanes.append(terms)
     width = weight_bits
     remaining = ceil_log2(simd)
-    for stage in range(tree_stages(simd)):
-        for _ in range(min(LEVELS_PER_STAGE, remaining)):
+    for stage in range(tree_stages(simd, registered)):
+        for _ in range(min(per, remaining)):
             lanes = [[t[i] + t[i + 1] if i + 1 < len(t) else t[i] for i in range(0, len(t), 2)]
                      for t in lanes]
             width += 1
@@ -219,11 +235,15 @@ def rom_resources(depth: int, width: int, family: str) -> Resources:
     return Resources(lut=columns * max(1, rom_luts(depth)), ff=columns)
 
 
-def tree_ffs(pe: int, simd: int, weight_bits: int) -> int:
-    """Flip-flops of the tree's stage registers (lane sums only; tags are counted by the block)."""
+def tree_ffs(pe: int, simd: int, weight_bits: int, registered: bool = False) -> int:
+    """Flip-flops of the tree's stage registers (lane sums, and a ``registered`` tree's read
+    register of words and gates; tags are counted by the block)."""
     ff, width, remaining, terms = 0, weight_bits, ceil_log2(simd), simd
-    for _ in range(tree_stages(simd)):
-        for _ in range(min(LEVELS_PER_STAGE, remaining)):
+    per = REGISTERED_LEVELS if registered else LEVELS_PER_STAGE
+    if registered:
+        ff += pe * simd * weight_bits + simd
+    for _ in range(tree_stages(simd, registered)):
+        for _ in range(min(per, remaining)):
             terms = math.ceil(terms / 2)
             width += 1
             remaining -= 1

@@ -11,22 +11,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth import Module, Mux
+from amaranth import Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.line_buffer import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    tree_sum,
-    window_resources,
-)
 from rtl_templates.spike_conv import conv_weight_shape
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 def pack_pixels(pixels, pixel_bits: int) -> list[int]:
@@ -76,7 +68,7 @@ class PixelConv3x3(WindowBlock):
 
     def __init__(self, weight, bias, *, height: int, width: int, pixel_bits: int,
                  weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1,
-                 weight_style: str = "block"):
+                 weight_style: str = "block", pipelined: bool = False):
         self.pixel_bits = check_int("pixel_bits", pixel_bits)
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
@@ -95,17 +87,22 @@ class PixelConv3x3(WindowBlock):
         super().__init__(geometry=geo, in_shape=unsigned(in_ch * pixel_bits),
                          word_width=in_ch * pixel_bits, lanes=pe, elems=simd,
                          weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows,
-                         weight_style=weight_style)
+                         weight_style=weight_style, pipelined=pipelined)
 
-    def contributions(self, m: Module, lines: LineBuffer, row) -> list:
-        pb, word = self.pixel_bits, lines.word
-        px = word if self.geometry.slices == 1 else word.word_select(lines.sel_s, self.simd * pb)
-        pixels = [Mux(lines.tap_valid, px[e * pb:(e + 1) * pb], 0) for e in range(self.simd)]
-        return [tree_sum([self.weight(row, j, e) * pixels[e] for e in range(self.simd)])
+    def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
+        pb = self.pixel_bits
+        px = word if self.geometry.slices == 1 else word.word_select(sel_s, self.simd * pb)
+        pixels = [Mux(tap_valid, px[e * pb:(e + 1) * pb], 0) for e in range(self.simd)]
+        return [[self.weight(row, j, e) * pixels[e] for e in range(self.simd)]
                 for j in range(self.pe)]
 
+    @property
+    def term_width(self) -> int:
+        """A signed weight times an unsigned pixel."""
+        return self.weight_bits + self.pixel_bits + 1
+
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): ``pe * simd`` multipliers in DSP blocks
+        """Estimate (window_resources.window_resources): ``pe * simd`` multipliers in DSP blocks
         (16 x 16 SB_MAC16 on iCE40, 18 x 18 MULT18X18D on ECP5; wider operands take
         several), per lane an adder tree of ``simd - 1`` adders (in the DSP blocks on
         iCE40); the pixel word cut into

@@ -7,21 +7,13 @@ Each output is the bias plus the sum of the weights whose window bit is 1
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Module, Mux
+from amaranth import Mux
 from amaranth.hdl import unsigned
 
 from rtl_templates.common import Resources, bits_for, check_divides, check_int
-from rtl_templates.line_buffer import (
-    TAPS,
-    LineBuffer,
-    WindowBlock,
-    WindowGeometry,
-    check_accumulator,
-    check_family,
-    int_array,
-    tree_sum,
-    window_resources,
-)
+from rtl_templates.window import TAPS, WindowGeometry
+from rtl_templates.window_block import WindowBlock, check_accumulator, int_array
+from rtl_templates.window_resources import check_family, window_resources
 
 
 def conv_weight_shape(weight) -> tuple[int, int]:
@@ -67,7 +59,7 @@ class SpikeConv3x3(WindowBlock):
 
     def __init__(self, weight, bias, *, height: int, width: int, time_steps: int,
                  weight_bits: int, acc_bits: int, pe: int = 1, simd: int = 1,
-                 weight_style: str = "block"):
+                 weight_style: str = "block", pipelined: bool = False, mode: str = "dense"):
         weight_bits = check_int("weight_bits", weight_bits, 2)
         acc_bits = check_int("acc_bits", acc_bits, 2)
         out_ch, in_ch = conv_weight_shape(weight)
@@ -84,17 +76,21 @@ class SpikeConv3x3(WindowBlock):
                 for g in range(geo.groups) for k in range(TAPS) for s in range(geo.slices)]
         super().__init__(geometry=geo, in_shape=unsigned(in_ch), word_width=in_ch, lanes=pe,
                          elems=simd, weight_bits=weight_bits, acc_bits=acc_bits, bias=b, rows=rows,
-                         weight_style=weight_style)
+                         weight_style=weight_style, pipelined=pipelined,
+                         mode=mode, unit_width=simd)
 
-    def contributions(self, m: Module, lines: LineBuffer, row) -> list:
-        word = lines.word
-        bits = word if self.geometry.slices == 1 else word.word_select(lines.sel_s, self.simd)
-        on = [bits[e] & lines.tap_valid for e in range(self.simd)]
-        return [tree_sum([Mux(on[e], self.weight(row, j, e), 0) for e in range(self.simd)])
+    def terms(self, word, row, tap_valid, sel_s, sel_g) -> list[list]:
+        bits = word if self.geometry.slices == 1 else word.word_select(sel_s, self.simd)
+        on = [bits[e] & tap_valid for e in range(self.simd)]
+        return [[Mux(on[e], self.weight(row, j, e), 0) for e in range(self.simd)]
                 for j in range(self.pe)]
 
+    @property
+    def term_width(self) -> int:
+        return self.weight_bits
+
     def resources(self, family: str) -> Resources:
-        """Estimate (line_buffer.window_resources): per lane ``simd`` AND-gated weights and
+        """Estimate (window_resources.window_resources): per lane ``simd`` AND-gated weights and
         an adder tree of ``simd - 1`` adders; an ``in``-bit word cut into ``in/simd`` slices."""
         check_family(family)
         e, wb = self.simd, self.weight_bits

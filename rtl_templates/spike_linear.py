@@ -48,7 +48,9 @@ class SpikeLinear(FoldedLinear, wiring.Component):
     ([out] ints of any size: they are constants), ``time_steps`` (T), ``weight_bits``,
     ``acc_bits`` (signed width of the outputs; must hold bias + any subset sum of a weight
     row, so no partial sum wraps), ``pe`` (output lanes, divides out), ``simd`` (inputs
-    summed per cycle, divides in; must be 1 in event mode), ``mode`` ("dense" or "event").
+    summed per cycle, divides in; must be 1 in event mode), ``mode`` ("dense" or "event"),
+    ``pipelined`` (register the memory read before the adder tree and the tree every
+    `gated_sum.REGISTERED_LEVELS` levels: the planner's choice on ECP5, for timing).
 
     Ports: sink ``i`` (spikes, ``unsigned(in)``, T beats per token); source ``o`` (values,
     ``pe`` lanes of ``signed(acc_bits)``: per token, for group g: for t: one beat holding
@@ -72,7 +74,8 @@ class SpikeLinear(FoldedLinear, wiring.Component):
     bias). Free-flow cycles per token: ``(out/pe) * (sum over t of ops(t)) + (T == 1)``.
     Latency: an output beat fires ``latency = stages + 1`` cycles after its last
     operation was issued, ``stages = 1 + tree_stages(simd)`` (memory read, then the
-    adder tree's registers; the final stage accumulates into the output register), plus
+    adder tree's registers; the final stage accumulates into the output register; with
+    ``pipelined``: ``2 + tree_stages(simd, True)``, the read register first), plus
     one in event mode (the priority encoder's index is registered before the address
     adder and the memory). The encoder clears the lowest set bit with 16-bit carry chains
     and detects a beat's last spike without one, to keep the loop through it short.
@@ -84,7 +87,7 @@ class SpikeLinear(FoldedLinear, wiring.Component):
     """
 
     def __init__(self, weight, bias, *, time_steps: int, weight_bits: int, acc_bits: int,
-                 pe: int = 1, simd: int = 1, mode: str = "dense"):
+                 pe: int = 1, simd: int = 1, mode: str = "dense", pipelined: bool = False):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         self.weight, self.bias = check_matrix(weight, bias, weight_bits)
         self.out_features, self.in_features = len(self.weight), len(self.weight[0])
@@ -97,6 +100,9 @@ class SpikeLinear(FoldedLinear, wiring.Component):
         if mode == "event" and simd != 1:
             raise ValueError(f"simd must be 1 in event mode, not {simd!r}")
         self.mode = mode
+        if not isinstance(pipelined, bool):
+            raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
+        self.pipelined = pipelined
         self.acc_bits = check_acc_bits(acc_bits, self.weight, self.bias, 1)
         super().__init__({"i": In(spike_signature(self.in_features)),
                           "o": Out(values_signature(acc_bits, pe))})
@@ -105,7 +111,8 @@ class SpikeLinear(FoldedLinear, wiring.Component):
     def stages(self) -> int:
         """Pipeline stages after the issue stage: (event mode: the address register), the
         memory read, then the tree registers."""
-        return 1 + tree_stages(self.simd) + (self.mode == "event")
+        return (1 + self.pipelined + tree_stages(self.simd, self.pipelined)
+                + (self.mode == "event"))
 
     def elaborate(self, platform):
         m = Module()
@@ -187,7 +194,8 @@ class SpikeLinear(FoldedLinear, wiring.Component):
             m.d.sync += [tags[name].eq(issue[name]) for name in tags]
             m.d.sync += gates1.eq(issue["gates"])
         sums, tags = gated_sum(m, words=rd.data, gates=gates1, pe=self.pe, simd=self.simd,
-                               weight_bits=self.weight_bits, advance=advance, tags=tags)
+                               weight_bits=self.weight_bits, advance=advance, tags=tags,
+                               registered=self.pipelined)
 
         self.accumulate_output(m, sums, tags, advance)
         return m
@@ -248,7 +256,8 @@ class SpikeLinear(FoldedLinear, wiring.Component):
         counters = 2 * bits_for(T) + bits_for(G) + bits_for(depth)
         tags = 3 + bits_for(G)
         ff = (T * IN + T + counters + (tags + self.simd)
-              + tags * tree_stages(self.simd) + tree_ffs(pe, self.simd, self.weight_bits)
+              + tags * (tree_stages(self.simd, self.pipelined) + self.pipelined)
+              + tree_ffs(pe, self.simd, self.weight_bits, self.pipelined)
               + pe * self.acc_bits + 1)
         per_bit = 2 if G <= 4 else 2 + rom_luts(G)  # a LUT4 holds the mux and a 4-row table
         lut = (tree_luts(pe, self.simd, self.weight_bits) + pe * self.acc_bits * per_bit

@@ -24,7 +24,7 @@ def test_plan_table_for_the_icebreaker(capsys):
      ["digits-tiny does not fit iCE40UP5K", "LC"]),
     (["plan", "--board", "nosuchboard"], ["unknown board 'nosuchboard'"]),
     (["plan", "--max-util", "120"], ["--max-util must be a percentage in 1..100, not 120"]),
-    (["sim", "--event-driven", "blocks.0.q"], ["'blocks.0.q' is not a spike linear"]),
+    (["sim", "--event-driven", "blocks.0.q"], ["'blocks.0.q' cannot run event-driven"]),
 ])
 def test_bad_targets_are_refused_with_one_line(capsys, argv, words):
     assert main(argv) != 0

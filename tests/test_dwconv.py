@@ -9,11 +9,12 @@ from quant.golden import dwconv3x3
 from quant.ir import signed_bits
 from rtl_templates.common import pack_spikes, pack_values
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.line_buffer import raster_tokens
+from rtl_templates.window import raster_tokens
 from sim.block_sim import verify_block
 
 
-def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=False):
+def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=False,
+          pipelined=False, mode="dense", rate=0.5, raw=False):
     g = torch.Generator().manual_seed(seed)
     q = (1 << (weight_bits - 1)) - 1
     if extreme:  # only the two ends of the signed range
@@ -26,14 +27,15 @@ def _case(H, W, T, C, lanes, images, seed, weight_bits=8, extreme=False, edge=Fa
                          torch.ones(T, C, H, W, dtype=torch.int64),
                          torch.randint(0, 2, (T, C, H, W), generator=g)])
     else:
-        s = torch.randint(0, 2, (images, T, C, H, W), generator=g)
+        s = (torch.rand(images, T, C, H, W, generator=g) < rate).long()
     flat = w.reshape(C, 9)
     acc = signed_bits(min(int((b + flat.clamp(max=0).sum(1)).min()), 0),
                       max(int((b + flat.clamp(min=0).sum(1)).max()), 0))
     block = DWConv3x3(w, b, height=H, width=W, time_steps=T, acc_bits=acc,
-                      weight_bits=weight_bits, lanes=lanes)
+                      weight_bits=weight_bits, lanes=lanes, pipelined=pipelined, mode=mode)
     y = dwconv3x3(s, w, b)
-    return block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, lanes)
+    out = block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, lanes)
+    return (*out, s.numpy()) if raw else out
 
 
 @pytest.mark.sim
@@ -61,6 +63,47 @@ def test_dwconv_edge_cases_icarus(simulator):
     assert run.cycles == block.cycles(3) == 1 * 2 + 3 * 6 * (9 * 5) + 2
     verify_block(block, {"i": words}, {"o": expected}, simulator=simulator, seed=8,
                  gap=0.4, backpressure=0.6, tag="dwconv")
+
+
+@pytest.mark.sim
+def test_dwconv_pipelined(verilator):
+    """Registered reads and terms (ECP5 timing): edge-case images (zeros, ones, random)
+    through extreme weights under gaps and backpressure, then the closed form in free flow."""
+    block, words, expected = _case(3, 4, 2, 12, 3, 3, seed=12, weight_bits=5, extreme=True,
+                                   edge=True, pipelined=True)
+    assert block.geometry.stages == 3
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=3,
+                 gap=0.3, backpressure=0.5, tag="dwconv_pipe")
+    run = verify_block(block, {"i": words}, {"o": expected}, simulator=verilator,
+                       tag="dwconv_pipe")
+    assert run.cycles == block.cycles(3) == 2 * (4 + 2) + 3 * 12 * 9 * 4 * 2 + 1 + 3
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("H,W,T,C,lanes,pipelined,rate", [
+    (3, 4, 2, 12, 3, False, 0.1),  # 4 groups: a tap is visited if its group has a spike
+    (4, 4, 1, 8, 1, True, 0.2),    # one channel per group, T = 1, pipelined
+])
+def test_dwconv_event(verilator, H, W, T, C, lanes, pipelined, rate):
+    """Event mode: only the in-grid taps whose group holds a spike are visited. Sparse
+    random images, then all-zero, all-one and random ones through extreme weights;
+    bit-exact under gaps and backpressure with the model beat by beat; the closed form
+    in free flow."""
+    block, words, expected, s = _case(H, W, T, C, lanes, 3, seed=C, pipelined=pipelined,
+                                      mode="event", rate=rate, raw=True)
+    run = verify_block(block, {"i": words}, {"o": expected}, words=True, simulator=verilator,
+                       tag="dwconv_ev")
+    assert run.cycles == block.cycles(3, s)
+    assert run.cycles < block.geometry.cycles(3)  # fewer steps than every tap
+    verify_block(block, {"i": words}, {"o": expected}, words=True, simulator=verilator,
+                 seed=lanes, gap=0.3, backpressure=0.5, tag="dwconv_ev")
+    edge, e_words, e_expected, e_s = _case(H, W, T, C, lanes, 3, seed=5, weight_bits=4,
+                                           extreme=True, edge=True, pipelined=pipelined,
+                                           mode="event", raw=True)
+    verify_block(edge, {"i": e_words}, {"o": e_expected}, words=True, simulator=verilator,
+                 seed=7, gap=0.2, backpressure=0.6, tag="dwconv_ev")
+    ops = edge.beat_ops(e_s)
+    assert (ops[0] == 1).all() and ops[1].max() == min(H, 3) * min(W, 3)
 
 
 def test_dwconv_figures():

@@ -52,6 +52,9 @@ CASES = {
     "fold": dict(D=12, T=2, N=3, pe=2, simd=3, weights="random", seed=1),
     "unroll-extreme": dict(D=12, T=1, N=2, pe=CLASSES, simd=12, weights="extreme", seed=2),
     "serial": dict(D=4, T=2, N=2, pe=1, simd=1, weights="random", seed=3),
+    # Pipelined (ECP5 timing): the read registered, the tree registered every 2 levels.
+    "unroll-extreme-pipelined": dict(D=12, T=1, N=2, pe=CLASSES, simd=12, weights="extreme",
+                                     seed=2, pipelined=True),
 }
 
 
@@ -59,10 +62,13 @@ def _case(name, images, seed):
     c = CASES[name]
     w, b, acc = _weights(c["D"], c["T"], c["N"], c["weights"], c["seed"])
     block = Head(w.tolist(), b.tolist(), time_steps=c["T"], tokens=c["N"], weight_bits=8,
-                 acc_bits=acc, pe=c["pe"], simd=c["simd"])
+                 acc_bits=acc, pe=c["pe"], simd=c["simd"], pipelined=c.get("pipelined", False),
+                 mode=c.get("mode", "dense"))
     s = _images(images, c["T"], c["N"], c["D"], seed)
     expected, classes = _expected(s, w, b, acc)
     words = pack_spikes(s.reshape(images * c["N"], c["T"], c["D"]))
+    if c.get("mode") == "event":  # each image's beat popcounts, in stream order
+        return block, {"i": words}, {"o": expected}, classes, s.sum(-1).reshape(images, -1).tolist()
     return block, {"i": words}, {"o": expected}, classes
 
 
@@ -78,10 +84,52 @@ def test_head(verilator, name):
                  backpressure=0.5, tag="head")
     verify_block(block, inputs, expected, simulator=verilator, seed=5, gap=0.05,
                  backpressure=0.9, tag="head")
-    if name == "unroll-extreme":
+    if name.startswith("unroll-extreme"):
         # The directed images: all-zero spikes -> the biases decide (class 9);
         # all-one -> classes 3 and 7 tie at the maximum and the first wins.
         assert classes[1].item() == 9 and classes[2].item() == 3
+
+
+# Event mode: D = 20 spans two of the priority encoder's 16-bit chunks.
+EVENT_CASES = {
+    "event-fold": dict(D=12, T=2, N=3, pe=2, simd=1, weights="random", seed=4, mode="event"),
+    "event-extreme-pipelined": dict(D=20, T=1, N=2, pe=5, simd=1, weights="extreme", seed=2,
+                                    mode="event", pipelined=True),
+}
+CASES.update(EVENT_CASES)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", list(EVENT_CASES))
+def test_head_event(verilator, name):
+    """Event mode: bit-exact, the model (reading the beats) beat by beat under gaps and
+    backpressure, the closed form per image from the beats' popcounts in free flow."""
+    block, inputs, expected, classes, counts = _case(name, 6, seed=CASES[name]["seed"])
+    run = verify_block(block, inputs, expected, words=True, simulator=verilator, tag="head_ev")
+    assert run.cycles == block.cycles(6, counts)
+    fires = run.out_cycles["o"]
+    assert [fires[k + 1] - fires[k] for k in range(5)] == [
+        block.cycles_per_image(c) for c in counts[1:]]
+    assert block.cycles_per_image(counts[1]) == block.beats + block.stages + CLASSES + 2
+    verify_block(block, inputs, expected, words=True, simulator=verilator, seed=4, gap=0.3,
+                 backpressure=0.5, tag="head_ev")
+    verify_block(block, inputs, expected, words=True, simulator=verilator, seed=5, gap=0.05,
+                 backpressure=0.9, tag="head_ev")
+    if CASES[name]["weights"] == "extreme":
+        assert classes[1].item() == 9 and classes[2].item() == 3
+
+
+def test_head_event_figures():
+    w, b = [[1, -1, 2, 0]] * 10, [0] * 10
+    block = Head(w, b, time_steps=2, tokens=3, weight_bits=8, acc_bits=8, pe=2, mode="event")
+    assert block.stages == 3 and block.beat_ops(0) == 1 and block.beat_ops(3) == 5 * 3
+    assert block.cycles_per_image([0, 1, 4, 0, 0, 2]) == (1 + 5 + 20 + 1 + 1 + 10) + 3 + 10 + 2
+    with pytest.raises(ValueError, match="spike_counts must be 6 counts in"):
+        block.cycles_per_image([0, 1])
+    with pytest.raises(ValueError, match="simd must be 1 in event mode, not 2"):
+        Head(w, b, time_steps=2, tokens=3, weight_bits=8, acc_bits=8, simd=2, mode="event")
+    with pytest.raises(ValueError, match="mode must be one of 'dense', 'event', not 'sparse'"):
+        Head(w, b, time_steps=2, tokens=3, weight_bits=8, acc_bits=8, mode="sparse")
 
 
 @pytest.mark.sim

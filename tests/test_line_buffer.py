@@ -13,17 +13,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.line_buffer import (
-    LineBuffer,
-    WindowGeometry,
-    WindowModel,
-    check_accumulator,
-    int_array,
-    raster_tokens,
-)
+from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.spike_conv import SpikeConv3x3
 from rtl_templates.timing import run_single
+from rtl_templates.window import WindowGeometry, WindowModel, raster_tokens
+from rtl_templates.window_block import check_accumulator, int_array
 from sim.block_sim import make_pattern
 
 
@@ -35,10 +30,10 @@ def _free_flow(geo: WindowGeometry, images: int) -> list[int]:
 
 @pytest.mark.parametrize("height,width", [(1, 1), (1, 4), (4, 1), (2, 2), (3, 5), (5, 3), (4, 4)])
 def test_closed_form_equals_model_in_free_flow(height, width):
-    for T, G, S, images in itertools.product([1, 2, 5], [1, 3], [1, 2], [1, 3]):
-        geo = WindowGeometry(height, width, T, G, S)
+    for T, G, S, images, stages in itertools.product([1, 2, 5], [1, 3], [1, 2], [1, 3], [1, 4]):
+        geo = WindowGeometry(height, width, T, G, S, stages)
         fired = _free_flow(geo, images)
-        assert fired[-1] == geo.cycles(images), (T, G, S, images)
+        assert fired[-1] == geo.cycles(images), (T, G, S, images, stages)
         assert fired[0] == geo.first_output_cycle()
         # After the start-up the engine never waits: one beat per 9*S cycles.
         assert np.all(np.diff(fired) == geo.steps_per_beat)
@@ -67,7 +62,7 @@ def test_window_reach():
         assert WindowGeometry(3, w, 1, 1, 1).slots >= 2 * w + 4
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_model_skip_equals_stepping(seed):
     """The model's idle-stretch jumps (quiet/skip) give the same cycles as ticking every cycle."""
 
@@ -77,7 +72,7 @@ def test_model_skip_equals_stepping(seed):
 
     rng = random.Random(seed)
     geo = WindowGeometry(rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4),
-                         rng.randint(1, 3), rng.randint(1, 3))
+                         rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 6))
     images = 2
     n = images * geo.tokens
     env = {"idle": {"i": make_pattern(rng, 0.5)}, "stall": {"o": make_pattern(rng, 0.6)}}
@@ -152,6 +147,16 @@ def _designs():
         "dwconv 32 4x4 lanes4": DWConv3x3(
             ints(32, 3, 3, lo=-127, hi=127), ints(32, lo=-300, hi=300), height=4, width=4,
             time_steps=4, acc_bits=13, weight_bits=8, lanes=4),
+        # Event mode: flag files, their multiplexers and the priority encoder.
+        "spike_conv 8->32 4x4 event": SpikeConv3x3(
+            ints(32, 8, 3, 3, lo=-127, hi=127), ints(32, lo=-50, hi=50), height=4, width=4,
+            time_steps=4, weight_bits=8, acc_bits=16, mode="event"),
+        "spike_conv 8->32 4x4 simd8 event": SpikeConv3x3(
+            ints(32, 8, 3, 3, lo=-127, hi=127), ints(32, lo=-50, hi=50), height=4, width=4,
+            time_steps=4, weight_bits=8, acc_bits=16, simd=8, mode="event"),
+        "dwconv 32 4x4 lanes4 event": DWConv3x3(
+            ints(32, 3, 3, lo=-127, hi=127), ints(32, lo=-300, hi=300), height=4, width=4,
+            time_steps=4, acc_bits=14, weight_bits=8, lanes=4, mode="event"),
         "pixel_conv 1->8 8x8 pe8": PixelConv3x3(
             ints(8, 1, 3, 3, lo=-127, hi=127), ints(8, lo=-300, hi=300), height=8, width=8,
             pixel_bits=8, weight_bits=8, acc_bits=20, pe=8),

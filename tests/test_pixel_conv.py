@@ -8,12 +8,13 @@ import torch
 from quant.golden import conv3x3
 from quant.ir import signed_bits
 from rtl_templates.common import pack_values
-from rtl_templates.line_buffer import raster_tokens
 from rtl_templates.pixel_conv import PixelConv3x3, pack_pixels
+from rtl_templates.window import raster_tokens
 from sim.block_sim import verify_block
 
 
-def _case(H, W, cin, cout, pe, simd, images, seed, pixel_bits=8, weight_bits=8, edge=False):
+def _case(H, W, cin, cout, pe, simd, images, seed, pixel_bits=8, weight_bits=8, edge=False,
+          pipelined=False):
     g = torch.Generator().manual_seed(seed)
     q, pmax = (1 << (weight_bits - 1)) - 1, (1 << pixel_bits) - 1
     if edge:  # extreme weights; black, white and random images
@@ -29,7 +30,8 @@ def _case(H, W, cin, cout, pe, simd, images, seed, pixel_bits=8, weight_bits=8, 
     acc = signed_bits(min(int((b + pmax * flat.clamp(max=0).sum(1)).min()), 0),
                       max(int((b + pmax * flat.clamp(min=0).sum(1)).max()), 0))
     block = PixelConv3x3(w.tolist(), b.tolist(), height=H, width=W, pixel_bits=pixel_bits,
-                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd)
+                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd,
+                         pipelined=pipelined)
     y = conv3x3(x, w, b)  # [images, 1, cout, H, W]: steps = 1
     words = pack_pixels(raster_tokens(x)[:, 0, :], pixel_bits)
     return block, words, pack_values(raster_tokens(y), acc, pe)
@@ -60,6 +62,19 @@ def test_pixel_conv_edge_cases_icarus(simulator):
     assert run.cycles == block.cycles(3) == (3 + 2) + 3 * 12 * 9 + 2
     verify_block(block, {"i": words}, {"o": expected}, simulator=simulator, seed=4,
                  gap=0.5, backpressure=0.5, tag="pixel_conv")
+
+
+@pytest.mark.sim
+def test_pixel_conv_pipelined(verilator):
+    """Registered reads, products and tree (ECP5 timing): black, white, random RGB images
+    through extreme weights, simd 3 (two tree levels: one register), gaps and backpressure."""
+    block, words, expected = _case(4, 3, 3, 2, 2, 3, 3, seed=7, edge=True, pipelined=True)
+    assert block.geometry.stages == 4
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=2,
+                 gap=0.4, backpressure=0.4, tag="pixel_conv_pipe")
+    run = verify_block(block, {"i": words}, {"o": expected}, simulator=verilator,
+                       tag="pixel_conv_pipe")
+    assert run.cycles == block.cycles(3) == (3 + 2) + 3 * 12 * 9 + 1 + 4
 
 
 def test_pack_pixels():

@@ -1,5 +1,6 @@
 """Spike statistics drive the plan: measured input rates, the dense-or-event-driven choice
-per spike linear, calibration-mean timing, and a planner that stays quiet from Python."""
+per spike linear, spike conv, DWC and head, calibration-mean timing, and a planner that stays
+quiet from Python."""
 
 import json
 import subprocess
@@ -10,12 +11,14 @@ import pytest
 import torch
 
 from hwgen.cli.main import main
-from hwgen.compiler.planner import make_plan
+from hwgen.compiler.graph import Folding
+from hwgen.compiler.planner import event_capable, make_plan
 from hwgen.compiler.stats import SpikeStats, calibrate, measure_spikes, spike_inputs
 from hwgen.compiler.target import Target
 from hwgen.targets.boards import get_board
 from quant.config import get_config
 from quant.random_model import random_int_model, random_pixels
+from sim.e2e import simulate_accelerator
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,71 @@ def test_planner_goes_event_driven_where_spikes_are_sparse_and_dense_near_half(t
     assert plan.bottleneck.cycles <= dense.bottleneck.cycles
 
 
+def _with_bits(stats: SpikeStats, rates: dict[str, float], seed: int = 0) -> SpikeStats:
+    """The same statistics with some layers' input spikes replaced by seeded Bernoulli
+    spikes of the given rates (bits and counts alike)."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = dict(stats.layers)
+    for name, rate in rates.items():
+        x = layers[name]
+        bits = (torch.rand(x.bits.shape, generator=gen) < rate).to(torch.uint8)
+        counts = bits.to(torch.int64).sum(dim=2).flatten(2).transpose(1, 2).contiguous()
+        layers[name] = replace(x, bits=bits, counts=counts)
+    return replace(stats, layers=layers)
+
+
+WINDOW_AND_HEAD = ("rpe", "blocks.0.dwc", "head")
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.5])
+def test_planner_chooses_event_driven_convs_dwc_and_head_from_their_spikes(tiny, rate):
+    """The automatic choice covers the RPE conv, the DWC and the head too: event-driven at a
+    2 % input rate, where skipping the zeros beats any dense widening of the same cost,
+    dense at 50 %."""
+    assert set(WINDOW_AND_HEAD) <= set(event_capable(tiny))
+    stats = _with_bits(calibrate(tiny, 4), {layer: rate for layer in WINDOW_AND_HEAD})
+    target = Target.for_board(get_board("ulx3s-85f"))
+    plan = make_plan(tiny, target, stats=stats, auto_event=tuple(event_capable(tiny)))
+    modes = {layer: plan.foldings.get(layer, Folding()).mode for layer in WINDOW_AND_HEAD}
+    assert set(modes.values()) == {"event" if rate < 0.1 else "dense"}, modes
+    dense = make_plan(tiny, target, stats=stats)
+    assert plan.bottleneck.cycles <= dense.bottleneck.cycles
+
+
+def test_event_window_and_head_cycles_are_the_calibration_mean(tiny):
+    stats = calibrate(tiny, 4)
+    target = Target.for_board(get_board("ulx3s-85f"))
+    plan = make_plan(tiny, target, event_layers=WINDOW_AND_HEAD, stats=stats, max_steps=0)
+    graph = plan.graph(tiny).for_models_only()
+    for layer in WINDOW_AND_HEAD:
+        row = next(x for x in plan.layers if x.layer == layer)
+        comp = graph.nodes[row.node].component
+        spikes = stats.layers[layer]
+        if layer == "head":
+            per_image = [comp.cycles_per_image(beats) for beats in spikes.counts.flatten(1).tolist()]
+        else:
+            per_image = [comp.cycles_per_image(image) for image in spikes.bits.numpy()]
+        assert comp.mode == "event" and row.event
+        assert row.cycles == round(sum(per_image) / len(per_image))
+
+
+@pytest.mark.sim
+def test_event_driven_convs_dwc_and_head_planned_for_ecp5_are_exact(verilator, tiny):
+    """digits-tiny with the RPE conv, the DWC and the head event-driven and pipelined
+    (ECP5): every image bit-exact, back to back, each result in the cycle the models
+    predict from that image's own spikes."""
+    target = Target.for_board(get_board("ulx3s-85f"))
+    plan = make_plan(tiny, target, event_layers=WINDOW_AND_HEAD, stats=calibrate(tiny, 2))
+    graph = plan.graph(tiny)
+    assert {graph.nodes[n].component.mode for n in WINDOW_AND_HEAD} == {"event"}
+    report = simulate_accelerator(graph, random_pixels(tiny.config, 3, seed=5),
+                                  simulator=verilator, tag="event-windows", stream=True)
+    assert report.ok, report.mismatch
+    assert report.predictions == report.golden_predictions
+    assert report.cycles == report.predicted_cycles
+    assert report.stream_match is True, (report.stream_cycles, report.predicted_stream_cycles)
+
+
 def test_event_cycles_are_the_calibration_mean(tiny):
     stats = calibrate(tiny, 4)
     target = Target.for_board(get_board("ulx3s-85f"))
@@ -89,7 +157,7 @@ def test_plan_json_says_how_the_interval_was_found(capsys):
 
 def test_bad_event_choice_and_calibration_count(capsys):
     assert main(["plan", "--event-driven", "blocks.0.nope"]) == 1
-    assert "not a spike linear" in capsys.readouterr().err
+    assert "cannot run event-driven" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["plan", "--calib", "0"])
     assert e.value.code == 2

@@ -8,8 +8,8 @@ import torch
 from quant.golden import conv3x3
 from quant.ir import signed_bits
 from rtl_templates.common import pack_spikes, pack_values
-from rtl_templates.line_buffer import raster_tokens
 from rtl_templates.spike_conv import SpikeConv3x3
+from rtl_templates.window import raster_tokens
 from sim.block_sim import verify_block
 
 
@@ -21,7 +21,7 @@ def _acc_bits(weight: torch.Tensor, bias: torch.Tensor) -> int:
 
 
 def _case(H, W, T, cin, cout, pe, simd, images, seed, weight_bits=8, weights="random",
-          spikes="random"):
+          spikes="random", pipelined=False, mode="dense", rate=0.5, raw=False):
     g = torch.Generator().manual_seed(seed)
     q = (1 << (weight_bits - 1)) - 1
     if weights == "random":
@@ -30,16 +30,18 @@ def _case(H, W, T, cin, cout, pe, simd, images, seed, weight_bits=8, weights="ra
         w = torch.where(torch.rand(cout, cin, 3, 3, generator=g) < 0.5, q, -q - 1)
     b = torch.randint(-300, 301, (cout,), generator=g)
     if spikes == "random":
-        s = torch.randint(0, 2, (images, T, cin, H, W), generator=g)
+        s = (torch.rand(images, T, cin, H, W, generator=g) < rate).long()
     else:  # zeros, ones, then random: the edge cases back to back in one run
         s = torch.stack([torch.zeros(T, cin, H, W, dtype=torch.int64),
                          torch.ones(T, cin, H, W, dtype=torch.int64),
                          torch.randint(0, 2, (T, cin, H, W), generator=g)])
     acc = _acc_bits(w, b)
     block = SpikeConv3x3(w.tolist(), b.tolist(), height=H, width=W, time_steps=T,
-                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd)
+                         weight_bits=weight_bits, acc_bits=acc, pe=pe, simd=simd,
+                         pipelined=pipelined, mode=mode)
     y = conv3x3(s, w, b)
-    return block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, pe)
+    out = block, pack_spikes(raster_tokens(s)), pack_values(raster_tokens(y), acc, pe)
+    return (*out, s.numpy()) if raw else out
 
 
 @pytest.mark.sim
@@ -65,6 +67,61 @@ def test_spike_conv_edge_cases(verilator):
                                    weights="extreme", spikes="edge")
     verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=5,
                  gap=0.25, backpressure=0.25, tag="spike_conv")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("H,W,T,cin,cout,pe,simd,stages", [
+    (3, 5, 3, 4, 6, 2, 2, 4),   # one tree register (1 level)
+    (4, 3, 2, 8, 4, 1, 8, 5),   # 3 levels: two tree registers
+])
+def test_spike_conv_pipelined(verilator, H, W, T, cin, cout, pe, simd, stages):
+    """Registered reads and a pipelined tree (ECP5 timing): bit-exact under gaps and
+    backpressure, the model beat by beat, and the closed form in free flow."""
+    block, words, expected = _case(H, W, T, cin, cout, pe, simd, 2, seed=simd, pipelined=True)
+    assert block.geometry.stages == stages
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=simd,
+                 gap=0.3, backpressure=0.5, tag="spike_conv_pipe")
+    run = verify_block(block, {"i": words}, {"o": expected}, simulator=verilator,
+                       tag="spike_conv_pipe")
+    assert run.cycles == block.cycles(2)
+
+
+@pytest.mark.sim
+def test_spike_conv_pipelined_edge_cases(verilator):
+    """All-zero, all-one, random images through extreme weights, pipelined, T = 1."""
+    block, words, expected = _case(2, 3, 1, 4, 2, 2, 4, 3, seed=11, weight_bits=4,
+                                   weights="extreme", spikes="edge", pipelined=True)
+    verify_block(block, {"i": words}, {"o": expected}, simulator=verilator, seed=6,
+                 gap=0.3, backpressure=0.7, tag="spike_conv_pipe")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("H,W,T,cin,cout,pe,simd,pipelined,rate", [
+    (3, 4, 2, 8, 4, 2, 2, False, 0.15),  # 4 slices per tap: 36 candidate visits per beat
+    (4, 3, 1, 6, 4, 1, 2, True, 0.3),    # 3 slices (the encoder pads each tap to 4), T = 1
+    (2, 2, 3, 4, 2, 1, 1, False, 0.2),   # one channel per visit: every set bit
+])
+def test_spike_conv_event(verilator, H, W, T, cin, cout, pe, simd, pipelined, rate):
+    """Event mode: only the in-grid (tap, slice) pairs holding a spike are visited. Sparse
+    random images, then all-zero, all-one and random ones; bit-exact under gaps and
+    backpressure with the model (reading the words) beat by beat; the closed form (from
+    the beats' steps) in free flow."""
+    block, words, expected, s = _case(H, W, T, cin, cout, pe, simd, 3, seed=cin + simd,
+                                      pipelined=pipelined, mode="event", rate=rate, raw=True)
+    run = verify_block(block, {"i": words}, {"o": expected}, words=True, simulator=verilator,
+                       tag="spike_conv_ev")
+    assert run.cycles == block.cycles(3, s)
+    assert run.cycles < block.geometry.cycles(3)  # fewer steps than every tap and slice
+    verify_block(block, {"i": words}, {"o": expected}, words=True, simulator=verilator,
+                 seed=simd, gap=0.3, backpressure=0.5, tag="spike_conv_ev")
+    edge, e_words, e_expected, e_s = _case(H, W, T, cin, cout, pe, simd, 3, seed=2,
+                                           weight_bits=4, weights="extreme", spikes="edge",
+                                           pipelined=pipelined, mode="event", raw=True)
+    verify_block(edge, {"i": e_words}, {"o": e_expected}, words=True, simulator=verilator,
+                 seed=3, gap=0.2, backpressure=0.6, tag="spike_conv_ev")
+    # all-zero image: one step per beat (the bias); all-one: every in-grid (tap, slice)
+    ops = edge.beat_ops(e_s)
+    assert (ops[0] == 1).all() and ops[1].max() == min(H, 3) * min(W, 3) * (cin // simd)
 
 
 @pytest.mark.sim
@@ -107,3 +164,5 @@ def test_spike_conv_rejects_bad_parameters():
         SpikeConv3x3(w, b, **{**kw, "time_steps": 0})
     with pytest.raises(ValueError, match="weight_style must be one of 'block', 'logic', not 'lut'"):
         SpikeConv3x3(w, b, weight_style="lut", **kw)
+    with pytest.raises(TypeError, match="pipelined must be a bool, not 1"):
+        SpikeConv3x3(w, b, pipelined=1, **kw)

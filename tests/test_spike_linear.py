@@ -46,7 +46,8 @@ def _spikes(tokens, T, n_in, seed, rate=0.3):
 def _block(case):
     w, b, acc = _weights(case["out"], case["in"], case["weights"], case["seed"])
     block = SpikeLinear(w.tolist(), b.tolist(), time_steps=case["T"], weight_bits=8, acc_bits=acc,
-                        pe=case["pe"], simd=case["simd"], mode=case["mode"])
+                        pe=case["pe"], simd=case["simd"], mode=case["mode"],
+                        pipelined=case.get("pipelined", False))
     return block, w, b
 
 
@@ -67,6 +68,11 @@ CASES = {
     "event-fold": dict(mode="event", **{"in": 12}, out=6, T=3, pe=3, simd=1, weights="random", seed=4),
     "event-unroll-extreme": dict(mode="event", **{"in": 40}, out=6, T=1, pe=6, simd=1,
                                  weights="extreme", seed=5),
+    # Pipelined (ECP5 timing): the read registered, the tree registered every 2 levels.
+    "dense-unroll-extreme-pipelined": dict(mode="dense", **{"in": 12}, out=6, T=2, pe=6,
+                                           simd=12, weights="extreme", seed=6, pipelined=True),
+    "event-fold-pipelined": dict(mode="event", **{"in": 12}, out=6, T=3, pe=3, simd=1,
+                                 weights="random", seed=7, pipelined=True),
 }
 
 

@@ -34,9 +34,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-fps", type=float, metavar="F",
                    help="stop widening once this many images/s are reached at the board clock")
     g.add_argument("--event-driven", default="auto", metavar="auto|all|none|LAYERS",
-                   help="which spike linears run event-driven: auto (default: each where its "
-                        "measured input spike rate makes that faster at the same cost), all, "
-                        "none, or a comma-separated list such as blocks.0.fc2")
+                   help="which layers (spike linears, spike convs, DWCs, the head) run "
+                        "event-driven: auto (default: each where its measured input spikes "
+                        "make that faster at the same cost), all, none, or a comma-separated "
+                        "list such as blocks.0.fc2,head")
     g.add_argument("--weights", default="auto", choices=("auto", "onchip", "external"),
                    help="where the weights live: auto (default: on chip when the model fits, "
                         "else in the board's external memory, read by one reused engine), "

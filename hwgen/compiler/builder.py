@@ -124,7 +124,8 @@ class _Builder:
                 comp = PixelConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     pixel_bits=conv.pixel_bits, weight_bits=wbits,
                                     acc_bits=conv.acc_bits, pe=f.pe, simd=f.simd,
-                                    weight_style=self.conv_style(conv, f))
+                                    weight_style=self.conv_style(conv, f),
+                                    pipelined=self.family == "ecp5")
                 node = self.node(name, "pixel_conv", comp, name)
                 g.input = (name, "i")
                 g.input_tap = TapSpec("pixels", ("pixels",), (h, w), conv.in_channels,
@@ -133,7 +134,8 @@ class _Builder:
             else:
                 comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
-                                    pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f))
+                                    pe=f.pe, simd=f.simd, weight_style=self.conv_style(conv, f),
+                                    pipelined=self.family == "ecp5", mode=f.mode)
                 node = self.node(name, "spike_conv", comp, name)
                 if i == 0:  # event frames: the accelerator's input is spikes, T beats a token
                     g.input = (name, "i")
@@ -164,7 +166,8 @@ class _Builder:
         rpe = self.node("rpe", "spike_conv",
                     SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
                                  time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
-                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd))),
+                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd)),
+                                 pipelined=self.family == "ecp5", mode=f.mode),
                     "rpe")
         g.connect(src, (rpe.name, "i"), src_tap)
         u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
@@ -194,7 +197,7 @@ class _Builder:
             qk = self.node(f"{p}.qk", "linear", SpikeLinear(
                 _cat_rows(blk.q.weight, blk.k.weight), _cat_rows(blk.q.bias, blk.k.bias),
                 time_steps=T, weight_bits=wbits, acc_bits=qk_acc, pe=fq.pe, simd=fq.simd,
-                mode=fq.mode), f"{p}.qk")
+                mode=fq.mode, pipelined=self.family == "ecp5"), f"{p}.qk")
             if token_mode:
                 g.connect(s_to_qk, (qk.name, "i"))
                 s_dwc = self.fifo(f"{p}.s_fifo", s_to_dwc, s_shape, (skew_tokens + 1) * T,
@@ -221,12 +224,14 @@ class _Builder:
             fo = self.fold(f"{p}.o")
             o = self.node(f"{p}.o", "linear", SpikeLinear(
                 blk.o.weight.tolist(), blk.o.bias.tolist(), time_steps=T, weight_bits=wbits,
-                acc_bits=blk.o.acc_bits, pe=L, simd=fo.simd, mode=fo.mode), f"{p}.o")
+                acc_bits=blk.o.acc_bits, pe=L, simd=fo.simd, mode=fo.mode,
+                pipelined=self.family == "ecp5"), f"{p}.o")
             g.connect((sasa.name, "o"), (o.name, "i"), self.spikes_tap([f"{p}.sasa"], grid, D))
             dwc = self.node(f"{p}.dwc", "dwconv", DWConv3x3(
                 blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W, time_steps=T,
                 acc_bits=blk.dwc.acc_bits, weight_bits=wbits, lanes=L,
-                weight_style=weight_style((D // L) * 9, L * wbits, self.family)), f"{p}.dwc")
+                weight_style=weight_style((D // L) * 9, L * wbits, self.family),
+                pipelined=self.family == "ecp5", mode=self.fold(f"{p}.dwc").mode), f"{p}.dwc")
             g.connect(s_dwc, (dwc.name, "i"))
             add = self.node(f"{p}.add_attn", "add",
                         ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")
@@ -253,7 +258,7 @@ class _Builder:
                 fc1 = self.node(f"{p}.fc1", "linear", SpikeLinear(
                     blk.fc1.weight.tolist(), blk.fc1.bias.tolist(), time_steps=T,
                     weight_bits=wbits, acc_bits=blk.fc1.acc_bits, pe=f1.pe, simd=f1.simd,
-                    mode=f1.mode), f"{p}.fc1")
+                    mode=f1.mode, pipelined=self.family == "ecp5"), f"{p}.fc1")
                 g.connect((mlp_lif.name, "o"), (fc1.name, "i"),
                           self.spikes_tap([f"{p}.mlp_lif"], grid, D))
             hid = cfg.hidden
@@ -269,7 +274,7 @@ class _Builder:
                 fc2 = self.node(f"{p}.fc2", "linear", SpikeLinear(
                     blk.fc2.weight.tolist(), blk.fc2.bias.tolist(), time_steps=T,
                     weight_bits=wbits, acc_bits=blk.fc2.acc_bits, pe=L, simd=f2.simd,
-                    mode=f2.mode), f"{p}.fc2")
+                    mode=f2.mode, pipelined=self.family == "ecp5"), f"{p}.fc2")
                 g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
                           self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
             add2 = self.node(f"{p}.add_mlp", "add",
@@ -286,7 +291,8 @@ class _Builder:
         fh = self.fold("head")
         head = self.node("head", "head", Head(
             m.head.weight.tolist(), m.head.bias.tolist(), time_steps=T, tokens=cfg.tokens,
-            weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd), "head")
+            weight_bits=wbits, acc_bits=m.head.acc_bits, pe=fh.pe, simd=fh.simd,
+            pipelined=self.family == "ecp5", mode=fh.mode), "head")
         g.connect((head_lif.name, "o"), (head.name, "i"), self.spikes_tap(["head.lif"], grid, D))
         g.output = (head.name, "o")
         g.output_tap = TapSpec("result", ("logits", "pred"), (1, 1), cfg.num_classes,

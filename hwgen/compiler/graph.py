@@ -22,7 +22,7 @@ class Folding:
 
     pe: int = 1
     simd: int = 1
-    mode: str = "dense"  # spike linears only: "dense" or "event"
+    mode: str = "dense"  # "dense" or "event" (spike linears and convs, DWCs, the head)
 
     def __str__(self) -> str:
         mode = "" if self.mode == "dense" else f" {self.mode}"

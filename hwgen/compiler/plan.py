@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hwgen.compiler.builder import build_graph
 from hwgen.compiler.graph import Folding, Graph, Node
 from hwgen.compiler.memmap import MemoryMapping, map_memory
-from hwgen.compiler.stats import SpikeStats
+from hwgen.compiler.stats import LayerSpikes, SpikeStats
 from hwgen.compiler.target import Target, logic_cells
 from quant.ir import IntModel
 from rtl_templates.spram_fifo import SPRAMFIFO
@@ -187,14 +189,32 @@ def node_cycles(node: Node, cfg, stats: SpikeStats | None = None) -> int:
         return 3 * node.beats if isinstance(c, SPRAMFIFO) else node.beats
     if node.kind == "add":  # one beat per cycle
         return node.tokens * (cfg.dim // c.lanes) * cfg.time_steps
-    if node.kind == "linear" and c.mode == "event":
+    if getattr(c, "mode", "dense") == "event":
         spikes = stats.layers.get(node.layer) if stats is not None else None
-        if spikes is not None:
-            return round(spikes.mean_cycles(c.cycles_per_token))
-        return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
+        return round(_event_cycles(node, spikes))
     if hasattr(c, "cycles_per_image"):
         return c.cycles_per_image()
     return node.tokens * c.cycles_per_token()
+
+
+def _event_cycles(node: Node, spikes: LayerSpikes | None) -> float:
+    """An event-driven block's cycles per image: the mean over the calibration images of
+    its closed form on their spikes, or every input spiking without `spikes`."""
+    c = node.component
+    if node.kind == "linear":
+        if spikes is not None:
+            return spikes.mean_cycles(c.cycles_per_token)
+        return node.tokens * c.cycles_per_token([c.in_features] * c.time_steps)
+    if node.kind == "head":  # one popcount per beat, token-major
+        if spikes is not None:
+            return sum(c.cycles_per_image(row) for row in spikes.counts.flatten(1).tolist()) \
+                / spikes.counts.shape[0]
+        return c.cycles_per_image([c.in_features] * c.beats)
+    if spikes is not None:  # a window block: where the spikes are matters
+        return spikes.mean_image_cycles(c.cycles_per_image)
+    geo = c.geometry
+    return c.cycles_per_image(np.ones((geo.time_steps, c.word_width, geo.height, geo.width),
+                                      dtype=np.uint8))
 
 
 def node_plan(node: Node, cfg, family: str, stats: SpikeStats | None = None) -> LayerPlan:

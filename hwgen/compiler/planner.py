@@ -47,7 +47,7 @@ def _knobs(model: IntModel, node: LayerPlan, auto: frozenset[str] = frozenset())
             knobs = [f"simd:{layer}", "lanes"]  # their PE is the residual stream's lanes
         else:
             knobs = [f"simd:{layer}", f"pe:{layer}"]
-        if layer in auto and node.kind in ("linear", "lif_linear") and not node.event:
+        if layer in auto and node.kind in EVENT_KINDS and not node.event:
             knobs.insert(0, f"event:{layer}")
         return knobs
     if node.kind == "lif":
@@ -59,9 +59,30 @@ def _knobs(model: IntModel, node: LayerPlan, auto: frozenset[str] = frozenset())
         if layer.startswith("stem."):
             return [f"pe:{layer[:-4]}.conv"]
         return ["lanes"]
+    if node.kind == "dwconv" and layer in auto and not node.event:
+        return [f"event:{layer}", "lanes"]
     if node.kind in ("dwconv", "add"):
         return ["lanes"]
     return []
+
+
+# The blocks that can run event-driven (visit only the input spikes), and how each widens
+# when dense: its SIMD, or for the DWC (which has none) the residual stream's lanes.
+EVENT_KINDS = ("linear", "lif_linear", "spike_conv", "dwconv", "head")
+
+
+def _dense_knob(layer: str) -> str:
+    return "lanes" if layer.endswith(".dwc") else f"simd:{layer}"
+
+
+def _event_folding(layer: str, f: Folding) -> Folding:
+    """`layer` switched to event-driven: a spike conv keeps its SIMD (a unit of that many
+    channels is skipped when it holds no spike), the others take SIMD 1."""
+    return Folding(f.pe, f.simd if _is_spike_conv(layer) else 1, "event")
+
+
+def _is_spike_conv(layer: str) -> bool:
+    return layer == "rpe" or layer.startswith("stem.")
 
 
 def _try_knob(model: IntModel, plan: Plan, knob: str) -> tuple[dict[str, Folding], int] | None:
@@ -72,19 +93,19 @@ def _try_knob(model: IntModel, plan: Plan, knob: str) -> tuple[dict[str, Folding
         nxt = _next_divisor(cfg.dim, lanes)
         return None if nxt is None else (foldings, nxt)
     what, layer = knob.split(":")
-    shape = _layer_shape(model, layer)
-    if shape is None:
-        return None
-    outs, ins = shape
     f = foldings.get(layer, Folding())
     if what == "event":
         if f.mode == "event":
             return None
-        foldings[layer] = Folding(f.pe, 1, "event")
+        foldings[layer] = _event_folding(layer, f)
         return foldings, lanes
+    shape = _layer_shape(model, layer)
+    if shape is None:
+        return None
+    outs, ins = shape
     if what == "simd":
         nxt = _next_divisor(ins, f.simd)
-        if nxt is None or f.mode == "event":
+        if nxt is None or (f.mode == "event" and not _is_spike_conv(layer)):
             return None
         foldings[layer] = replace(f, simd=nxt)
     else:
@@ -114,8 +135,9 @@ def _layer_shape(model: IntModel, layer: str) -> tuple[int, int] | None:
 
 def _dense_matches(model: IntModel, plan: Plan, event: Plan, layer: str,
                    stats: SpikeStats | None) -> bool:
-    """Whether dense `layer`, its SIMD widened until it costs as many LUTs as the event-driven
-    `event` plan, is at least as fast as event-driven: then the mode stays dense."""
+    """Whether dense `layer`, its SIMD (a DWC: the residual lanes) widened until it costs as
+    many LUTs as the event-driven `event` plan, is at least as fast as event-driven: then
+    the mode stays dense."""
     cost = event.totals()["lut"]
     ev_cycles = max(x.cycles for x in event.layers if x.layer == layer)
     current = plan
@@ -125,7 +147,7 @@ def _dense_matches(model: IntModel, plan: Plan, event: Plan, layer: str,
             return True
         if current.totals()["lut"] >= cost:
             return False
-        step = _try_knob(model, current, f"simd:{layer}")
+        step = _try_knob(model, current, _dense_knob(layer))
         if step is None:
             return False
         current = plan_for(model, plan.target, *step, plan.lif_block, plan.fuse, stats)
@@ -134,11 +156,11 @@ def _dense_matches(model: IntModel, plan: Plan, event: Plan, layer: str,
 def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] = (),
               max_steps: int = 200, stats: SpikeStats | None = None,
               auto_event: tuple[str, ...] = ()) -> Plan:
-    """Fold `model` for `target` (see the module docstring). `event_layers` names spike
-    linears to run event-driven; each layer of `auto_event` becomes event-driven when the
+    """Fold `model` for `target` (see the module docstring). `event_layers` names layers
+    (`event_capable`) to run event-driven; each layer of `auto_event` becomes event-driven when the
     measured spikes (`stats`) make that faster than dense at the same LUT cost and it fits.
     With `stats`, event-driven layers' cycles are their mean over the calibration images."""
-    foldings = {name: Folding(mode="event") for name in event_layers}
+    foldings = {name: _event_folding(name, Folding()) for name in event_layers}
     auto = frozenset(auto_event) - set(event_layers) if stats is not None else frozenset()
     lanes = 1
     # On an iCE40 logic cells are the scarce resource: the MLP's LIF arrays are fused with
@@ -238,16 +260,20 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
     return plan
 
 
-def spike_linears(model: IntModel) -> list[str]:
-    """The layers `event_layers` may name: every block's spike linears."""
-    return [f"blocks.{b}.{n}" for b in range(model.config.depth) for n in ("qk", "o", "fc1", "fc2")]
+def event_capable(model: IntModel) -> list[str]:
+    """The layers `event_layers` may name: the stem's spike-input convs, the RPE conv,
+    every block's spike linears and DWC, and the head."""
+    stem = [f"stem.{i}.conv" for i, stage in enumerate(model.stem) if not stage.conv.pixel_input]
+    blocks = [f"blocks.{b}.{n}" for b in range(model.config.depth)
+              for n in ("qk", "o", "fc1", "fc2", "dwc")]
+    return [*stem, "rpe", *blocks, "head"]
 
 
 def event_choice(model: IntModel, choice: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """`--event-driven` as (layers forced event-driven, layers chosen automatically):
-    "auto" (every spike linear, from its measured spikes), "all", "none", or a
-    comma-separated list of spike linears."""
-    known = spike_linears(model)
+    "auto" (every event-capable layer, from its measured spikes), "all", "none", or a
+    comma-separated list of event-capable layers (`event_capable`)."""
+    known = event_capable(model)
     text = (choice or "auto").strip()
     if text == "auto":
         return (), tuple(known)
@@ -258,7 +284,7 @@ def event_choice(model: IntModel, choice: str) -> tuple[tuple[str, ...], tuple[s
     layers = tuple(x.strip() for x in text.split(",") if x.strip())
     unknown = [x for x in layers if x not in known]
     if unknown:
-        raise HwgenError(f"--event-driven: {unknown[0]!r} is not a spike linear; "
+        raise HwgenError(f"--event-driven: {unknown[0]!r} cannot run event-driven; "
                          f"choose auto, all, none or from {', '.join(sorted(known))}")
     return layers, ()
 

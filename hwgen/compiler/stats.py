@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from quant import golden
@@ -50,6 +51,7 @@ class LayerSpikes:
     source: str  # the golden tap the layer reads
     channels: int
     counts: torch.Tensor  # int64 [images, tokens, T]: set input bits per token and step
+    bits: torch.Tensor  # uint8 [images, T, C, H, W]: the input spikes themselves
 
     @property
     def rate(self) -> float:
@@ -77,6 +79,11 @@ class LayerSpikes:
         """Mean over the images of sum over tokens of `per_token(counts at each step)`."""
         rows = self.counts.tolist()
         return sum(sum(per_token(tok) for tok in image) for image in rows) / len(rows)
+
+    def mean_image_cycles(self, per_image: Callable[[np.ndarray], int]) -> float:
+        """Mean over the images of `per_image(spikes [T, C, H, W] of 0/1)`."""
+        arr = self.bits.numpy()
+        return sum(per_image(image) for image in arr) / len(arr)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "source": self.source, "rate": self.rate,
@@ -109,7 +116,8 @@ def measure_spikes(model: IntModel, pixels: torch.Tensor, source: str) -> SpikeS
         t = taps[tap]  # [T, B, C, H, W] of 0/1
         steps, batch, channels = t.shape[:3]
         counts = t.to(torch.int64).sum(dim=2).reshape(steps, batch, -1).permute(1, 2, 0)
-        layers[layer] = LayerSpikes(layer, tap, channels, counts.contiguous())
+        bits = t.to(torch.uint8).transpose(0, 1).contiguous()
+        layers[layer] = LayerSpikes(layer, tap, channels, counts.contiguous(), bits)
     return SpikeStats(pixels.shape[0], source, layers, pixels)
 
 
