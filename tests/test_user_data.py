@@ -166,14 +166,15 @@ def test_run_images_below_one_refused(capsys, images):
 
 @pytest.mark.parametrize("images", ["0", "-3"])
 def test_sim_images_below_one_refused(tmp_path, capsys, images):
-    """A usage error (argparse's positive_int, as for --calib): exit 2, its one error line
-    names the option, before anything is planned or simulated."""
+    """A usage error (argparse's positive_int, as for --calib): exit 2, one line naming the
+    option, before anything is planned or simulated."""
     report = tmp_path / "r.json"
     with pytest.raises(SystemExit) as e:
         main(["sim", "--images", images, "--report", str(report)])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"hwgen sim: error: argument --images: must be a positive integer, not '{images}'"
+    assert err == [f"hwgen sim: error: argument --images: must be a positive integer, not "
+                   f"'{images}' (see 'hwgen sim --help')"]
     assert not report.exists()
 
 

@@ -87,8 +87,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return build_args.func(build_args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (what was wrong, and where the help is), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hwgen",
         description="Spiking transformer (SAFormer) to verified FPGA/ASIC accelerator.",
         epilog="Run 'hwgen COMMAND --help' for the options of one command.")
