@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.hdl import unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import check_int, tree_sum
+from rtl_templates.line_buffer import window_members
 from rtl_templates.spike_linear import _lowest_set_bit
 from rtl_templates.window import TAPS, WindowGeometry, WindowModel
 
@@ -61,15 +61,7 @@ class EventLineBuffer(wiring.Component):
         self.units = groups if by_group else slices
         if word_width % self.units:
             raise ValueError(f"word_width ({word_width}) must be a multiple of {self.units}")
-        rows = TAPS * groups * slices
-        final = {"f_valid": Out(1), "f_first": Out(1)} if stages > 1 else {}
-        super().__init__({**final,
-            "i": In(stream.Signature(unsigned(word_width))),
-            "o_ready": In(1), "o_valid": Out(1),
-            "advance": Out(1), "w_row": Out(range(rows)),
-            "valid": Out(1), "first": Out(1), "last": Out(1), "tap_valid": Out(1),
-            "word": Out(word_width), "sel_s": Out(range(slices)), "sel_g": Out(range(groups)),
-        })
+        super().__init__(window_members(word_width, groups, slices, stages))
 
     def elaborate(self, platform):
         m = Module()

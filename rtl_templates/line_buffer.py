@@ -18,6 +18,18 @@ from rtl_templates.common import check_int, tree_sum
 from rtl_templates.window import TAPS, WindowGeometry
 
 
+def window_members(word_width: int, groups: int, slices: int, stages: int) -> dict:
+    """The ports of a line buffer (dense or event-driven) as its window block sees them."""
+    rows = TAPS * groups * slices
+    final = {"f_valid": Out(1), "f_first": Out(1)} if stages > 1 else {}
+    return {**final,
+            "i": In(stream.Signature(unsigned(word_width))),
+            "o_ready": In(1), "o_valid": Out(1),
+            "advance": Out(1), "w_row": Out(range(rows)),
+            "valid": Out(1), "first": Out(1), "last": Out(1), "tap_valid": Out(1),
+            "word": Out(word_width), "sel_s": Out(range(slices)), "sel_g": Out(range(groups))}
+
+
 class LineBuffer(wiring.Component):
     """Window storage and step scheduler of a 3x3 (padding 1, stride 1) block.
 
@@ -64,15 +76,7 @@ class LineBuffer(wiring.Component):
             check_int("time_steps", time_steps), check_int("groups", groups),
             check_int("slices", slices), check_int("stages", stages))
         self.word_width = check_int("word_width", word_width)
-        rows = TAPS * groups * slices
-        final = {"f_valid": Out(1), "f_first": Out(1)} if stages > 1 else {}
-        super().__init__({**final,
-            "i": In(stream.Signature(unsigned(word_width))),
-            "o_ready": In(1), "o_valid": Out(1),
-            "advance": Out(1), "w_row": Out(range(rows)),
-            "valid": Out(1), "first": Out(1), "last": Out(1), "tap_valid": Out(1),
-            "word": Out(word_width), "sel_s": Out(range(slices)), "sel_g": Out(range(groups)),
-        })
+        super().__init__(window_members(word_width, groups, slices, stages))
 
     def elaborate(self, platform):
         m = Module()

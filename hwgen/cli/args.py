@@ -98,7 +98,7 @@ def make_styled_plan_from_args(args: argparse.Namespace, model, *, timing: bool 
     from hwgen.compiler.style import plan_styled  # heavy: Amaranth blocks, torch
 
     board, target = target_from_args(args, model)
-    return board, plan_styled(model, target, weights=getattr(args, "weights", "auto"),
+    return board, plan_styled(model, target, weights=args.weights,
                               event=args.event_driven, timing=timing, calib=args.calib)
 
 
