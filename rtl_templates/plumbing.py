@@ -42,8 +42,9 @@ class StreamFIFO(wiring.Component):
     read port, so it maps to block RAM or LUT RAM.
     """
 
-    def __init__(self, shape, depth: int, style: str | None = None):
+    def __init__(self, shape, depth: int, style: str | None = None, out_reg: bool = False):
         self.shape = shape
+        self.out_reg = bool(out_reg)
         self.width = Shape.cast(shape).width
         self.depth = check_int("depth", depth, 2)
         if style is not None:
@@ -66,19 +67,28 @@ class StreamFIFO(wiring.Component):
         pop = Signal()
         advance = Signal()
 
+        # The read port's data register is the output register (or, with out_reg, the stage
+        # before it): it may take the next word when it is empty or its word moves on.
+        if self.out_reg:
+            held, out = Signal(), Signal(self.width)
+            advance_out = Signal()
+            m.d.comb += [advance_out.eq(~self.o.valid | self.o.ready),
+                         advance.eq(~held | advance_out), self.o.payload.eq(out)]
+            with m.If(advance_out):
+                m.d.sync += [self.o.valid.eq(held), out.eq(rd.data)]
+            with m.If(advance):
+                m.d.sync += held.eq(level != 0)
+        else:
+            m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.payload.eq(rd.data)]
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(level != 0)
         m.d.comb += [
             self.i.ready.eq(level != depth),
             push.eq(self.i.valid & self.i.ready),
             wr.addr.eq(wp), wr.data.eq(self.i.payload), wr.en.eq(push),
-            # The read port's data register is the output register: it may take the
-            # next word when it is empty or its word leaves in this cycle.
-            advance.eq(~self.o.valid | self.o.ready),
             pop.eq(advance & (level != 0)),
             rd.addr.eq(rp), rd.en.eq(pop),
-            self.o.payload.eq(rd.data),
         ]
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(level != 0)
         with m.If(push):
             m.d.sync += wp.eq(_wrap_inc(wp, depth))
         with m.If(pop):
@@ -87,7 +97,7 @@ class StreamFIFO(wiring.Component):
         return m
 
     def model(self) -> FIFOModel:
-        return FIFOModel(self.depth)
+        return FIFOModel(self.depth, self.out_reg)
 
     def resources(self, family: str) -> Resources:
         """LUT4/FF estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70 on both
@@ -112,8 +122,8 @@ class StreamFIFO(wiring.Component):
         check_choice("family", family, FAMILIES)
         depth, width = self.depth, self.width
         level, addr = bits_for(depth + 1), bits_for(depth)
-        ff = level + 2 * addr + 1
-        lut = 6 * level + (0 if _power_of_two(depth) else 2 * addr)
+        ff = level + 2 * addr + 1 + (self.width + 1 if self.out_reg else 0)
+        lut = 6 * level + (0 if _power_of_two(depth) else 2 * addr) + (2 if self.out_reg else 0)
         if self.style == "logic":
             mux = math.ceil(0.9 * width * (depth - 1))
             return Resources(lut=lut + mux + depth, ff=ff + depth * width + width)
@@ -166,9 +176,11 @@ def _wrap_inc(counter: Signal, modulus: int):
 
 
 class FIFOModel(BlockModel):
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, out_reg: bool = False):
         self.depth = depth
+        self.out_reg = out_reg
         self.level = 0
+        self.held = False  # out_reg: a word in the read register, behind the output one
         self.out_valid = False
 
     def valid(self, port):
@@ -178,16 +190,28 @@ class FIFOModel(BlockModel):
         return self.level != self.depth
 
     def tick(self, fired):
-        advance = not self.out_valid or fired["o"]
+        advance_out = not self.out_valid or fired["o"]
+        if self.out_reg:
+            advance = not self.held or advance_out
+            if advance_out:
+                self.out_valid = self.held
+        else:
+            advance = advance_out
         pop = advance and self.level != 0
         if advance:
-            self.out_valid = self.level != 0
+            if self.out_reg:
+                self.held = self.level != 0
+            else:
+                self.out_valid = self.level != 0
         self.level += int(fired["i"]) - int(pop)
 
     def quiet(self):
-        # Without a fire nothing moves, unless a stored word is about to reach the
+        # Without a fire nothing moves, unless a stored word is about to move towards the
         # empty output register.
-        return 1 if self.level and not self.out_valid else 1 << 30
+        if (self.level and not (self.held if self.out_reg else self.out_valid)) \
+                or (self.held and not self.out_valid):
+            return 1
+        return 1 << 30
 
     def skip(self, cycles):
         pass

@@ -31,6 +31,22 @@ def test_fifo_full_rate(verilator):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("depth", [2, 5])
+def test_fifo_with_output_register(verilator, depth):
+    """out_reg (ECP5 block RAM FIFOs): one more cycle of latency, still one beat per cycle,
+    depth + 2 beats held, the model exact under gaps and backpressure (verify_block checks
+    every output beat's cycle against it)."""
+    data = list(range(50))
+    run = verify_block(StreamFIFO(8, depth, out_reg=True), {"i": data}, {"o": data},
+                       simulator=verilator, tag="fifo-reg")
+    assert run.out_cycles["o"] == list(range(4, 54))
+    rng = random.Random(depth)
+    data = [rng.randrange(1 << 8) for _ in range(300)]
+    verify_block(StreamFIFO(8, depth, out_reg=True), {"i": data}, {"o": data},
+                 simulator=verilator, seed=depth, gap=0.4, backpressure=0.6, tag="fifo-reg")
+
+
+@pytest.mark.sim
 def test_fork_under_gaps_and_backpressure(simulator):
     rng = random.Random(3)
     data = [rng.randrange(1 << 9) for _ in range(200)]

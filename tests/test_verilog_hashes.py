@@ -19,13 +19,13 @@ HASHES = {
     "digits-tiny@icebreaker": "2f02b65b1515b5440310a1cb157acf9b3d231402dbbf10e6ea3cd78e54f3eaa3",
     # issue 14: qk, o and fc2 event-driven (measured input rates 11.8 %, 1.1 %, 12.3 %);
     # window blocks, spike linears and head pipelined on ECP5 (merge of i14)
-    "digits-tiny@ulx3s-85f": "d9d3c7df960d51a47ce9c30841b090e5ea3d23a2f5707ff69c89d7fbe9d789ec",
-    "fuzz1": "a168d152b74d617a723d39c7365bac58e4929e3949d4091787f5236a138f09c0",
-    "fuzz2": "832ccabab4689117761c12d50881a29106d95006a851ce60a83e370d6a7631f8",
-    "fuzz3": "a7a84fcb6c7f1c04254f3a27d1185bd95070b19187fc5b6b018c94e5879baf70",
-    "fuzz4": "7226011404259f7dacd9cfdb0e44beb03d62c4c3461e50b7733d2227342985b4",
-    "fuzz5": "6a537451738f71f8743f350320ce8e43a022b2754faf1754256f7bf456f9cda9",
-    "fuzz6": "1f8363eb999c57b617c3c21d10b3f59aac289c5b9330870365db33fbe7ddf17f",
+    "digits-tiny@ulx3s-85f": "a53127f91ee85cdebbc5dfad571d1044cf4fba28ccfcd37df34b9fca862db2f2",
+    "fuzz1": "904340f521c9d1e08f7815d8b129a7e1b597a081f727e74f4b1dbf9a7c892a0a",
+    "fuzz2": "6e01de1d5dc3b67e99cef99fdd522f150cc7b2e358cc557a430b144cabbcdb9f",
+    "fuzz3": "bb39e6b58c677fb9d6bb56c10360093960248f916ace7584375e4f4ea367a8bd",
+    "fuzz4": "98097a2a6e46a92bacf0028bf2d08c1e2de762e34bf54a6902bf496e5919d079",
+    "fuzz5": "57692574ec79b14d18a1d0d09338cb43dbb31ca353c2ca06c77049d481eb766f",
+    "fuzz6": "e40ab0fa20bafe7c443d1d176cd260595eb067eb9f80d9f8805a05841273564f",
 }
 
 

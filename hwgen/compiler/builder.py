@@ -17,7 +17,7 @@ from rtl_templates.lif_array import WORD, LIFArray
 from rtl_templates.lif_linear import LIFLinear
 from rtl_templates.maxpool import SpikeMaxPool2x2
 from rtl_templates.pixel_conv import PixelConv3x3
-from rtl_templates.plumbing import Fork, StreamFIFO
+from rtl_templates.plumbing import Fork, StreamFIFO, ram_in_block_ram
 from rtl_templates.residual_add import ResidualAdd
 from rtl_templates.sasa import SASA
 from rtl_templates.spike_conv import SpikeConv3x3
@@ -69,7 +69,9 @@ class _Builder:
              beats: int) -> tuple[str, str]:
         """A FIFO of `depth` beats after `src`, which carries `beats` beats per image. On an
         iCE40 any RAM takes a whole 4 kbit block RAM: small FIFOs go in flip-flops, big
-        ones in SPRAM while the device has some left (rtl_templates/spram_fifo.py)."""
+        ones in SPRAM while the device has some left (rtl_templates/spram_fifo.py). On an
+        ECP5 a FIFO in block RAM gets an output register (`StreamFIFO` ``out_reg``): the
+        RAM's clock-to-out is then not in front of the next block's logic."""
         width = Shape.cast(shape).width
         bits = depth * width
         if self.family == "ice40" and bits > SMALL_FIFO_BITS \
@@ -78,7 +80,8 @@ class _Builder:
             comp = SPRAMFIFO(shape, depth, spram=True)
         else:
             style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
-            comp = StreamFIFO(shape, depth, style)
+            out_reg = self.family == "ecp5" and ram_in_block_ram(depth, width, self.family)
+            comp = StreamFIFO(shape, depth, style, out_reg=out_reg)
         node = self.node(name, "fifo", comp)
         node.beats = beats
         self.g.connect(src, (node.name, "i"))
