@@ -99,7 +99,8 @@ class _TestbenchSource(Source):
 def network_cycles(component, memory: BlockModel, inputs: dict[str, Sequence[int]],
                    idle: dict[str, Sequence[int]], stall: dict[str, Sequence[int]],
                    beats: int) -> list[int]:
-    """Fire cycles of the first `beats` beats of ``o`` of `component.model()` wired to the
+    """Fire cycles of the first `beats` beats of ``o`` of `component.model()` (or of the
+    models a composite block's ``model_network(net, inputs)`` adds) wired to the
     memory model `memory` (its ``req``, ``w``, ``r``), between sources and a sink as the
     cocotb testbench drives them.
 
@@ -108,16 +109,20 @@ def network_cycles(component, memory: BlockModel, inputs: dict[str, Sequence[int
     the top takes the block's first request there already."""
     net = Network()
     net.cycle = 0
-    net.add("dut", component.model())
+    if hasattr(component, "model_network"):  # a composite block: its models, joined
+        at = component.model_network(net, inputs)
+    else:
+        net.add("dut", component.model())
+        at = {p: ("dut", p) for p in ("req", "w", "r", "o", *inputs)}
     net.add("memory", memory)
-    net.connect(("dut", "req"), ("memory", "req"), words=CyclicWords(request_words(component)))
-    net.connect(("dut", "w"), ("memory", "w"))
-    net.connect(("memory", "r"), ("dut", "r"))
+    net.connect(at["req"], ("memory", "req"), words=CyclicWords(request_words(component)))
+    net.connect(at["w"], ("memory", "w"))
+    net.connect(("memory", "r"), at["r"])
     for port in inputs:
         net.add(f"src_{port}", _TestbenchSource(len(inputs[port]), idle.get(port)))
-        net.connect((f"src_{port}", "o"), ("dut", port), words=inputs[port])
+        net.connect((f"src_{port}", "o"), at[port], words=inputs[port])
     sink = net.add("sink_o", Sink(stall.get("o")))
-    net.connect(("dut", "o"), ("sink_o", "i"))
+    net.connect(at["o"], ("sink_o", "i"))
     net.run(lambda: sink.received >= beats, 50_000_000)
     return sink.cycles
 
