@@ -22,7 +22,10 @@ from rtl_templates.timing import BlockModel
 class SpikeCollector(wiring.Component):
     """Parameters: ``channels`` (C), ``lanes`` (the engine's pe: divides C), ``tokens`` (N),
     ``time_steps`` (T), ``in_width`` (signed width of the values), ``vth`` [C],
-    ``input_shift``, ``state_bits`` (the LIF, docs/arithmetic.md).
+    ``input_shift``, ``state_bits`` (the LIF, docs/arithmetic.md). Or, instead of the last
+    three, ``segments``: [(channels, vth, input_shift, state_bits)], LIFs of consecutive
+    channel ranges (each a multiple of ``lanes``; e.g. q_lif and k_lif behind one engine
+    computing q and k, whose Q|K words then feed SASA).
 
     Ports: sink ``i`` (values, ``lanes`` lanes, tile-major: for g in C/lanes: for n: for t;
     an image's ``C/lanes * N*T`` beats); source ``o`` (spikes ``unsigned(C)``, token-major,
@@ -36,14 +39,22 @@ class SpikeCollector(wiring.Component):
     """
 
     def __init__(self, *, channels: int, lanes: int, tokens: int, time_steps: int,
-                 in_width: int, vth, input_shift: int, state_bits: int):
+                 in_width: int, vth=None, input_shift: int = 0, state_bits: int = 0,
+                 segments=None):
         self.channels, self.lanes = check_int("channels", channels), check_int("lanes", lanes)
         check_divides("lanes", lanes, channels)
         self.tokens, self.time_steps = check_int("tokens", tokens), check_int("time_steps", time_steps)
         self.in_width = check_int("in_width", in_width, 2)
-        self.state_bits = check_int("state_bits", state_bits, 2)
-        self.vth = check_vth(vth, channels, state_bits)
-        self.input_shift = check_int("input_shift", input_shift, 0)
+        if segments is None:
+            segments = [(channels, vth, input_shift, state_bits)]
+        self.segments = []
+        for n, v, sh, sb in segments:
+            check_divides("lanes", lanes, check_int("segment channels", n))
+            sb = check_int("state_bits", sb, 2)
+            self.segments.append((n, check_vth(v, n, sb), check_int("input_shift", sh, 0), sb))
+        if sum(n for n, *_ in self.segments) != channels:
+            raise ValueError(f"the segments' channels must add up to {channels}, not "
+                             f"{sum(n for n, *_ in self.segments)}")
         super().__init__({"i": In(values_signature(in_width, lanes)),
                           "o": Out(spike_signature(channels))})
 
@@ -66,11 +77,16 @@ class SpikeCollector(wiring.Component):
         p, g, t = Signal(range(max(P, 2))), Signal(range(max(G, 2))), Signal(range(max(T, 2)))
         fire = Signal()
         m.d.comb += [self.i.ready.eq(~full), fire.eq(self.i.valid & ~full)]
-        v = membranes(L, self.state_bits)
-        th = threshold_table(m, g, self.vth, L, self.state_bits)
-        spikes = lif_lanes(m, [self.i.payload[j] for j in range(L)], v, th, first=t == 0,
-                           step=fire, input_shift=self.input_shift)
-        m.d.comb += [wp.addr.eq(p), wp.data.eq(Cat(*spikes).replicate(G))]
+        xs, spikes, first = [self.i.payload[j] for j in range(L)], None, 0
+        for n, vth, shift, state_bits in self.segments:  # group range [first, first + n/L)
+            here = (g >= first // L) & (g < (first + n) // L) if len(self.segments) > 1 else 1
+            v = membranes(L, state_bits)
+            th = threshold_table(m, g - first // L, vth, L, state_bits)
+            seg = Cat(*lif_lanes(m, xs, v, th, first=t == 0, step=fire & here,
+                                 input_shift=shift))
+            spikes = seg if spikes is None else Mux(here, seg, spikes)
+            first += n
+        m.d.comb += [wp.addr.eq(p), wp.data.eq(spikes.replicate(G))]
         m.d.comb += wp.en.eq(Mux(fire, Const(1, G) << g, 0) if G > 1 else fire)
         with m.If(fire):
             m.d.sync += [p.eq(Mux(p == P - 1, 0, p + 1)), t.eq(Mux(t == T - 1, 0, t + 1))]

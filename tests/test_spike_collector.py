@@ -1,7 +1,8 @@
 """SpikeCollector behind a LinearEngine: a random block's q = q_lif(q(attn_lif(U))) from
-weights on the memory port, token-major spike words out, bit-exact against the golden
-model's q_lif tap under gaps and backpressure on every stream and the memory port; the
-engine's and the collector's cycle models joined, beat by beat."""
+weights on the memory port, token-major spike words out, and the whole SASA input (one
+engine computing q and k, a collector with q_lif and k_lif, then SASA), bit-exact against
+the golden model's taps under gaps and backpressure on every stream and the memory port;
+the blocks' cycle models joined, beat by beat."""
 
 import pytest
 import torch
@@ -14,17 +15,19 @@ from quant.golden import run
 from quant.random_model import random_int_model
 from rtl_templates.common import pack_spikes
 from rtl_templates.linear_engine import LinearEngine, memory_image
+from rtl_templates.sasa import SASA
 from rtl_templates.spike_collector import SpikeCollector
 from sim.memory_sim import verify_memory_block
 
 
-class EngineToSpikes(wiring.Component):
-    """A LinearEngine whose tile-major values go through a SpikeCollector (a test top)."""
+class EngineChain(wiring.Component):
+    """A LinearEngine whose values go through `after` (stream blocks, the first a
+    SpikeCollector), one after the other (a test top)."""
 
-    def __init__(self, engine: LinearEngine, collector: SpikeCollector):
-        self.engine, self.collector = engine, collector
+    def __init__(self, engine: LinearEngine, *after):
+        self.engine, self.after = engine, after
         self.base_addr, self.positions = engine.base_addr, engine.positions
-        super().__init__({"i": In(engine.i.signature.flip()), "o": Out(collector.o.signature),
+        super().__init__({"i": In(engine.i.signature.flip()), "o": Out(after[-1].o.signature),
                           "mem": Out(engine.mem.signature)})
 
     def requests(self):
@@ -32,18 +35,25 @@ class EngineToSpikes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine, m.submodules.collector = self.engine, self.collector
+        m.submodules.engine = self.engine
         wiring.connect(m, wiring.flipped(self.i), self.engine.i)
-        wiring.connect(m, self.engine.o, self.collector.i)
-        wiring.connect(m, self.collector.o, wiring.flipped(self.o))
         wiring.connect(m, self.engine.mem, wiring.flipped(self.mem))
+        prev = self.engine.o
+        for k, block in enumerate(self.after):
+            m.submodules[f"after{k}"] = block
+            wiring.connect(m, prev, block.i)
+            prev = block.o
+        wiring.connect(m, prev, wiring.flipped(self.o))
         return m
 
     def model_network(self, net, inputs):
         net.add("dut_engine", self.engine.model())
-        net.add("dut_collector", self.collector.model())
-        net.connect(("dut_engine", "o"), ("dut_collector", "i"))
-        return {"i": ("dut_engine", "i"), "o": ("dut_collector", "o"),
+        prev = ("dut_engine", "o")
+        for k, block in enumerate(self.after):
+            net.add(f"dut_after{k}", block.model())
+            net.connect(prev, (f"dut_after{k}", "i"))
+            prev = (f"dut_after{k}", "o")
+        return {"i": ("dut_engine", "i"), "o": prev,
                 **{p: ("dut_engine", p) for p in ("req", "w", "r")}}
 
 
@@ -67,7 +77,7 @@ def test_q_path_from_the_memory_port(verilator, mode):
     col = SpikeCollector(channels=cfg.dim, lanes=eng.pe, tokens=cfg.tokens, time_steps=T,
                          in_width=blk.q.acc_bits, vth=blk.q_lif.vth.tolist(),
                          input_shift=blk.q_lif.input_shift, state_bits=blk.q_lif.state_bits)
-    top = EngineToSpikes(eng, col)
+    top = EngineChain(eng, col)
     ins, exp = [], []
     for b in range(2):
         ins += pack_spikes(_tokens(taps["blocks.0.attn_lif"], b))
@@ -76,3 +86,38 @@ def test_q_path_from_the_memory_port(verilator, mode):
     for kw in ({}, dict(seed=2, gap=0.3, backpressure=0.6, mem_stall=0.3, mem_gap=0.3)):
         verify_memory_block(top, {"i": ins}, {"o": exp}, words=memory_image(eng), latency=4,
                             simulator=verilator, tag=f"collector-{mode}", **kw)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sasa_mode", ["channel", "token"])
+def test_q_k_and_sasa_from_the_memory_port(verilator, sasa_mode):
+    """One engine over [Wq; Wk] (2D outputs), a collector with q_lif on the first D channels
+    and k_lif on the rest (their thresholds and state widths differ: 11 and 12 bits), SASA:
+    Y equals the sasa tap, in channel and token mode."""
+    cfg = get_config("digits-tiny").replace(dim=16, heads=2, mlp_ratio=2, sasa_mode=sasa_mode)
+    model = random_int_model(cfg, seed=9)
+    px = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(9))
+    taps = run(model, px, check_widths=True)
+    blk, T, D = model.blocks[0], cfg.time_steps, cfg.dim
+    acc = max(blk.q.acc_bits, blk.k.acc_bits)
+    eng = LinearEngine(blk.q.weight.tolist() + blk.k.weight.tolist(),
+                       blk.q.bias.tolist() + blk.k.bias.tolist(), tokens=cfg.tokens,
+                       time_steps=T, weight_bits=8, acc_bits=acc, pe=4, simd=1, mode="event",
+                       beat_bits=16, max_burst=16, base_addr=0, addr_bits=10)
+    lifs = [(D, lif.vth.tolist(), lif.input_shift, lif.state_bits)
+            for lif in (blk.q_lif, blk.k_lif)]
+    col = SpikeCollector(channels=2 * D, lanes=4, tokens=cfg.tokens, time_steps=T,
+                         in_width=acc, segments=lifs)
+    agg = blk.agg_lif
+    sasa = SASA(dim=D, heads=cfg.heads, time_steps=T, tokens=cfg.tokens, mode=sasa_mode,
+                agg_vth=agg.vth.tolist(), agg_input_shift=agg.input_shift,
+                agg_state_bits=agg.state_bits)
+    ins, exp = [], []
+    for b in range(2):
+        ins += pack_spikes(_tokens(taps["blocks.0.attn_lif"], b))
+        exp += pack_spikes(_tokens(taps["blocks.0.sasa"], b))
+    assert sum(bin(w).count("1") for w in exp) > 10
+    top = EngineChain(eng, col, sasa)
+    for kw in ({}, dict(seed=4, gap=0.3, backpressure=0.5, mem_stall=0.3, mem_gap=0.3)):
+        verify_memory_block(top, {"i": ins}, {"o": exp}, words=memory_image(eng), latency=6,
+                            simulator=verilator, tag=f"qk-sasa-{sasa_mode}", **kw)
