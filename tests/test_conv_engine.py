@@ -52,10 +52,11 @@ def test_window_words_are_the_golden_windows():
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("mode", ["dense", "event"])
+@pytest.mark.parametrize("mode", ["dense", pytest.param("event", marks=pytest.mark.slow)])
 def test_conv_engine_bit_exact_and_cycle_exact(verilator, mode):
     """4 x 3 grid, 3 -> 8 channels, T = 2, two images: dense pe 4 simd 3 (tiles of 9 rows),
-    and event (one row per set bit of the 27-bit window)."""
+    and event (one row per set bit of the 27-bit window; slow tier: the engine's event mode
+    is covered by default in tests/test_spike_collector.py and test_linear_engine.py)."""
     knobs = dict(pe=4, simd=3, beat_bits=16, max_burst=8) if mode == "dense" else \
         dict(pe=2, simd=1, beat_bits=16, max_burst=8, mode="event")
     e, _, ins, exp, _ = _case(8, 3, 3, 4, 2, 5, 2, base_addr=4, addr_bits=12, **knobs)

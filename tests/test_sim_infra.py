@@ -31,7 +31,7 @@ def test_fifo_full_rate(verilator):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("depth", [2, 5])
+@pytest.mark.parametrize("depth", [pytest.param(2, marks=pytest.mark.slow), 5])
 def test_fifo_with_output_register(verilator, depth):
     """out_reg (ECP5 block RAM FIFOs): one more cycle of latency, still one beat per cycle,
     depth + 2 beats held, the model exact under gaps and backpressure (verify_block checks

@@ -63,6 +63,7 @@ def _tokens(x, b):
 
 
 @pytest.mark.sim
+@pytest.mark.slow  # the collector is covered by default by the SASA test below
 @pytest.mark.parametrize("mode", ["dense", "event"])
 def test_q_path_from_the_memory_port(verilator, mode):
     cfg = get_config("digits-tiny").replace(dim=16, heads=2, mlp_ratio=2)
@@ -89,7 +90,7 @@ def test_q_path_from_the_memory_port(verilator, mode):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sasa_mode", ["channel", "token"])
+@pytest.mark.parametrize("sasa_mode", ["channel", pytest.param("token", marks=pytest.mark.slow)])
 def test_q_k_and_sasa_from_the_memory_port(verilator, sasa_mode):
     """One engine over [Wq; Wk] (2D outputs), a collector with q_lif on the first D channels
     and k_lif on the rest (their thresholds and state widths differ: 11 and 12 bits), SASA:
