@@ -6,55 +6,16 @@ the blocks' cycle models joined, beat by beat."""
 
 import pytest
 import torch
-from amaranth import Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from quant.config import get_config
 from quant.golden import run
 from quant.random_model import random_int_model
 from rtl_templates.common import pack_spikes
+from rtl_templates.engine_chain import EngineChain
 from rtl_templates.linear_engine import LinearEngine, memory_image
 from rtl_templates.sasa import SASA
 from rtl_templates.spike_collector import SpikeCollector
 from sim.memory_sim import verify_memory_block
-
-
-class EngineChain(wiring.Component):
-    """A LinearEngine whose values go through `after` (stream blocks, the first a
-    SpikeCollector), one after the other (a test top)."""
-
-    def __init__(self, engine: LinearEngine, *after):
-        self.engine, self.after = engine, after
-        self.base_addr, self.positions = engine.base_addr, engine.positions
-        super().__init__({"i": In(engine.i.signature.flip()), "o": Out(after[-1].o.signature),
-                          "mem": Out(engine.mem.signature)})
-
-    def requests(self):
-        return self.engine.requests()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = self.engine
-        wiring.connect(m, wiring.flipped(self.i), self.engine.i)
-        wiring.connect(m, self.engine.mem, wiring.flipped(self.mem))
-        prev = self.engine.o
-        for k, block in enumerate(self.after):
-            m.submodules[f"after{k}"] = block
-            wiring.connect(m, prev, block.i)
-            prev = block.o
-        wiring.connect(m, prev, wiring.flipped(self.o))
-        return m
-
-    def model_network(self, net, inputs):
-        net.add("dut_engine", self.engine.model())
-        prev = ("dut_engine", "o")
-        for k, block in enumerate(self.after):
-            net.add(f"dut_after{k}", block.model())
-            net.connect(prev, (f"dut_after{k}", "i"))
-            prev = (f"dut_after{k}", "o")
-        return {"i": ("dut_engine", "i"), "o": prev,
-                **{p: ("dut_engine", p) for p in ("req", "w", "r")}}
 
 
 def _tokens(x, b):
