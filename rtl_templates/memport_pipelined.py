@@ -43,15 +43,23 @@ class PipelinedMemPortRAM(wiring.Component):
     a full rate). Backpressure: ``r`` comes from a FIFO whose
     ``valid`` is a register; a stalled ``r`` uses up the credits and stops issuing.
     Refresh: as `MemPortRAM` (no request, no issue, no write in the busy cycles).
+    Row changes: with ``row_words`` (a power of two, 0: none) a read word in another row
+    (``addr // row_words``) than the last word read or written is issued ``row_cycles``
+    cycles later than it would be (an SDRAM's precharge and activate; the row of
+    LiteDRAM's mapping on the ULX3S's chip is one bank's 512 columns).
     """
 
     def __init__(self, *, data_width: int, depth: int, max_burst: int = 64, latency: int = 4,
                  interval: int = 1, refresh_period: int = 0, refresh_cycles: int = 0,
-                 buffer: int = 32, init=()):
+                 buffer: int = 32, row_words: int = 0, row_cycles: int = 0, init=()):
         _set_timing(self, data_width=data_width, depth=depth, max_burst=max_burst,
                     latency=latency, min_latency=4, interval=interval,
                     refresh_period=refresh_period, refresh_cycles=refresh_cycles, init=init)
         self.buffer = check_int("buffer", buffer, 2)
+        self.row_words = check_int("row_words", row_words, 0)
+        self.row_cycles = check_int("row_cycles", row_cycles, 0)
+        if row_words & (row_words - 1) or (row_words and not 0 < row_words < depth):
+            raise ValueError(f"row_words must be 0 or a power of two below depth, not {row_words!r}")
         super().__init__(self.port_signature.flip())
 
     def elaborate(self, platform):
@@ -65,7 +73,7 @@ class PipelinedMemPortRAM(wiring.Component):
         remaining = Signal(range(self.max_burst + 1))
         writing = Signal()
         addr = Signal(sig.addr_width)
-        delay = Signal(bits_for(self.interval))
+        delay = Signal(bits_for(self.interval + self.row_cycles))
         outstanding = Signal(range(self.buffer + 1))
         busy = Signal()
         if self.refresh_period:
@@ -97,14 +105,25 @@ class PipelinedMemPortRAM(wiring.Component):
         m.d.comb += [rbuf.i.valid.eq(valid), rbuf.i.payload.eq(word)]
         wiring.connect(m, rbuf.o, wiring.flipped(self.r))
         m.d.sync += outstanding.eq(outstanding + issue - r_fire)
+        start_gap, cross_gap = Mux(issue, self.interval - 1, 0), self.interval - 1
+        if self.row_words and self.row_cycles:
+            shift = self.row_words.bit_length() - 1
+            last_row = Signal(sig.addr_width - shift)
+            with m.If(issue | take):
+                m.d.sync += last_row.eq(addr[shift:])
+            prev_row = Mux(issue, addr[shift:], last_row)
+            new_row = ~self.req.payload.write & (self.req.payload.addr[shift:] != prev_row)
+            start_gap = start_gap + Mux(new_row, self.row_cycles, 0)
+            crossing = issue & (addr[:shift] == self.row_words - 1)
+            cross_gap = cross_gap + Mux(crossing, self.row_cycles, 0)
         with m.If(self.req.valid & self.req.ready):
             m.d.sync += [addr.eq(self.req.payload.addr),
                          remaining.eq(self.req.payload.count + 1),
                          writing.eq(self.req.payload.write),
-                         delay.eq(Mux(issue, self.interval - 1, 0))]
+                         delay.eq(start_gap)]
         with m.Elif(issue | take):
             m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1),
-                         delay.eq(self.interval - 1)]
+                         delay.eq(cross_gap)]
         with m.Elif(delay != 0):
             m.d.sync += delay.eq(delay - 1)
         return m
@@ -119,6 +138,8 @@ class PipelinedMemPortRAMModel(MemPortRAMModel):
     def __init__(self, ram: PipelinedMemPortRAM):
         super().__init__(ram)
         self.buffer = ram.buffer
+        self.row_words, self.row_cycles = ram.row_words, ram.row_cycles
+        self.addr = self.last_row = 0
         self.outstanding = 0
         self.pipe = [False] * (ram.latency - 3)  # the read word's valid, then the stages
         self.fifo = FIFOModel(ram.buffer)
@@ -144,13 +165,23 @@ class PipelinedMemPortRAMModel(MemPortRAMModel):
         self.fifo.tick({"i": self.pipe[-1], "o": fired["r"]})
         self.pipe = [issue] + self.pipe[:-1]
         self.outstanding += int(issue) - int(fired["r"])
+        rows = self.row_words and self.row_cycles
+        prev_row = self.addr // self.row_words if rows and issue else self.last_row
+        if rows and (issue or fired["w"]):
+            self.last_row = self.addr // self.row_words
         if fired["req"]:
-            _, beats, write = self._offered
+            a, beats, write = self._offered
             self.remaining, self.writing = beats, write
             self.delay = self.interval - 1 if issue else 0
+            if rows and not write and a // self.row_words != prev_row:
+                self.delay += self.row_cycles
+            self.addr = a
         elif issue or fired["w"]:
             self.remaining -= 1
             self.delay = self.interval - 1
+            if rows and issue and self.addr % self.row_words == self.row_words - 1:
+                self.delay += self.row_cycles
+            self.addr += 1
         elif self.delay:
             self.delay -= 1
 

@@ -48,17 +48,34 @@ def test_memport_ram_under_gaps_and_backpressure(verilator, latency, interval, p
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("latency,interval,period,refresh,buffer", [(4, 1, 0, 0, 8),
-                                                                    (9, 2, 131, 15, 4)])
+@pytest.mark.parametrize("latency,interval,period,refresh,buffer,row_words,row_cycles",
+                         [(4, 1, 0, 0, 8, 0, 0), (9, 2, 131, 15, 4, 32, 3)])
 def test_pipelined_memport_ram_under_gaps_and_backpressure(verilator, latency, interval, period,
-                                                           refresh, buffer):
+                                                           refresh, buffer, row_words,
+                                                           row_cycles):
+    """Random bursts (the second case with row changes every 32 words, some inside a
+    burst): every word right, the model exact on every beat."""
     ram = PipelinedMemPortRAM(data_width=16, depth=256, max_burst=16, latency=latency,
                               interval=interval, refresh_period=period, refresh_cycles=refresh,
-                              buffer=buffer)
+                              buffer=buffer, row_words=row_words, row_cycles=row_cycles)
     req, w, r = _traffic(random.Random(latency + 1), ram, words=200, reads=40)
     run = verify_block(ram, {"req": req, "w": w}, {"r": r}, words=True, simulator=verilator,
                        seed=latency + 1, gap=0.3, backpressure=0.4, tag="memport")
     assert run.sim.data["outputs"]["r"] == r
+
+
+def test_pipelined_memport_ram_row_changes_cost_row_cycles():
+    """Two 8-word bursts over words 4 .. 19 with rows of 8 words: the stream pays
+    row_cycles twice (entering word 8 and word 16), nothing else changes."""
+    req = [pack_request(4, 8, False, 6, 8), pack_request(12, 8, False, 6, 8)]
+
+    def fired(**rows):
+        ram = PipelinedMemPortRAM(data_width=8, depth=64, max_burst=8, latency=9, buffer=9,
+                                  **rows)
+        return run_single(ram.model(), {"req": 2, "w": 0}, {"r": 16}, in_words={"req": req})["r"]
+
+    flat, rowed = fired(), fired(row_words=8, row_cycles=3)
+    assert rowed == [c + 3 * ((k + 4) // 8) for k, c in enumerate(flat)]
 
 
 def test_pipelined_memport_ram_streams_back_to_back_bursts():
