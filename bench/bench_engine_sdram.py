@@ -3,9 +3,9 @@ model, measured cycles against the prediction (the engine's model next to the fa
 model fitted to this controller, `sim.sdram_sim.engine_memory_model`).
 
 Run from the repo root:  .venv/bin/python bench/bench_engine_sdram.py
-Prints one Markdown row per (images, base address) for BENCHMARKS.md ("SDRAM path").
-The shape is the default-tier test's (tests/test_sdram.py): 32 -> 16, pe 4, simd 4, 8-bit
-weights, 16-bit beats, 32-beat bursts, 4 tokens x 2 time steps.
+Prints one Markdown row per (shape, images, base address) for BENCHMARKS.md ("SDRAM
+path"). Every shape has pe 4, simd 4, 8-bit weights, 16-bit beats, 32-beat bursts; the first
+is the default-tier test's (tests/test_sdram.py): 32 -> 16, 4 tokens x 2 time steps.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from rtl_templates.linear_engine import LinearEngine, memory_image, pack_engine_
 from sim.sdram_sim import simulate_engine_on_sdram  # noqa: E402
 
 
-def run(generated, images: int, base: int) -> dict:
+def run(generated, images: int, base: int, tokens: int = 4, T: int = 2, out: int = 16,
+        n_in: int = 32) -> dict:
     g = torch.Generator().manual_seed(11)
-    out, n_in, tokens, T = 16, 32, 4, 2
     w = torch.randint(-127, 128, (out, n_in), generator=g)
     b = torch.randint(-3000, 3001, (out,), generator=g)
     e = LinearEngine(w.tolist(), b.tolist(), tokens=tokens, time_steps=T, weight_bits=8,
@@ -50,15 +50,22 @@ def run(generated, images: int, base: int) -> dict:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         generated = generate(cache_root=tmp)
-        print("| images | weights from word | measured cycles | predicted | error | "
+        print("| shape | images | weights from word | measured cycles | predicted | error | "
               "per-beat error (cycles) | wall |")
-        print("|---|---|---|---|---|---|---|")
-        for images, base in ((2, 3 * 512 - 100), (2, 3 * 512), (4, 3 * 512 - 100),
-                             (8, 3 * 512 - 100)):
-            d = run(generated, images, base)
+        print("|---|---|---|---|---|---|---|---|")
+        # (images, base, tokens, T, out, in): the test's shape (balanced), straddling a row
+        # or not; 2 tokens (memory-bound); a 64 -> 64 layer over five rows; the last two
+        # were not in the fit of stream_timing (held out).
+        for images, base, *shape in ((2, 1436, 4, 2, 16, 32), (2, 1536, 4, 2, 16, 32),
+                                     (4, 1436, 4, 2, 16, 32), (8, 1436, 4, 2, 16, 32),
+                                     (16, 1436, 2, 2, 16, 32), (4, 1000, 2, 2, 64, 64),
+                                     (4, 1000, 4, 2, 64, 64), (3, 2000, 2, 4, 32, 64),
+                                     (6, 300, 3, 1, 64, 32)):
+            d = run(generated, images, base, *shape)
+            tokens, T, out, n_in = shape
             m, p = d["out_cycles"], d["predicted"]
             diffs = [a - b for a, b in zip(m, p, strict=True)]
-            print(f"| {images} | {base:,} | {m[-1]:,} | {p[-1]:,} | "
+            print(f"| {n_in} -> {out}, {tokens} x {T} | {images} | {base:,} | {m[-1]:,} | {p[-1]:,} | "
                   f"{100 * (p[-1] - m[-1]) / m[-1]:+.2f} % | {min(diffs)} .. {max(diffs)} | "
                   f"{d['wall']:.1f} s |")
 

@@ -272,7 +272,7 @@ def test_linear_engine_through_litedram_is_bit_exact(verilator, generated):
     print(f"\nLinearEngine on LiteDRAM: {images} images, {e.memory_words} weight words each; "
           f"measured {measured} cycles, predicted {predicted} ({100 * error:+.2f} %); "
           f"writes {d['write_cycles']} cycles; under gaps {d['gaps_cycles']} cycles")
-    # The fast model is a fit to sequential streams: it has no row activations (after the
-    # engine's idle gaps between tiles, at the row its tiles straddle) and its refresh phase
-    # is not LiteDRAM's, so it is close, not exact (-1.4 % here; BENCHMARKS.md "SDRAM path").
-    assert abs(error) <= 0.025
+    # The fast model is a fit (latency, refresh, a cost per row change: stream_timing), not
+    # a model of LiteDRAM's bank machines, so it is close, not exact: +0.47 % here, within
+    # 0.64 % on nine shapes (BENCHMARKS.md "SDRAM path"); the bound is 1 %.
+    assert abs(error) <= 0.01

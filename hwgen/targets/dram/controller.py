@@ -19,6 +19,7 @@ from hwgen.targets.dram.init_sequence import CSRInit, init_program
 from hwgen.targets.dram.litedram_core import (
     CORE_NAME,
     Generated,
+    MODULES,
     LiteDRAMFailed,
     SDRAMConfig,
     top_ports,
@@ -29,15 +30,21 @@ from rtl_templates.memport import MemPortSignature
 
 def stream_timing(config) -> dict:
     """`PipelinedMemPortRAM` parameters under which the fast model streams like this
-    controller: sequential back-to-back read bursts within 1 % of the simulated SDRAM path
-    (tests/test_sdram.py). A fit, not a cycle model of LiteDRAM: scattered bursts pay
-    row changes the fit does not have (BENCHMARKS.md, "SDRAM path"). Fitted for the ULX3S
-    default (`SDRAMConfig()`: 50 MHz, CL 2) only."""
+    controller: sequential back-to-back read bursts and the engines' tile streams within 1 %
+    of the simulated SDRAM path (tests/test_sdram.py, bench/bench_engine_sdram.py). A fit,
+    not a cycle model of LiteDRAM's bank machines: a row change costs the same whether or
+    not the bank still has the row open (BENCHMARKS.md, "SDRAM path"). Fitted for the
+    ULX3S default (`SDRAMConfig()`: 50 MHz, CL 2) only."""
     if config != SDRAMConfig():
         raise ValueError(f"stream timing is fitted for SDRAMConfig() only, not {config!r}")
     # LiteDRAM's refresh timer: tREFI (64 ms / 8192) rounded up to whole cycles.
     period = math.ceil(64e6 / 8192 * config.sys_clk_freq / 1e9)
-    return {"latency": 9, "refresh_period": period, "refresh_cycles": 15}
+    # Row changes: LiteDRAM maps row, bank, column from the top, so every block of one
+    # row's columns (512 words) is in the next bank, opened with a precharge and an
+    # activate; 4 cycles each, fitted with the latency and refresh on the engine's runs
+    # (bench/bench_engine_sdram.py: 7 shapes, compute- and memory-bound, within 0.64 %).
+    return {"latency": 9, "refresh_period": period, "refresh_cycles": 15,
+            "row_words": MODULES[config.module]["cols"], "row_cycles": 4}
 
 
 # SDRAM pins (besides dq) as the generated core names them, with their widths checked.
