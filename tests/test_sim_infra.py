@@ -9,7 +9,7 @@ import pytest
 from rtl_templates.plumbing import FIFOModel, Fork, StreamFIFO
 from rtl_templates.timing import BlockModel, Network, Sink, Source, run_single
 from sim.block_sim import check_cycle_model, simulate_block, verify_block
-from sim.runner import SimulationFailed
+from sim.runner import SimulationFailed, _runtime_objects
 
 
 @pytest.mark.sim
@@ -28,6 +28,21 @@ def test_fifo_full_rate(verilator):
     run = verify_block(StreamFIFO(8, 3), {"i": data}, {"o": data}, simulator=verilator, tag="fifo")
     # Two cycles of latency, then one beat per cycle.
     assert run.out_cycles["o"] == list(range(3, 53))
+
+
+@pytest.mark.sim
+def test_designs_share_the_verilator_runtime(verilator):
+    """Two designs link the same once-compiled run-time objects (sim.runner._reuse_runtime)."""
+    data = list(range(8))
+    dirs = [simulate_block(StreamFIFO(8, depth), {"i": data}, {"o": data}, tag="fifo").sim.build_dir
+            for depth in (3, 4)]
+    assert dirs[0] != dirs[1]
+    objs = _runtime_objects(dirs[0])
+    assert "verilated.o" in objs
+    for obj in objs:
+        copies = {(d / obj).read_bytes() for d in dirs}
+        cached = {p.read_bytes() for p in dirs[0].parent.glob(f"_verilated-*/{obj}")}
+        assert len(copies) == 1 and copies <= cached
 
 
 @pytest.mark.sim
