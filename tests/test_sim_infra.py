@@ -9,7 +9,7 @@ import pytest
 from rtl_templates.plumbing import FIFOModel, Fork, StreamFIFO
 from rtl_templates.timing import BlockModel, Network, Sink, Source, run_single
 from sim.block_sim import check_cycle_model, simulate_block, verify_block
-from sim.runner import SimulationFailed
+from sim.runner import SimulationFailed, _runtime_objects
 
 
 @pytest.mark.sim
@@ -44,6 +44,21 @@ def test_fifo_with_output_register(verilator, depth):
     data = [rng.randrange(1 << 8) for _ in range(300)]
     verify_block(StreamFIFO(8, depth, out_reg=True), {"i": data}, {"o": data},
                  simulator=verilator, seed=depth, gap=0.4, backpressure=0.6, tag="fifo-reg")
+
+
+@pytest.mark.sim
+def test_designs_share_the_verilator_runtime(verilator):
+    """Two designs link the same once-compiled run-time objects (sim.runner._reuse_runtime)."""
+    data = list(range(8))
+    dirs = [simulate_block(StreamFIFO(8, depth), {"i": data}, {"o": data}, tag="fifo").sim.build_dir
+            for depth in (3, 4)]
+    assert dirs[0] != dirs[1]
+    objs = _runtime_objects(dirs[0])
+    assert "verilated.o" in objs
+    for obj in objs:
+        copies = {(d / obj).read_bytes() for d in dirs}
+        cached = {p.read_bytes() for p in dirs[0].parent.glob(f"_verilated-*/{obj}")}
+        assert len(copies) == 1 and copies <= cached
 
 
 @pytest.mark.sim
