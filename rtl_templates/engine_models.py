@@ -9,7 +9,7 @@ the cycle count with memory time included."""
 
 from __future__ import annotations
 
-from rtl_templates.timing import BlockModel
+from rtl_templates.timing import BlockModel, run_single
 
 
 class EngineSequenceModel(BlockModel):
@@ -32,6 +32,22 @@ class EngineSequenceModel(BlockModel):
         self.pipe: list[bool | None] = [None] * e.stages
         self.acc_valid = False
         self.l_o = self.g_o = self.p_o = 0
+        # With SASA at boundary b: layer b + 1 starts in the cycle `passed_at`, a fixed
+        # time after the cycle the boundary's last spike was written (the pass reads the
+        # Q|K words back to back from two cycles after the flag is seen, SASA's own model
+        # gives the last Y's cycle, the flag is set the cycle after it is written).
+        self.sasa_b, self.passed_at = None, None
+        if e.sasa is not None:
+            b, block = e.sasa
+            self.sasa_b = b
+            self.pass_cycles = run_single(block.model(), {"i": self.P}, {"o": self.P})["o"][-1] + 2
+
+    def _src(self, layer: int) -> bool:
+        if layer == 0:
+            return self.loaded
+        if layer - 1 == self.sasa_b:
+            return self.passed_at is not None and self.cycle >= self.passed_at
+        return self.written[layer - 1]
 
     def _waiting(self) -> bool:
         return self.acc_valid and self.l_o == self.L - 1
@@ -57,8 +73,7 @@ class EngineSequenceModel(BlockModel):
         consumed = requested = False
         if advance:  # compute, on the cycle's starting state
             item = None
-            src = self.loaded if self.lay == 0 else self.written[self.lay - 1]
-            if src and self.full[self.c_sel]:
+            if self._src(self.lay) and self.full[self.c_sel]:
                 K = self.Ks[self.lay]
                 item = self.k == K - 1
                 self.k = (self.k + 1) % K
@@ -73,6 +88,8 @@ class EngineSequenceModel(BlockModel):
                             self.g = 0
                             if self.lay:
                                 self.written[self.lay - 1] = False
+                                if self.lay - 1 == self.sasa_b:
+                                    self.passed_at = None
                             self.lay += 1
                             if self.lay == self.L:
                                 self.lay, self.loaded = 0, False
@@ -89,6 +106,8 @@ class EngineSequenceModel(BlockModel):
                     self.g_o = 0
                     if not final_layer:
                         self.written[self.l_o] = True
+                        if self.l_o == self.sasa_b:  # seen from the next cycle on
+                            self.passed_at = self.cycle + 1 + self.pass_cycles
                     self.l_o = 0 if final_layer else self.l_o + 1
         if fired["i"]:
             self.n_in += 1

@@ -64,7 +64,7 @@ class EngineSequence(wiring.Component):
     def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
                  base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
-                 input_lif=None, input_bits: int | None = None):
+                 input_lif=None, input_bits: int | None = None, sasa=None):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -76,10 +76,9 @@ class EngineSequence(wiring.Component):
         self.ins = [len(w[0]) for w, _, _ in self.layers]
         self.outs = [len(w) for w, _, _ in self.layers]
         for a, b in zip(self.outs, self.ins[1:], strict=False):
-            if a != b:
+            if a != b and (sasa is None or (a, b) != (2 * sasa[1].dim, sasa[1].dim)):
                 raise ValueError(f"a layer's inputs must be its predecessor's outputs ({a}), not {b}")
-        self.lifs = [(check_vth(v, n, sb), check_int("input_shift", sh, 0), sb)
-                     for (v, sh, sb), n in zip(lifs, self.outs, strict=False)]
+        self.lifs = [_lif_segments(lif, n, pe) for lif, n in zip(lifs, self.outs, strict=False)]
         self.tokens, self.time_steps = check_int("tokens", tokens), check_int("time_steps", time_steps)
         self.pe, self.simd = check_int("pe", pe), check_int("simd", simd)
         for n in self.outs:
@@ -103,6 +102,16 @@ class EngineSequence(wiring.Component):
             check_divides("pe", pe, self.ins[0])
             vth, sh, sb = input_lif
             self.input_lif = (check_vth(vth, self.ins[0], sb), check_int("input_shift", sh, 0), sb)
+        self.sasa = None
+        if sasa is not None:  # (boundary b, a SASA component): layer b + 1 reads its Y
+            b, block = sasa
+            if not 0 <= b < len(lifs):
+                raise ValueError(f"the SASA boundary must be 0 .. {len(lifs) - 1}, not {b!r}")
+            if (2 * block.dim, block.dim) != (self.outs[b], self.ins[b + 1]) \
+                    or block.tokens != tokens or block.time_steps != time_steps:
+                raise ValueError(f"SASA at boundary {b} must take layer {b}'s {self.outs[b]} "
+                                 f"outputs (Q|K) and give layer {b + 1}'s {self.ins[b + 1]} inputs")
+            self.sasa = (b, block)
         ports = {
             "i": In(spike_signature(self.ins[0]) if input_lif is None
                     else values_signature(input_bits, pe)),
@@ -165,10 +174,17 @@ class EngineSequence(wiring.Component):
         req, rdata = self.mem.req, self.mem.r  # reads only: mem.w stays idle
         attrs = {"ram_style": "block", "no_rw_check": 1}  # never the same address in a cycle
         acts = []
+        qk = None  # with SASA at boundary b: the LIF writes Q|K here, SASA's Y goes to act b+1
         for layer, n in enumerate(self.ins):
             mem = Memory(shape=unsigned(n), depth=P, init=[], attrs=attrs)
             m.submodules[f"act{layer}"] = mem
             gran = {} if layer == 0 and self.input_lif is None else {"granularity": self.pe}
+            if self.sasa is not None and layer == self.sasa[0] + 1:
+                qk = Memory(shape=unsigned(self.outs[layer - 1]), depth=P, init=[], attrs=attrs)
+                m.submodules.qk = qk
+                acts.append((qk.write_port(**gran), mem.read_port(domain="sync")))
+                y_write = mem.write_port()
+                continue
             acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
         m.submodules.tiles = tiles = Memory(shape=unsigned(R), depth=2 * max(Ks), init=[], attrs=attrs)
         tile_w, tile_r = tiles.write_port(), tiles.read_port(domain="sync")
@@ -260,7 +276,13 @@ class EngineSequence(wiring.Component):
         g_last_c = _pick(m, lay, [x - 1 for x in Gs], "g_last")
         tile_base = _pick(m, lay, [sum(Gs[:x]) for x in range(L)], "tile_base")
         src_ready = Signal()
-        m.d.comb += src_ready.eq(Mux(lay == 0, loaded, Cat(Const(1, 1), written).bit_select(lay, 1)))
+        ready_flags = written
+        if self.sasa is not None:  # layer b + 1 waits for the SASA pass, not the LIF
+            b, block = self.sasa
+            m.submodules.sasa = block
+            passed = self._sasa_pass(m, block, qk, y_write, written[b], P)
+            ready_flags = Cat(*[passed if x == b else written[x] for x in range(len(written))])
+        m.d.comb += src_ready.eq(Mux(lay == 0, loaded, Cat(Const(1, 1), ready_flags).bit_select(lay, 1)))
         m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
                      tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
         for _, rp in acts:
@@ -341,16 +363,53 @@ class EngineSequence(wiring.Component):
                     if L > 1:
                         with m.If(~final):
                             m.d.sync += written.bit_select(l_o, 1).eq(1)
-        for x, (vth, shift, state_bits) in enumerate(self.lifs):
-            v = membranes(pe, state_bits)
-            th = threshold_table(m, g_o, vth, pe, state_bits)
+        for x, segments in enumerate(self.lifs):
             here = Signal(name=f"lif{x}_take")
             m.d.comb += here.eq(taken & (l_o == x))
-            spikes = lif_lanes(m, acc, v, th, first=t_o == 0, step=here, input_shift=shift)
+            spikes, first = None, 0
+            for n, vth, shift, state_bits in segments:  # groups [first/pe, (first + n)/pe)
+                inside = ((g_o >= first // pe) & (g_o < (first + n) // pe)
+                          if len(segments) > 1 else Const(1))
+                v = membranes(pe, state_bits)
+                th = threshold_table(m, g_o - first // pe, vth, pe, state_bits)
+                seg = Cat(*lif_lanes(m, acc, v, th, first=t_o == 0, step=here & inside,
+                                     input_shift=shift))
+                spikes = seg if spikes is None else Mux(inside, seg, spikes)
+                first += n
             wp = acts[x + 1][0]
-            m.d.comb += [wp.addr.eq(p_o), wp.data.eq(Cat(*spikes).replicate(len(wp.en))),
+            m.d.comb += [wp.addr.eq(p_o), wp.data.eq(spikes.replicate(len(wp.en))),
                          wp.en.eq(Mux(here, Const(1, len(wp.en)) << g_o, 0))]
         return m
+
+    def _sasa_pass(self, m: Module, block, qk: Memory, y_write, start_flag, P: int) -> Signal:
+        """Once ``start_flag`` (every Q|K spike written) is set: read the Q|K memory a word a
+        cycle into `block` (SASA) and write its Y words into the next layer's spike memory;
+        returns the flag set when the last Y word is written (cleared with ``start_flag``,
+        when the next layer has read them all)."""
+        rd = qk.read_port(domain="sync")
+        started, s_valid, passed = Signal(), Signal(), Signal()
+        r, y = Signal(range(P + 1)), Signal(range(max(P, 2)))
+        advance, issue = Signal(), Signal()
+        m.d.comb += [advance.eq(~s_valid | block.i.ready),
+                     issue.eq(advance & started & (r != P)),
+                     rd.addr.eq(r), rd.en.eq(issue),
+                     block.i.valid.eq(s_valid), block.i.payload.eq(rd.data),
+                     block.o.ready.eq(1),
+                     y_write.addr.eq(y), y_write.data.eq(block.o.payload),
+                     y_write.en.eq(block.o.valid)]
+        with m.If(start_flag & ~started):
+            m.d.sync += started.eq(1)
+        with m.If(advance):
+            m.d.sync += s_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += r.eq(r + 1)
+        with m.If(block.o.valid):
+            m.d.sync += y.eq(Mux(y == P - 1, 0, y + 1))
+            with m.If(y == P - 1):
+                m.d.sync += passed.eq(1)
+        with m.If(~start_flag):  # the next layer has read every Y word: ready for an image
+            m.d.sync += [started.eq(0), r.eq(0), passed.eq(0)]
+        return passed
 
     def model(self) -> EngineSequenceModel:
         return EngineSequenceModel(self)
@@ -363,3 +422,19 @@ def sequence_image(seq: EngineSequence) -> list[int]:
         for row in weight_rows(w, seq.pe, seq.simd, seq.weight_bits):
             words += [(row >> (b * seq.beat_bits)) & mask for b in range(seq.row_beats)]
     return words
+
+
+def _lif_segments(lif, channels: int, pe: int) -> list[tuple[int, list[int], int, int]]:
+    """A boundary's LIF as segments [(channels, vth, input_shift, state_bits)]: one
+    (vth, input_shift, state_bits) for all channels, or a list of segments (e.g. q_lif and
+    k_lif behind a layer computing q and k), each a multiple of ``pe`` channels."""
+    if len(lif) == 3 and not isinstance(lif[0], tuple):
+        lif = [(channels, *lif)]
+    out = []
+    for n, vth, sh, sb in lif:
+        check_divides("pe", pe, check_int("segment channels", n))
+        out.append((n, check_vth(vth, n, sb), check_int("input_shift", sh, 0), sb))
+    if sum(n for n, *_ in out) != channels:
+        raise ValueError(f"the LIF segments must cover the layer's {channels} outputs, not "
+                         f"{sum(n for n, *_ in out)}")
+    return out

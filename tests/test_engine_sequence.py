@@ -14,6 +14,7 @@ from rtl_templates.engine_sequence import EngineSequence, sequence_image
 from rtl_templates.linear_engine import pack_engine_values
 from rtl_templates.memport import MemPortRAM
 from rtl_templates.memport_pipelined import PipelinedMemPortRAM
+from rtl_templates.sasa import SASA
 from sim.memory_sim import verify_memory_block, verify_with_ram
 
 
@@ -59,6 +60,45 @@ def test_mlp_fc1_lif_fc2_residual(verilator):
     verify_with_ram(seq, ins, exp, words=words, ram_class=MemPortRAM, simulator=verilator,
                     seed=3, gap=0.2, backpressure=0.3, latency=6, interval=2,
                     refresh_period=101, refresh_cycles=9, tag="engseq-ram")
+
+
+def _attention(sasa_mode, seed, images, **engine):
+    """A random block's attention path on one engine: [Wq; Wk] -> q_lif | k_lif -> SASA -> o."""
+    cfg = get_config("digits-tiny").replace(dim=16, heads=2, mlp_ratio=2, sasa_mode=sasa_mode)
+    model = random_int_model(cfg, seed=seed)
+    px = torch.randint(0, 256, (images, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+    taps = run(model, px, check_widths=True)
+    blk, T, D = model.blocks[0], cfg.time_steps, cfg.dim
+    agg = blk.agg_lif
+    sasa = SASA(dim=D, heads=cfg.heads, time_steps=T, tokens=cfg.tokens, mode=sasa_mode,
+                agg_vth=agg.vth.tolist(), agg_input_shift=agg.input_shift,
+                agg_state_bits=agg.state_bits)
+    seq = EngineSequence(
+        [(blk.q.weight.tolist() + blk.k.weight.tolist(), blk.q.bias.tolist() + blk.k.bias.tolist(),
+          max(blk.q.acc_bits, blk.k.acc_bits)),
+         (blk.o.weight.tolist(), blk.o.bias.tolist(), blk.o.acc_bits)],
+        [[(D, x.vth.tolist(), x.input_shift, x.state_bits) for x in (blk.q_lif, blk.k_lif)]],
+        tokens=cfg.tokens, time_steps=T, weight_bits=8, sasa=(0, sasa), **engine)
+    ins, exp = [], []
+    for b in range(images):
+        ins += pack_spikes(_tokens(taps["blocks.0.attn_lif"], b, T))
+        exp += pack_engine_values(_tokens(taps["blocks.0.o"], b, T), blk.o.acc_bits, seq.pe)
+    assert sum(bin(w).count("1") for w in pack_spikes(_tokens(taps["blocks.0.sasa"], 0, T))) > 10
+    return seq, {"i": ins}, {"o": exp}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sasa_mode", ["channel", pytest.param("token", marks=pytest.mark.slow)])
+def test_attention_q_k_sasa_o(verilator, sasa_mode):
+    """O = o(SASA(q_lif(q(S)), k_lif(k(S)))) on one engine: the LIF after [Wq; Wk] runs
+    q_lif and k_lif on their channel ranges into a Q|K memory, a pass streams it through
+    SASA into o's spike memory; the cycle model includes the pass."""
+    seq, ins, exp = _attention(sasa_mode, 9, 2, pe=4, simd=4, beat_bits=16, max_burst=16,
+                               addr_bits=12)
+    words = sequence_image(seq)
+    for kw in ({}, dict(seed=5, gap=0.3, backpressure=0.5, mem_stall=0.3, mem_gap=0.4)):
+        verify_memory_block(seq, ins, exp, words=words, latency=5, simulator=verilator,
+                            tag=f"engseq-sasa-{sasa_mode}", **kw)
 
 
 def _three_layers(seed):
