@@ -19,7 +19,9 @@ class EngineSequenceModel(BlockModel):
     outputs = ("o", "req", "w")
 
     def __init__(self, e):  # an EngineSequence
-        self.inputs = ("i", "r") + (("u",) if e.residual_bits is not None else ())
+        self.inputs = ("i", "r") + (("u",) if e.residual_bits is not None and not e.u_memory
+                                    else ())
+        self.u_memory = e.u_memory
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
         self.P_in = e.input_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
@@ -41,9 +43,17 @@ class EngineSequenceModel(BlockModel):
             b, block = e.sasa
             self.sasa_b = b
             self.pass_cycles = run_single(block.model(), {"i": self.P}, {"o": self.P})["o"][-1] + 2
+        # With a DWC: layer 0 starts `dwc_cycles` after the image is loaded (the same kind
+        # of pass, one more cycle for the read-modify-write of U).
+        self.dwc_cycles, self.dwc_at = None, None
+        if e.dwc is not None:
+            beats = self.P * e.ins[0] // e.pe
+            self.dwc_cycles = run_single(e.dwc.model(), {"i": self.P}, {"o": beats})["o"][-1] + 3
 
     def _src(self, layer: int) -> bool:
         if layer == 0:
+            if self.dwc_cycles is not None:
+                return self.dwc_at is not None and self.cycle >= self.dwc_at
             return self.loaded
         if layer - 1 == self.sasa_b:
             return self.passed_at is not None and self.cycle >= self.passed_at
@@ -62,7 +72,9 @@ class EngineSequenceModel(BlockModel):
     def ready(self, port):
         if port == "u":
             return self._waiting() and self.out_ready("o")
-        return not self.loaded if port == "i" else True
+        if port == "i":  # with U in block RAM, the last layer's outputs must be out first
+            return not self.loaded and not (self.u_memory and self.l_o == self.L - 1)
+        return True
 
     def tick(self, fired):
         final_layer = self.l_o == self.L - 1
@@ -92,7 +104,7 @@ class EngineSequenceModel(BlockModel):
                                     self.passed_at = None
                             self.lay += 1
                             if self.lay == self.L:
-                                self.lay, self.loaded = 0, False
+                                self.lay, self.loaded, self.dwc_at = 0, False, None
             self.pipe = [item] + self.pipe[:-1]
         if advance and last is not None:
             self.acc_valid = last
@@ -113,6 +125,8 @@ class EngineSequenceModel(BlockModel):
             self.n_in += 1
             if self.n_in == self.P_in:
                 self.n_in, self.loaded = 0, True
+                if self.dwc_cycles is not None:
+                    self.dwc_at = self.cycle + 1 + self.dwc_cycles
         if fired["req"]:
             self.c_req += 1
             if self.c_req == self.n_req[self.l_req]:

@@ -64,7 +64,8 @@ class EngineSequence(wiring.Component):
     def __init__(self, layers, lifs, *, tokens: int, time_steps: int, weight_bits: int,
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
                  base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
-                 input_lif=None, input_bits: int | None = None, sasa=None):
+                 input_lif=None, input_bits: int | None = None, sasa=None,
+                 u_memory: bool = False, adds=(), dwc=None):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -119,9 +120,29 @@ class EngineSequence(wiring.Component):
             "mem": Out(MemPortSignature(addr_width=addr_bits, data_width=beat_bits,
                                         max_burst=max_burst)),
         }
+        self.u_memory, self.adds, self.dwc = bool(u_memory), (), None
+        if u_memory:  # a whole block: U in block RAM, added after `adds` and the last layer
+            L, D = len(self.layers), self.ins[0]
+            if residual_bits is None or input_lif is None or input_bits != residual_bits:
+                raise ValueError("u_memory needs residual_bits, and input_lif with "
+                                 "input_bits == residual_bits (U comes in as values)")
+            self.adds = tuple(sorted({check_int("adds", x, 0) for x in adds} | {L - 1}))
+            for x in self.adds:
+                if not 0 <= x < L or self.outs[x] != D:
+                    raise ValueError(f"a residual add needs a layer of {D} outputs, not "
+                                     f"layer {x!r}")
+            if dwc is not None:
+                if (dwc.channels, dwc.lanes) != (D, pe) or dwc.geometry.tokens != tokens \
+                        or dwc.geometry.time_steps != time_steps:
+                    raise ValueError(f"the DWC must take {D} channels in {pe} lanes, "
+                                     f"{tokens} tokens and {time_steps} time steps")
+                self.dwc = dwc
+        elif adds or dwc is not None:
+            raise ValueError("adds and dwc need u_memory")
         if residual_bits is not None:
             check_int("residual_bits", residual_bits, 2)
-            ports["u"] = In(values_signature(residual_bits, pe))
+            if not u_memory:
+                ports["u"] = In(values_signature(residual_bits, pe))
         super().__init__(ports)
 
     # -- shapes ---------------------------------------------------------------
@@ -186,6 +207,12 @@ class EngineSequence(wiring.Component):
                 y_write = mem.write_port()
                 continue
             acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
+        if self.u_memory:  # U, tile-major (word g*P + p: pe lanes of residual_bits)
+            rb, Gu = self.residual_bits, self.ins[0] // self.pe
+            m.submodules.u = umem = Memory(shape=unsigned(self.pe * rb), depth=Gu * P, init=[],
+                                           attrs=attrs)
+            uw, ur = umem.write_port(), umem.read_port(domain="sync")
+            u_last = Gu * P - 1
         m.submodules.tiles = tiles = Memory(shape=unsigned(R), depth=2 * max(Ks), init=[], attrs=attrs)
         tile_w, tile_r = tiles.write_port(), tiles.read_port(domain="sync")
         kmax = max(Ks)
@@ -197,7 +224,13 @@ class EngineSequence(wiring.Component):
         loaded, n_in = Signal(), counter(P, "n_in")
         w0 = acts[0][0]
         fire_in = Signal()
-        m.d.comb += [self.i.ready.eq(~loaded), fire_in.eq(self.i.valid & ~loaded), w0.addr.eq(n_in)]
+        l_o = counter(L, "l_o")  # the output side's layer
+        can_load = ~loaded
+        if self.u_memory:  # U is read by the last layer's outputs: load once they are out
+            can_load = ~loaded & (l_o != L - 1)
+            ul = Signal(range(u_last + 1), name="u_load")
+        m.d.comb += [self.i.ready.eq(can_load), fire_in.eq(self.i.valid & can_load),
+                     w0.addr.eq(n_in)]
         last_in = n_in == P - 1
         if self.input_lif is None:
             m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(fire_in)]
@@ -215,6 +248,10 @@ class EngineSequence(wiring.Component):
                 with m.If(last_in):
                     m.d.sync += g_in.eq(Mux(g_in == len(w0.en) - 1, 0, g_in + 1))
             last_in = last_in & (g_in == len(w0.en) - 1)
+        if self.u_memory:
+            with m.If(fire_in):
+                m.d.comb += [uw.addr.eq(ul), uw.data.eq(self.i.payload.as_value()), uw.en.eq(1)]
+                m.d.sync += ul.eq(Mux(ul == u_last, 0, ul + 1))
         with m.If(fire_in):
             m.d.sync += n_in.eq(Mux(n_in == P - 1, 0, n_in + 1))
             with m.If(last_in):
@@ -282,11 +319,24 @@ class EngineSequence(wiring.Component):
             m.submodules.sasa = block
             passed = self._sasa_pass(m, block, qk, y_write, written[b], P)
             ready_flags = Cat(*[passed if x == b else written[x] for x in range(len(written))])
-        m.d.comb += src_ready.eq(Mux(lay == 0, loaded, Cat(Const(1, 1), ready_flags).bit_select(lay, 1)))
+        first_ready = loaded
+        dwc_phase = Const(0)
+        if self.dwc is not None:  # the DWC pass reads act0 before layer 0 does
+            m.submodules.dwc = self.dwc
+            dwc_phase = Signal()
+            dwc_rd = acts[0][1]
+            # `done` falls a cycle after `loaded`: and-ed, so layer 0 never sees a stale one
+            first_ready = loaded & self._dwc_pass(m, self.dwc, dwc_rd, loaded, dwc_phase, uw, ur, P)
+        m.d.comb += src_ready.eq(Mux(lay == 0, first_ready,
+                                     Cat(Const(1, 1), ready_flags).bit_select(lay, 1)))
         m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
                      tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
-        for _, rp in acts:
-            m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
+        for x, (_, rp) in enumerate(acts):
+            if x == 0 and self.dwc is not None:
+                with m.If(~dwc_phase):
+                    m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
+            else:
+                m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
         consumed = Signal()
         with m.If(go):
             m.d.sync += k.eq(k + 1)
@@ -332,11 +382,29 @@ class EngineSequence(wiring.Component):
             for t_i in range(tile_id):
                 with m.Case(t_i):
                     m.d.comb += [bias[j].eq(biases[t_i * pe + j]) for j in range(pe)]
-        l_o, g_o, p_o = counter(L, "l_o"), counter(max(Gs), "g_o"), counter(P, "p_o")
+        g_o, p_o = counter(max(Gs), "g_o"), counter(P, "p_o")
         t_o = counter(self.time_steps, "t_o")
         final = l_o == L - 1
         sink_ready = Signal()
-        if self.residual_bits is None:
+        taken = Signal()
+        lif_in = {x: acc for x in range(L)}
+        if self.u_memory:  # out + U: into U again, into the LIF after it, or out
+            add = Signal()
+            m.d.comb += add.eq(Cat(*[l_o == x for x in self.adds]).any())
+            ua = Signal(range(u_last + 1), name="u_addr")
+            ua_next = Mux(ua == u_last, 0, ua + 1)
+            usums = [Signal(signed(rb), name=f"usum{j}") for j in range(pe)]
+            m.d.comb += [usums[j].eq(acc[j] + ur.data.word_select(j, rb).as_signed())
+                         for j in range(pe)]
+            with m.If(~dwc_phase):
+                m.d.comb += [ur.addr.eq(Mux(taken & add, ua_next, ua)), ur.en.eq(1)]
+            with m.If(taken & add):
+                m.d.sync += ua.eq(ua_next)
+                m.d.comb += [uw.addr.eq(ua), uw.data.eq(Cat(*usums)), uw.en.eq(1)]
+            lif_in.update({x: usums for x in self.adds})
+            m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
+            m.d.comb += [self.o.payload[j].eq(usums[j]) for j in range(pe)]
+        elif self.residual_bits is None:
             m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
             m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
         else:  # join with the residual stream
@@ -351,7 +419,6 @@ class EngineSequence(wiring.Component):
                 m.d.sync += acc[j].eq(Mux(tags["first"], bias[j], acc[j]) + sums[j])
         with m.Elif(sink_ready):
             m.d.sync += acc_valid.eq(0)
-        taken = Signal()
         m.d.comb += taken.eq(acc_valid & sink_ready)
         g_o_last = _pick(m, l_o, [x - 1 for x in Gs], "g_o_last")
         with m.If(taken):
@@ -372,7 +439,7 @@ class EngineSequence(wiring.Component):
                           if len(segments) > 1 else Const(1))
                 v = membranes(pe, state_bits)
                 th = threshold_table(m, g_o - first // pe, vth, pe, state_bits)
-                seg = Cat(*lif_lanes(m, acc, v, th, first=t_o == 0, step=here & inside,
+                seg = Cat(*lif_lanes(m, lif_in[x], v, th, first=t_o == 0, step=here & inside,
                                      input_shift=shift))
                 spikes = seg if spikes is None else Mux(inside, seg, spikes)
                 first += n
@@ -381,35 +448,85 @@ class EngineSequence(wiring.Component):
                          wp.en.eq(Mux(here, Const(1, len(wp.en)) << g_o, 0))]
         return m
 
-    def _sasa_pass(self, m: Module, block, qk: Memory, y_write, start_flag, P: int) -> Signal:
-        """Once ``start_flag`` (every Q|K spike written) is set: read the Q|K memory a word a
-        cycle into `block` (SASA) and write its Y words into the next layer's spike memory;
-        returns the flag set when the last Y word is written (cleared with ``start_flag``,
-        when the next layer has read them all)."""
-        rd = qk.read_port(domain="sync")
-        started, s_valid, passed = Signal(), Signal(), Signal()
-        r, y = Signal(range(P + 1)), Signal(range(max(P, 2)))
+    @staticmethod
+    def _feed(m: Module, block, rd, start_flag, P: int) -> Signal:
+        """Once ``start_flag`` is set, read words 0 .. P-1 through the read port ``rd`` into
+        ``block.i``, one a cycle while it is ready; ``block.o`` is always ready (its beats
+        are the caller's to store). Returns ``started`` (set the cycle after the flag is
+        seen; cleared, with the read counter, when the flag is)."""
+        started, s_valid = Signal(), Signal()
+        r = Signal(range(P + 1))
         advance, issue = Signal(), Signal()
         m.d.comb += [advance.eq(~s_valid | block.i.ready),
                      issue.eq(advance & started & (r != P)),
                      rd.addr.eq(r), rd.en.eq(issue),
                      block.i.valid.eq(s_valid), block.i.payload.eq(rd.data),
-                     block.o.ready.eq(1),
-                     y_write.addr.eq(y), y_write.data.eq(block.o.payload),
-                     y_write.en.eq(block.o.valid)]
+                     block.o.ready.eq(1)]
         with m.If(start_flag & ~started):
             m.d.sync += started.eq(1)
         with m.If(advance):
             m.d.sync += s_valid.eq(issue)
         with m.If(issue):
             m.d.sync += r.eq(r + 1)
+        with m.If(~start_flag):
+            m.d.sync += [started.eq(0), r.eq(0)]
+        return started
+
+    def _sasa_pass(self, m: Module, block, qk: Memory, y_write, start_flag, P: int) -> Signal:
+        """Once ``start_flag`` (every Q|K spike written) is set: read the Q|K memory a word a
+        cycle into `block` (SASA) and write its Y words into the next layer's spike memory;
+        returns the flag set when the last Y word is written (cleared with ``start_flag``,
+        when the next layer has read them all)."""
+        self._feed(m, block, qk.read_port(domain="sync"), start_flag, P)
+        passed, y = Signal(), Signal(range(max(P, 2)))
+        m.d.comb += [y_write.addr.eq(y), y_write.data.eq(block.o.payload),
+                     y_write.en.eq(block.o.valid)]
         with m.If(block.o.valid):
             m.d.sync += y.eq(Mux(y == P - 1, 0, y + 1))
             with m.If(y == P - 1):
                 m.d.sync += passed.eq(1)
         with m.If(~start_flag):  # the next layer has read every Y word: ready for an image
-            m.d.sync += [started.eq(0), r.eq(0), passed.eq(0)]
+            m.d.sync += passed.eq(0)
         return passed
+
+    def _dwc_pass(self, m: Module, block, rd, start_flag, phase, uw, ur, P: int) -> Signal:
+        """Once ``start_flag`` (the image loaded: S in act0, U in the U memory) is set:
+        stream S through `block` (the DWC) and add each of its beats into U (read, then
+        written the next cycle: pipelined, so ``block.o`` is always ready). ``phase`` is
+        driven high while the pass owns act0's and U's read ports. Returns the flag set
+        the cycle after the last beat is written (cleared with ``start_flag``)."""
+        T, pe, rb = self.time_steps, self.pe, self.residual_bits
+        G = self.ins[0] // pe
+        started = self._feed(m, block, rd, start_flag, P)
+        done = Signal()
+        m.d.comb += phase.eq(started & ~done)
+        # block.o: per token n: for g: for t; U word g*P + n*T + t
+        t, g = Signal(range(max(T, 2))), Signal(range(max(G, 2)))
+        n_off, g_off = Signal(range(P + 1)), Signal(range(G * P + 1))
+        beats = Signal(range(G * P + 1))
+        addr = Signal(range(G * P))
+        m.d.comb += addr.eq(g_off + n_off + t)
+        v_r, a_r = Signal(), Signal.like(addr)
+        d_r = [Signal(signed(block.acc_bits), name=f"dwc_d{j}") for j in range(pe)]
+        m.d.sync += v_r.eq(block.o.valid)
+        with m.If(block.o.valid):
+            m.d.comb += [ur.addr.eq(addr), ur.en.eq(1)]
+            m.d.sync += [a_r.eq(addr), beats.eq(beats + 1)] + \
+                [d_r[j].eq(block.o.payload[j]) for j in range(pe)]
+            m.d.sync += t.eq(Mux(t == T - 1, 0, t + 1))
+            with m.If(t == T - 1):
+                m.d.sync += [g.eq(g + 1), g_off.eq(g_off + P)]
+                with m.If(g == G - 1):
+                    m.d.sync += [g.eq(0), g_off.eq(0), n_off.eq(n_off + T)]
+        with m.If(v_r):
+            m.d.comb += [uw.addr.eq(a_r), uw.en.eq(1),
+                         uw.data.eq(Cat(*[(ur.data.word_select(j, rb).as_signed() + d_r[j])[:rb]
+                                          for j in range(pe)]))]
+            with m.If(beats == G * P):
+                m.d.sync += done.eq(1)
+        with m.If(~start_flag):
+            m.d.sync += [done.eq(0), beats.eq(0), n_off.eq(0)]
+        return done
 
     def model(self) -> EngineSequenceModel:
         return EngineSequenceModel(self)

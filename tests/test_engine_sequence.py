@@ -10,6 +10,7 @@ from quant.golden import lif, run, spike_linear
 from quant.ir import signed_bits
 from quant.random_model import random_int_model
 from rtl_templates.common import pack_spikes
+from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.engine_sequence import EngineSequence, sequence_image
 from rtl_templates.linear_engine import pack_engine_values
 from rtl_templates.memport import MemPortRAM
@@ -99,6 +100,56 @@ def test_attention_q_k_sasa_o(verilator, sasa_mode):
     for kw in ({}, dict(seed=5, gap=0.3, backpressure=0.5, mem_stall=0.3, mem_gap=0.4)):
         verify_memory_block(seq, ins, exp, words=words, latency=5, simulator=verilator,
                             tag=f"engseq-sasa-{sasa_mode}", **kw)
+
+
+def _block(seed, images, **engine):
+    """A random block, whole: U' = U + o(SASA(..)) + dwc(S), U'' = U' + fc2(fc1_lif(fc1(
+    mlp_lif(U')))), S = attn_lif(U), on one engine with U in block RAM."""
+    cfg = get_config("digits-tiny").replace(dim=16, heads=2, mlp_ratio=2)
+    model = random_int_model(cfg, seed=seed)
+    px = torch.randint(0, 256, (images, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+    taps = run(model, px, check_widths=True)
+    blk, T, D = model.blocks[0], cfg.time_steps, cfg.dim
+    pe = engine["pe"]
+    agg = blk.agg_lif
+    sasa = SASA(dim=D, heads=cfg.heads, time_steps=T, tokens=cfg.tokens, mode=cfg.sasa_mode,
+                agg_vth=agg.vth.tolist(), agg_input_shift=agg.input_shift,
+                agg_state_bits=agg.state_bits)
+    H, W = cfg.grid
+    dwc = DWConv3x3(blk.dwc.weight.tolist(), blk.dwc.bias.tolist(), height=H, width=W,
+                    time_steps=T, acc_bits=blk.dwc.acc_bits, weight_bits=8, lanes=pe)
+
+    def layer(x):
+        return (x.weight.tolist(), x.bias.tolist(), x.acc_bits)
+
+    def one(x):
+        return (x.vth.tolist(), x.input_shift, x.state_bits)
+
+    qk = (blk.q.weight.tolist() + blk.k.weight.tolist(), blk.q.bias.tolist() + blk.k.bias.tolist(),
+          max(blk.q.acc_bits, blk.k.acc_bits))
+    seq = EngineSequence(
+        [qk, layer(blk.o), layer(blk.fc1), layer(blk.fc2)],
+        [[(D, *one(blk.q_lif)), (D, *one(blk.k_lif))], one(blk.mlp_lif), one(blk.fc1_lif)],
+        tokens=cfg.tokens, time_steps=T, weight_bits=8, sasa=(0, sasa), input_lif=one(blk.attn_lif),
+        input_bits=model.u_bits, residual_bits=model.u_bits, u_memory=True, adds=(1,), dwc=dwc,
+        **engine)
+    ins, exp = [], []
+    for b in range(images):
+        ins += pack_engine_values(_tokens(taps["rpe"], b, T), model.u_bits, pe)
+        exp += pack_engine_values(_tokens(taps["blocks.0.u_mlp"], b, T), model.u_bits, pe)
+    return seq, {"i": ins}, {"o": exp}
+
+
+@pytest.mark.sim
+def test_whole_block_on_one_engine(verilator):
+    """A whole SAFormer block from the memory port: attention (SASA pass), the DWC pass, both
+    residual adds into U in block RAM, the MLP; equals the golden u_mlp tap, two images,
+    under gaps and stalls on every stream and the memory port, cycles exact."""
+    seq, ins, exp = _block(11, 2, pe=4, simd=4, beat_bits=16, max_burst=16, addr_bits=12)
+    words = sequence_image(seq)
+    for kw in ({}, dict(seed=5, gap=0.3, backpressure=0.5, mem_stall=0.3, mem_gap=0.4)):
+        verify_memory_block(seq, ins, exp, words=words, latency=5, simulator=verilator,
+                            tag="engseq-block", **kw)
 
 
 def _three_layers(seed):

@@ -1,5 +1,6 @@
 """The layering is a checked contract: import-linter's contracts (pyproject.toml,
-[tool.importlinter]) hold for the whole tree."""
+[tool.importlinter]) hold for the whole tree, and
+ruff's lint is clean."""
 
 import shutil
 import subprocess
@@ -20,3 +21,13 @@ def test_import_contracts_are_kept():
     broken = [ln for ln in proc.stdout.splitlines() if "BROKEN" in ln]
     assert proc.returncode == 0, "\n".join(broken) or proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "Contracts: 6 kept, 0 broken." in proc.stdout
+
+
+def test_lint_is_clean():
+    """`make lint` (ruff, pinned in pyproject.toml) passes: the default test run checks it."""
+    exe = Path(sys.executable).parent / "ruff"
+    if not exe.exists():
+        pytest.fail("ruff is not installed: pip install -e '.[dev]'")
+    proc = subprocess.run([str(exe), "check", "hwgen", "rtl_templates", "sim", "quant", "tests",
+                           "bench"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

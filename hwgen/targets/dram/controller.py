@@ -18,8 +18,8 @@ from amaranth.lib.wiring import In, Out
 from hwgen.targets.dram.init_sequence import CSRInit, init_program
 from hwgen.targets.dram.litedram_core import (
     CORE_NAME,
-    Generated,
     MODULES,
+    Generated,
     LiteDRAMFailed,
     SDRAMConfig,
     top_ports,
