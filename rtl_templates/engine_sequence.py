@@ -52,6 +52,20 @@ class EngineSequence(wiring.Component):
     instead (``pe`` lanes of ``signed(input_bits)``, tile-major like ``o``: (in/pe) * N*T
     beats an image), and a LIF turns them into the first layer's spikes as they load.
 
+    A boundary's LIF may be segments ``[(channels, vth, input_shift, state_bits)]`` on
+    consecutive channel ranges. ``sasa=(b, SASA(...))``: layer b's outputs are Q|K, the
+    LIF writes them into their own memory, a pass streams it through SASA into layer b +
+    1's spike memory. ``u_memory`` (with ``input_lif`` and ``input_bits ==
+    residual_bits``): a whole block. The input values U are also kept in block RAM
+    (tile-major, ``pe`` lanes a word); the outputs of every layer in ``adds`` and of the
+    last layer get U added (``u = U + out``, at ``residual_bits``, wrapping as the
+    golden model's final width does), written back into U; the LIF after an added layer
+    takes ``u``, ``o`` carries the last layer's ``u`` (there is no ``u`` port). ``dwc``
+    (a `DWConv3x3` over the first layer's input spikes, ``pe`` lanes): once an image is
+    loaded, a pass streams its spikes through it and adds every beat into U; layer 0
+    starts when the pass is done. With U in block RAM the next image loads only once the
+    last layer's outputs are all out.
+
     Memory image: the layers' `LinearEngine` images one after the other from ``base_addr``
     (`sequence_image`). Tiles are requested and filled in order over all layers (at most two
     requested and not consumed). Layer l >= 1 starts when every output of layer l - 1 has
