@@ -38,26 +38,35 @@ class EngineSequenceModel(BlockModel):
         # time after the cycle the boundary's last spike was written (the pass reads the
         # Q|K words back to back from two cycles after the flag is seen, SASA's own model
         # gives the last Y's cycle, the flag is set the cycle after it is written).
-        self.sasa_b, self.passed_at = None, None
-        if e.sasa is not None:
-            b, block = e.sasa
-            self.sasa_b = b
-            self.pass_cycles = run_single(block.model(), {"i": self.P}, {"o": self.P})["o"][-1] + 2
-        # With a DWC: layer 0 starts `dwc_cycles` after the image is loaded (the same kind
-        # of pass, one more cycle for the read-modify-write of U).
-        self.dwc_cycles, self.dwc_at = None, None
-        if e.dwc is not None:
-            beats = self.P * e.ins[0] // e.pe
-            self.dwc_cycles = run_single(e.dwc.model(), {"i": self.P}, {"o": beats})["o"][-1] + 3
+        self.pass_cycles = {b: run_single(block.model(), {"i": self.P}, {"o": self.P})["o"][-1] + 2
+                            for b, block in e.sasa.items()}
+        self.passed_at: dict[int, int | None] = dict.fromkeys(e.sasa)
+        # With a DWC pass over layer x's input: layer x starts `dwc_cycles[x]` after its
+        # input is complete (the same kind of pass, one more cycle for U's read-modify-write).
+        beats = self.P * e.ins[0] // e.pe
+        self.dwc_cycles = {x: run_single(block.model(), {"i": self.P}, {"o": beats})["o"][-1] + 3
+                           for x, block in e.dwc.items()}
+        self.dwc_at: dict[int, int | None] = dict.fromkeys(e.dwc)
 
     def _src(self, layer: int) -> bool:
-        if layer == 0:
-            if self.dwc_cycles is not None:
-                return self.dwc_at is not None and self.cycle >= self.dwc_at
-            return self.loaded
-        if layer - 1 == self.sasa_b:
-            return self.passed_at is not None and self.cycle >= self.passed_at
-        return self.written[layer - 1]
+        for at in (self.dwc_at.get(layer, 0), self.passed_at.get(layer - 1, 0)):
+            if at is None or self.cycle < at:
+                return False
+        return self.loaded if layer == 0 else self.written[layer - 1]
+
+    def _start(self, layer: int) -> None:
+        """Layer `layer`'s input flag is set (seen from the next cycle): its passes start."""
+        if layer - 1 in self.passed_at:
+            self.passed_at[layer - 1] = self.cycle + 1 + self.pass_cycles[layer - 1]
+        if layer in self.dwc_at:
+            self.dwc_at[layer] = self.cycle + 1 + self.dwc_cycles[layer]
+
+    def _clear(self, layer: int) -> None:
+        """Layer `layer` has read all its input: its flags and passes are reset."""
+        if layer - 1 in self.passed_at:
+            self.passed_at[layer - 1] = None
+        if layer in self.dwc_at and (layer or not self.loaded):
+            self.dwc_at[layer] = None
 
     def _waiting(self) -> bool:
         return self.acc_valid and self.l_o == self.L - 1
@@ -100,11 +109,11 @@ class EngineSequenceModel(BlockModel):
                             self.g = 0
                             if self.lay:
                                 self.written[self.lay - 1] = False
-                                if self.lay - 1 == self.sasa_b:
-                                    self.passed_at = None
+                            self._clear(self.lay)
                             self.lay += 1
                             if self.lay == self.L:
-                                self.lay, self.loaded, self.dwc_at = 0, False, None
+                                self.lay, self.loaded = 0, False
+                                self._clear(0)
             self.pipe = [item] + self.pipe[:-1]
         if advance and last is not None:
             self.acc_valid = last
@@ -117,16 +126,14 @@ class EngineSequenceModel(BlockModel):
                 if self.g_o == self.Gs[self.l_o]:
                     self.g_o = 0
                     if not final_layer:
-                        self.written[self.l_o] = True
-                        if self.l_o == self.sasa_b:  # seen from the next cycle on
-                            self.passed_at = self.cycle + 1 + self.pass_cycles
+                        self.written[self.l_o] = True  # seen from the next cycle on
+                        self._start(self.l_o + 1)
                     self.l_o = 0 if final_layer else self.l_o + 1
         if fired["i"]:
             self.n_in += 1
             if self.n_in == self.P_in:
                 self.n_in, self.loaded = 0, True
-                if self.dwc_cycles is not None:
-                    self.dwc_at = self.cycle + 1 + self.dwc_cycles
+                self._start(0)
         if fired["req"]:
             self.c_req += 1
             if self.c_req == self.n_req[self.l_req]:

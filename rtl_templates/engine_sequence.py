@@ -79,7 +79,7 @@ class EngineSequence(wiring.Component):
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
                  base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
                  input_lif=None, input_bits: int | None = None, sasa=None,
-                 u_memory: bool = False, adds=(), dwc=None):
+                 u_memory: bool = False, adds=(), dwc=None, act_of=None):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -90,8 +90,9 @@ class EngineSequence(wiring.Component):
             self.layers.append((w, b, check_acc_bits(acc, w, b, 1)))
         self.ins = [len(w[0]) for w, _, _ in self.layers]
         self.outs = [len(w) for w, _, _ in self.layers]
-        for a, b in zip(self.outs, self.ins[1:], strict=False):
-            if a != b and (sasa is None or (a, b) != (2 * sasa[1].dim, sasa[1].dim)):
+        sasa = [] if sasa is None else [sasa] if isinstance(sasa, tuple) else list(sasa)
+        for x, (a, b) in enumerate(zip(self.outs, self.ins[1:], strict=False)):
+            if a != b and not any(x == sb and (a, b) == (2 * blk.dim, blk.dim) for sb, blk in sasa):
                 raise ValueError(f"a layer's inputs must be its predecessor's outputs ({a}), not {b}")
         self.lifs = [_lif_segments(lif, n, pe) for lif, n in zip(lifs, self.outs, strict=False)]
         self.tokens, self.time_steps = check_int("tokens", tokens), check_int("time_steps", time_steps)
@@ -117,16 +118,20 @@ class EngineSequence(wiring.Component):
             check_divides("pe", pe, self.ins[0])
             vth, sh, sb = input_lif
             self.input_lif = (check_vth(vth, self.ins[0], sb), check_int("input_shift", sh, 0), sb)
-        self.sasa = None
-        if sasa is not None:  # (boundary b, a SASA component): layer b + 1 reads its Y
-            b, block = sasa
-            if not 0 <= b < len(lifs):
+        self.sasa = {}
+        for b, block in sasa:  # (boundary b, a SASA component): layer b + 1 reads its Y
+            if not isinstance(b, int) or not 0 <= b < len(lifs) or b in self.sasa:
                 raise ValueError(f"the SASA boundary must be 0 .. {len(lifs) - 1}, not {b!r}")
             if (2 * block.dim, block.dim) != (self.outs[b], self.ins[b + 1]) \
                     or block.tokens != tokens or block.time_steps != time_steps:
                 raise ValueError(f"SASA at boundary {b} must take layer {b}'s {self.outs[b]} "
                                  f"outputs (Q|K) and give layer {b + 1}'s {self.ins[b + 1]} inputs")
-            self.sasa = (b, block)
+            self.sasa[b] = block
+        L = len(self.layers)
+        self.act_of = list(range(L)) if act_of is None else [int(x) for x in act_of]
+        if len(self.act_of) != L or sorted(set(self.act_of)) != list(range(max(self.act_of) + 1)):
+            raise ValueError(f"act_of must name a spike memory 0, 1, ... for each of the {L} "
+                             f"layers, not {act_of!r}")
         ports = {
             "i": In(spike_signature(self.ins[0]) if input_lif is None
                     else values_signature(input_bits, pe)),
@@ -134,7 +139,7 @@ class EngineSequence(wiring.Component):
             "mem": Out(MemPortSignature(addr_width=addr_bits, data_width=beat_bits,
                                         max_burst=max_burst)),
         }
-        self.u_memory, self.adds, self.dwc = bool(u_memory), (), None
+        self.u_memory, self.adds, self.dwc = bool(u_memory), (), {}
         if u_memory:  # a whole block: U in block RAM, added after `adds` and the last layer
             L, D = len(self.layers), self.ins[0]
             if residual_bits is None or input_lif is None or input_bits != residual_bits:
@@ -145,12 +150,16 @@ class EngineSequence(wiring.Component):
                 if not 0 <= x < L or self.outs[x] != D:
                     raise ValueError(f"a residual add needs a layer of {D} outputs, not "
                                      f"layer {x!r}")
-            if dwc is not None:
-                if (dwc.channels, dwc.lanes) != (D, pe) or dwc.geometry.tokens != tokens \
-                        or dwc.geometry.time_steps != time_steps:
+            dwcs = [] if dwc is None else [(0, dwc)] if not isinstance(dwc, list) else dwc
+            for x, block in dwcs:  # a DWC pass over layer x's input spikes before it runs
+                if (block.channels, block.lanes) != (D, pe) or block.geometry.tokens != tokens \
+                        or block.geometry.time_steps != time_steps:
                     raise ValueError(f"the DWC must take {D} channels in {pe} lanes, "
                                      f"{tokens} tokens and {time_steps} time steps")
-                self.dwc = dwc
+                if not 0 <= x < L or self.ins[x] != D or x - 1 in self.sasa or x in self.dwc:
+                    raise ValueError(f"a DWC pass needs a layer of {D} inputs that no SASA "
+                                     f"feeds, not layer {x!r}")
+                self.dwc[x] = block
         elif adds or dwc is not None:
             raise ValueError("adds and dwc need u_memory")
         if residual_bits is not None:
@@ -208,19 +217,23 @@ class EngineSequence(wiring.Component):
         R, Ks, Gs = self.pe * self.simd * self.weight_bits, self.chunks, self.groups
         req, rdata = self.mem.req, self.mem.r  # reads only: mem.w stays idle
         attrs = {"ram_style": "block", "no_rw_check": 1}  # never the same address in a cycle
-        acts = []
-        qk = None  # with SASA at boundary b: the LIF writes Q|K here, SASA's Y goes to act b+1
-        for layer, n in enumerate(self.ins):
+        # spike memories (layers may share one, `act_of`): a write port, a read port each
+        act_of = self.act_of
+        lif_written = {act_of[x + 1] for x in range(L - 1) if x not in self.sasa}
+        mems = []
+        for mi in range(max(act_of) + 1):
+            n = max(self.ins[x] for x in range(L) if act_of[x] == mi)
             mem = Memory(shape=unsigned(n), depth=P, init=[], attrs=attrs)
-            m.submodules[f"act{layer}"] = mem
-            gran = {} if layer == 0 and self.input_lif is None else {"granularity": self.pe}
-            if self.sasa is not None and layer == self.sasa[0] + 1:
-                qk = Memory(shape=unsigned(self.outs[layer - 1]), depth=P, init=[], attrs=attrs)
-                m.submodules.qk = qk
-                acts.append((qk.write_port(**gran), mem.read_port(domain="sync")))
-                y_write = mem.write_port()
-                continue
-            acts.append((mem.write_port(**gran), mem.read_port(domain="sync")))
+            m.submodules[f"act{mi}"] = mem
+            gran = mi in lif_written or (mi == act_of[0] and self.input_lif is not None)
+            mems.append((mem.write_port(granularity=self.pe) if gran else mem.write_port(),
+                         mem.read_port(domain="sync")))
+        acts = [mems[mi] for mi in act_of]  # layer x's input memory
+        if self.sasa:  # the LIF at a SASA boundary writes Q|K here, the pass reads it
+            qk = Memory(shape=unsigned(max(self.outs[b] for b in self.sasa)), depth=P, init=[],
+                        attrs=attrs)
+            m.submodules.qk = qk
+            qk_w, qk_r = qk.write_port(granularity=self.pe), qk.read_port(domain="sync")
         if self.u_memory:  # U, tile-major (word g*P + p: pe lanes of residual_bits)
             rb, Gu = self.residual_bits, self.ins[0] // self.pe
             m.submodules.u = umem = Memory(shape=unsigned(self.pe * rb), depth=Gu * P, init=[],
@@ -247,7 +260,7 @@ class EngineSequence(wiring.Component):
                      w0.addr.eq(n_in)]
         last_in = n_in == P - 1
         if self.input_lif is None:
-            m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(fire_in)]
+            m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(Mux(fire_in, -1, 0))]
         else:
             vth, shift, state_bits = self.input_lif
             g_in, t_in = counter(self.ins[0] // self.pe, "g_in"), counter(self.time_steps, "t_in")
@@ -327,29 +340,28 @@ class EngineSequence(wiring.Component):
         g_last_c = _pick(m, lay, [x - 1 for x in Gs], "g_last")
         tile_base = _pick(m, lay, [sum(Gs[:x]) for x in range(L)], "tile_base")
         src_ready = Signal()
-        ready_flags = written
-        if self.sasa is not None:  # layer b + 1 waits for the SASA pass, not the LIF
-            b, block = self.sasa
-            m.submodules.sasa = block
-            passed = self._sasa_pass(m, block, qk, y_write, written[b], P)
-            ready_flags = Cat(*[passed if x == b else written[x] for x in range(len(written))])
-        first_ready = loaded
+        # layer x may start when its input is complete: loaded, its predecessor's LIF done,
+        # or the SASA pass after it; a DWC pass over it done. (The passes' flags fall a
+        # cycle after the flag they start on: and-ed with it, a layer never sees a stale one.)
+        flags = [loaded] + [written[x] for x in range(L - 1)]
+        for b, block in self.sasa.items():  # layer b + 1 waits for the SASA pass
+            m.submodules[f"sasa{b}"] = block
+            flags[b + 1] = written[b] & self._sasa_pass(m, block, qk_r, acts[b + 1][0],
+                                                        written[b], P)
         dwc_phase = Const(0)
-        if self.dwc is not None:  # the DWC pass reads act0 before layer 0 does
-            m.submodules.dwc = self.dwc
-            dwc_phase = Signal()
-            dwc_rd = acts[0][1]
-            # `done` falls a cycle after `loaded`: and-ed, so layer 0 never sees a stale one
-            first_ready = loaded & self._dwc_pass(m, self.dwc, dwc_rd, loaded, dwc_phase, uw, ur, P)
-        m.d.comb += src_ready.eq(Mux(lay == 0, first_ready,
-                                     Cat(Const(1, 1), ready_flags).bit_select(lay, 1)))
+        phases = {}  # memory -> a DWC pass owns its read port
+        for x, block in self.dwc.items():  # the DWC pass reads layer x's input first
+            m.submodules[f"dwc{x}"] = block
+            phase = Signal(name=f"dwc{x}_phase")
+            phases.setdefault(act_of[x], []).append(phase)
+            flags[x] = flags[x] & self._dwc_pass(m, block, acts[x][1], flags[x], phase, uw, ur, P)
+        if phases:
+            dwc_phase = Cat(*[ph for phs in phases.values() for ph in phs]).any()
+        m.d.comb += src_ready.eq(Cat(*flags).bit_select(lay, 1))
         m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
                      tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
-        for x, (_, rp) in enumerate(acts):
-            if x == 0 and self.dwc is not None:
-                with m.If(~dwc_phase):
-                    m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
-            else:
+        for mi, (_, rp) in enumerate(mems):
+            with m.If(~Cat(*phases.get(mi, [Const(0)])).any()):
                 m.d.comb += [rp.addr.eq(p), rp.en.eq(advance)]
         consumed = Signal()
         with m.If(go):
@@ -380,7 +392,7 @@ class EngineSequence(wiring.Component):
         with m.Switch(l1):
             for x, (_, rp) in enumerate(acts):
                 with m.Case(x):
-                    m.d.comb += data.eq(rp.data)
+                    m.d.comb += data.eq(rp.data)  # layer x's input memory
         gates = Signal(self.simd)
         m.d.comb += gates.eq(data.word_select(k1, self.simd))
         sums, tags = gated_sum(m, words=tile_r.data, gates=gates, pe=self.pe, simd=self.simd,
@@ -457,9 +469,10 @@ class EngineSequence(wiring.Component):
                                      input_shift=shift))
                 spikes = seg if spikes is None else Mux(inside, seg, spikes)
                 first += n
-            wp = acts[x + 1][0]
-            m.d.comb += [wp.addr.eq(p_o), wp.data.eq(spikes.replicate(len(wp.en))),
-                         wp.en.eq(Mux(here, Const(1, len(wp.en)) << g_o, 0))]
+            wp = qk_w if x in self.sasa else acts[x + 1][0]
+            with m.If(here):  # memories shared by layers: one writer at a time
+                m.d.comb += [wp.addr.eq(p_o), wp.data.eq(spikes.replicate(len(wp.en))),
+                             wp.en.eq(Const(1, len(wp.en)) << g_o)]
         return m
 
     @staticmethod
@@ -473,9 +486,10 @@ class EngineSequence(wiring.Component):
         advance, issue = Signal(), Signal()
         m.d.comb += [advance.eq(~s_valid | block.i.ready),
                      issue.eq(advance & started & (r != P)),
-                     rd.addr.eq(r), rd.en.eq(issue),
                      block.i.valid.eq(s_valid), block.i.payload.eq(rd.data),
                      block.o.ready.eq(1)]
+        with m.If(started):  # a read port may be shared by passes that run at other times
+            m.d.comb += [rd.addr.eq(r), rd.en.eq(issue)]
         with m.If(start_flag & ~started):
             m.d.sync += started.eq(1)
         with m.If(advance):
@@ -486,16 +500,16 @@ class EngineSequence(wiring.Component):
             m.d.sync += [started.eq(0), r.eq(0)]
         return started
 
-    def _sasa_pass(self, m: Module, block, qk: Memory, y_write, start_flag, P: int) -> Signal:
+    def _sasa_pass(self, m: Module, block, qk_r, y_write, start_flag, P: int) -> Signal:
         """Once ``start_flag`` (every Q|K spike written) is set: read the Q|K memory a word a
         cycle into `block` (SASA) and write its Y words into the next layer's spike memory;
         returns the flag set when the last Y word is written (cleared with ``start_flag``,
         when the next layer has read them all)."""
-        self._feed(m, block, qk.read_port(domain="sync"), start_flag, P)
+        self._feed(m, block, qk_r, start_flag, P)
         passed, y = Signal(), Signal(range(max(P, 2)))
-        m.d.comb += [y_write.addr.eq(y), y_write.data.eq(block.o.payload),
-                     y_write.en.eq(block.o.valid)]
         with m.If(block.o.valid):
+            m.d.comb += [y_write.addr.eq(y), y_write.data.eq(block.o.payload),
+                         y_write.en.eq(-1)]
             m.d.sync += y.eq(Mux(y == P - 1, 0, y + 1))
             with m.If(y == P - 1):
                 m.d.sync += passed.eq(1)
