@@ -54,11 +54,12 @@ def test_crc8_error_detection_as_documented():
 
 
 def test_constants_match_the_hardware():
-    for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING", "OK",
+    for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING",
+                 "LOAD_WEIGHTS", "OK",
                  "ERR_SYNC", "ERR_COMMAND", "ERR_LENGTH", "ERR_CHECKSUM", "ERR_TIMEOUT",
                  "ERR_UART", "ERR_RANGE", "CRC8_POLY"):
         assert getattr(P, name) == getattr(F, name), name
-    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 3
+    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 4
 
 
 def test_image_bytes_raster_order_channels_together():

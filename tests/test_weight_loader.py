@@ -1,0 +1,129 @@
+"""WeightLoader: LOAD_WEIGHTS frames (made by hwgen.host.protocol) in, burst writes on the memory
+port and one reply per frame out, under gaps on the byte stream and random stalls on req, w and
+the replies: every request, word and reply byte exactly as predicted, nothing lost, duplicated
+or written for a refused frame. Then the loader writes a LinearEngine's memory image into a
+MemPortRAM (refresh gaps, one beat per two cycles) and the engine, reading its tiles from
+there, computes bit-exact against quant.golden.spike_linear."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from hwgen.host import protocol as P
+from quant.golden import spike_linear
+from quant.ir import signed_bits
+from rtl_templates.common import pack_spikes
+from rtl_templates.linear_engine import LinearEngine, memory_image, pack_engine_values
+from rtl_templates.memport import MemPortRAM, pack_request
+from rtl_templates.weight_loader import REPLY_BYTES, WeightLoader
+from sim.block_sim import simulate_block
+from sim.loader_sim import LoadThenRun
+
+
+def _expect(loader: WeightLoader, frames: list[bytes]):
+    """What the loader must do for `frames`: its requests, write beats and reply bytes (and
+    each frame's status), predicted with the host side's decoder (the board's checks in the
+    board's order)."""
+    req, w, replies, statuses = [], [], [], []
+    for frame in frames:
+        try:
+            addr, words = P.decode_load_weights(frame, addr_width=loader.addr_width,
+                                                data_width=loader.data_width,
+                                                frame_words=loader.frame_words)
+        except P.ProtocolError as err:
+            statuses.append(err.status)
+            replies += P.encode_error(err.cmd, err.status)
+            continue
+        statuses.append(P.OK)
+        replies += P.encode_response(P.LOAD_WEIGHTS, P.OK)
+        for k in range(0, len(words), loader.max_burst):
+            beats = min(loader.max_burst, len(words) - k)
+            req.append(pack_request(addr + k, beats, True, loader.addr_width, loader.max_burst))
+        w += words
+    return req, w, replies, statuses
+
+
+@pytest.mark.sim
+def test_weight_loader_frames_under_stalls(verilator):
+    loader = WeightLoader(addr_width=8, data_width=12, max_burst=4, frame_words=11, gap=40)
+    rng = random.Random(3)
+    image = [rng.randrange(1 << 12) for _ in range(40)]
+    frames = P.load_weights_frames(image[:25], base_addr=200, data_width=12, frame_words=11)
+    bad_crc = bytearray(P.load_weights_frames(image[25:], data_width=12, frame_words=11)[0])
+    bad_crc[-1] ^= 0x10
+    # 3 words and one byte: the checksum is right, the length not whole words
+    ragged = P.encode_request(P.LOAD_WEIGHTS, P.load_weights_payload(0, [1, 2, 3], 12)[:-1])
+    past_end = P.load_weights_frames([5, 6, 7], base_addr=254, data_width=12, frame_words=11)[0]
+    wide = bytearray(P.load_weights_payload(9, [1, 2], 12))
+    wide[-1] |= 0x10  # bit 12 of the second word
+    frames += [bytes(bad_crc), ragged, past_end, P.encode_request(P.LOAD_WEIGHTS, bytes(wide))]
+    frames += P.load_weights_frames(image[25:], base_addr=0, data_width=12, frame_words=11)
+    frames.append(frames[0][:9])  # the line stops inside a frame: TIMEOUT
+    req, w, replies, statuses = _expect(loader, frames)
+    assert statuses == [P.OK] * 3 + [P.ERR_CHECKSUM, P.ERR_LENGTH, P.ERR_RANGE, P.ERR_RANGE,
+                                     P.OK, P.OK, P.ERR_TIMEOUT]
+    assert len(req) == 3 + 3 + 1 + 3 + 1  # bursts of at most 4 of frames of 11, 11, 3, 11, 4
+    stream_bytes = [b for f in frames for b in f]
+    for seed, gap, backpressure in ((1, 0.0, 0.0), (2, 0.3, 0.5)):
+        run = simulate_block(loader, {"i": stream_bytes},
+                             {"mem__req": req, "mem__w": w, "o": replies}, simulator=verilator,
+                             seed=seed, gap=gap, backpressure=backpressure, tag="wloader")
+        assert run.sim.data["outputs"]["mem__w"] == w
+        if seed == 1:
+            free_cycles = run.cycles
+    # Free flowing, the loader takes a byte per cycle: the whole run is the bytes, the
+    # writes, the replies and the final timeout.
+    assert free_cycles < len(stream_bytes) + 2 * len(w) + 4 * len(req) \
+        + REPLY_BYTES * len(frames) + loader.gap + 20
+
+
+def _engine(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randint(-127, 128, (6, 12), generator=g)
+    b = torch.randint(-3000, 3001, (6,), generator=g)
+    acc = signed_bits(int((b + w.clamp(max=0).sum(1)).min()),
+                      int((b + w.clamp(min=0).sum(1)).max()))
+    e = LinearEngine(w.tolist(), b.tolist(), tokens=4, time_steps=2, weight_bits=8,
+                     acc_bits=acc, pe=2, simd=3, beat_bits=16, max_burst=8, base_addr=37,
+                     addr_bits=8)
+    return e, w, b
+
+
+@pytest.mark.sim
+def test_loaded_engine_bit_exact(verilator):
+    """The loader fills a MemPortRAM (latency 5, a beat every 2 cycles, refresh gaps) with
+    the engine's image in frames of 5 words (bursts of 8 cut by the frame size); then the
+    engine reads its tiles from there: every output equals the golden model's."""
+    e, w, b = _engine(1)
+    words = memory_image(e)
+    loader = WeightLoader(addr_width=8, data_width=16, max_burst=8, frame_words=5, gap=64)
+    ram = MemPortRAM(data_width=16, depth=256, max_burst=8, latency=5, interval=2,
+                     refresh_period=61, refresh_cycles=7)
+    frames = P.load_weights_frames(words, base_addr=e.base_addr, data_width=16, frame_words=5)
+    top = LoadThenRun(loader, e, ram, frames=len(frames))
+    _, _, replies, statuses = _expect(loader, frames)
+    assert statuses == [P.OK] * len(frames)
+    g = torch.Generator().manual_seed(5)
+    s = (torch.rand(3, e.tokens, e.time_steps, e.in_features, generator=g) < 0.3).long()
+    ins, exp = [], []
+    for m in range(3):
+        ins += pack_spikes(s[m])
+        exp += pack_engine_values(spike_linear(s[m], w, b).tolist(), e.acc_bits, e.pe)
+    run = simulate_block(top, {"load_i": [x for f in frames for x in f], "i": ins},
+                         {"load_o": replies, "o": exp}, simulator=verilator, seed=4, gap=0.3,
+                         backpressure=0.4, tag="wloader-engine")
+    assert run.sim.data["outputs"]["o"] == exp
+
+
+def test_loader_rejects_bad_parameters():
+    with pytest.raises(TypeError, match="gap must be an integer >= 2"):
+        WeightLoader(addr_width=8, data_width=16, max_burst=4, gap=1)
+    with pytest.raises(ValueError, match="length field"):
+        WeightLoader(addr_width=8, data_width=16, max_burst=4, frame_words=40000, gap=8)
+    with pytest.raises(ValueError, match="addr_width must be at most 32"):
+        WeightLoader(addr_width=33, data_width=16, max_burst=4, gap=8)
+    with pytest.raises(ValueError, match="max_burst must be a power of two"):
+        WeightLoader(addr_width=8, data_width=16, max_burst=6, gap=8)
