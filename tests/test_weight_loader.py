@@ -51,7 +51,8 @@ def test_weight_loader_frames_under_stalls(verilator):
     loader = WeightLoader(addr_width=8, data_width=12, max_burst=4, frame_words=11, gap=40)
     rng = random.Random(3)
     image = [rng.randrange(1 << 12) for _ in range(40)]
-    frames = P.load_weights_frames(image[:25], base_addr=200, data_width=12, frame_words=11)
+    # words 231 .. 255: the last frame ends at the top of the 8-bit address space
+    frames = P.load_weights_frames(image[:25], base_addr=231, data_width=12, frame_words=11)
     bad_crc = bytearray(P.load_weights_frames(image[25:], data_width=12, frame_words=11)[0])
     bad_crc[-1] ^= 0x10
     # 3 words and one byte: the checksum is right, the length not whole words
