@@ -19,7 +19,9 @@ class LoadThenRun(wiring.Component):
     it (its requests wait until then).
 
     Ports: ``load_i``, ``load_o`` (the loader's byte streams), ``loaded`` (out), the
-    engine's ``i`` and ``o``."""
+    engine's ``i`` and ``o``; with an `SDRAMController` as `memory` also its ``init_done``
+    and SDRAM pins (and ``generated``, so `sdram_sim.sdram_sim_verilog` can wrap this top
+    with the LiteDRAM instance at ``memory.core``)."""
 
     def __init__(self, loader, engine, memory, *, frames: int, memory_port=None):
         self.loader, self.engine, self.memory = loader, engine, memory
@@ -28,11 +30,17 @@ class LoadThenRun(wiring.Component):
         if loader.mem.signature != engine.mem.signature:
             raise ValueError(f"the loader's port {loader.mem.signature!r} must be the "
                              f"engine's {engine.mem.signature!r}")
-        super().__init__({
+        members = {
             "load_i": loader.signature.members["i"], "load_o": loader.signature.members["o"],
             "loaded": Out(1),
             "i": engine.signature.members["i"], "o": engine.signature.members["o"],
-        })
+        }
+        self.pins = dict(getattr(memory, "pins", {}))
+        if self.pins:  # an SDRAMController
+            self.generated = memory.generated
+            members["init_done"] = Out(1)
+            members.update({p: Out(w) for p, w in self.pins.items()})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -62,4 +70,7 @@ class LoadThenRun(wiring.Component):
         wiring.connect(m, ld.o, wiring.flipped(self.load_o))
         wiring.connect(m, wiring.flipped(self.i), e.i)
         wiring.connect(m, e.o, wiring.flipped(self.o))
+        if self.pins:
+            m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
+            m.d.comb += self.init_done.eq(self.memory.init_done)
         return m

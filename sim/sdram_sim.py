@@ -5,7 +5,9 @@ primitive models, writes a seeded random pattern through the memory port, reads 
 back in bursts under random backpressure and then at full speed, and returns what
 the cocotb test measured (cycles to init, per-burst cycles, achieved bandwidth).
 `simulate_engine_on_sdram` runs an external-weight engine through the same path: its
-weights written into the SDRAM through the memory port, then read by the engine.
+weights written into the SDRAM through the memory port, then read by the engine;
+`simulate_loader_on_sdram` the same with the weights written by a `WeightLoader` from
+LOAD_WEIGHTS frames.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rtl_templates.memport import pack_request
 from rtl_templates.memport_pipelined import PipelinedMemPortRAM
 from sim.block_sim import make_pattern
 from sim.ecp5_models import ECP5_SIM_MODELS
+from sim.loader_sim import LoadThenRun
 from sim.memory_sim import network_cycles
 from sim.runner import SimResult, SimulationFailed, run_cocotb
 
@@ -254,3 +257,31 @@ def simulate_engine_on_sdram(generated: Generated, engine, words, inputs: dict, 
                                stimulus["inputs"], {}, {}, beats)
     return {**sim.data, "predicted": predicted, "sim_seconds": sim.run_seconds,
             "build_seconds": sim.build_seconds}
+
+
+def simulate_loader_on_sdram(generated: Generated, loader, engine, frames: list[bytes],
+                             replies: list[int], inputs: dict, expected: dict, *,
+                             seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
+                             read_buffer: int = 32, timeout: int = 400_000) -> dict:
+    """`loader` (a WeightLoader) writes `frames` (LOAD_WEIGHTS requests) into the SDRAM
+    through the real controller, answering with `replies`; then `engine` reads its weights
+    from there and must produce `expected` from `inputs` (`LoadThenRun`). The byte stream
+    and the engine's input see seeded gaps, the replies and the engine's output seeded
+    stalls; every beat is checked. Returns the run's result (out_cycles of ``load_o`` and
+    ``o``, chip command counts)."""
+    sig = engine.mem.signature
+    ctrl = SDRAMController(generated, max_burst=sig.max_burst, read_buffer=read_buffer)
+    top = LoadThenRun(loader, engine, ctrl, frames=len(frames), memory_port=ctrl.port)
+    ins = {"load_i": [b for f in frames for b in f], **inputs}
+    outs = {"load_o": list(replies), **expected}
+    rng = random.Random(seed)
+    stimulus = {
+        "seed": seed, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+        "inputs": {k: [int(x) for x in v] for k, v in ins.items()},
+        "outputs": {k: [int(x) for x in v] for k, v in outs.items()},
+        "idle": {k: make_pattern(rng, gap) for k in sorted(ins)},
+        "stall": {k: make_pattern(rng, backpressure) for k in sorted(outs)},
+    }
+    sim = run_cocotb(sdram_sim_verilog(top, "memory.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-loader", testcase="sdram_loader")
+    return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}

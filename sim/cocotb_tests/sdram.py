@@ -16,6 +16,7 @@ from sim.streams import (
     StreamMonitor,
     load_stimulus,
     log_seed,
+    run_streams,
     save_result,
     start_clock,
 )
@@ -188,3 +189,18 @@ async def sdram_engine(dut):
         "read_words": {k: v["read_words"] for k, v in passes.items()},
         "chip_commands": chip.counts,
     })
+
+
+@cocotb.test()
+async def sdram_loader(dut):
+    """A WeightLoader fills the SDRAM from LOAD_WEIGHTS frames, then an engine reads its
+    weights from there (`sim.loader_sim.LoadThenRun` around an `SDRAMController`): the
+    stream ports driven and checked as in stream_block, the chip played alongside."""
+    stim = load_stimulus()
+    log_seed(stim)
+    chip = SDRAMChip(stim["period_ns"])
+    dut.chip_dq.value = 0
+    stats = {"read_words": 0}
+    result = await run_streams(dut, stim, background=(
+        play_chip(dut, chip, stats), watchdog(dut, chip, stim["timeout"])))
+    save_result({**result, "chip_commands": chip.counts, "chip_read_words": stats["read_words"]})
