@@ -34,8 +34,17 @@ class FakeBoard:
         self.requests = 0
         self.out = bytearray()
         self.closed = False
+        self.memory: dict[int, int] = {}  # external memory, written by LOAD_WEIGHTS
 
     def _answer(self, frame: bytes) -> bytes:
+        if frame[1:2] == bytes([P.LOAD_WEIGHTS]):  # the board's WeightLoader
+            try:
+                addr, words = P.decode_load_weights(frame, addr_width=24, data_width=16,
+                                                    frame_words=256)
+            except P.ProtocolError as e:
+                return P.encode_error(e.cmd, e.status)
+            self.memory.update({addr + k: v for k, v in enumerate(words)})
+            return P.encode_response(P.LOAD_WEIGHTS, P.OK)
         try:
             req = P.decode_request(frame, self.geo)
         except P.ProtocolError as e:
@@ -163,6 +172,43 @@ def test_cli_run_fails_on_a_wrong_logit(digits, monkeypatch, capsys):
     cap = capsys.readouterr()
     assert "image 1: class" in cap.out and "MISMATCH" in cap.out and "golden [" in cap.out
     assert cap.err.strip() == "hwgen run: error: 1 of 2 images differ(s) from the golden model"
+
+
+def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
+    """--load-weights: the memory image file's two segments land in the board's memory in
+    frames of --frame-words (one frame corrupted on the way back and resent), then the
+    images run as usual."""
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    image = [(7 * k + 3) % 65536 for k in range(700)]
+    text = P.format_memory_image(image, base_addr=0x1F0) + "@20000 // second segment\nbeef 12\n"
+    path = tmp_path / "weights.hex"
+    path.write_text(text)
+    assert P.parse_memory_image(text, 16) == [(0x1F0, image), (0x20000, [0xBEEF, 0x12])]
+    board = FakeBoard(digits, corrupt={1})  # the second LOAD_WEIGHTS reply
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--frame-words", "250") == 0
+    want = {0x1F0 + k: v for k, v in enumerate(image)} | {0x20000: 0xBEEF, 0x20001: 0x12}
+    assert board.memory == want
+    out = capsys.readouterr().out
+    assert "weights: 702 words in 4 LOAD_WEIGHTS frames written in" in out
+    assert "1/1 images match the golden model" in out
+    assert board.requests == 5 + 2 + 1  # 4 frames (one twice), PING, SELFTEST, 1 image
+
+
+def test_cli_run_refuses_a_bad_memory_image(digits, monkeypatch, capsys, tmp_path):
+    path = tmp_path / "w.hex"
+    path.write_text("@10\n12\n12345\n")
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"hwgen run: error: memory image '{path}': line 3: word 12345 does not fit 16 bits")
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(tmp_path / "none")) == 1
+    assert "cannot read memory image" in capsys.readouterr().err
+    # A board whose loader buffers fewer words than the frames carry answers LENGTH.
+    path.write_text("1\n" * 300)
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(path),
+                "--frame-words", "300") == 1
+    assert capsys.readouterr().err.strip() == (
+        "hwgen run: error: board answered LOAD_WEIGHTS error LENGTH to LOAD_WEIGHTS")
 
 
 def test_cli_run_missing_port_is_one_line(capsys):

@@ -21,6 +21,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HwgenError(f"--baud must be positive, not {args.baud}")
     if args.timeout <= 0:
         raise HwgenError(f"--timeout must be positive, not {args.timeout}")
+    if not 1 <= args.word_bits <= 64:
+        raise HwgenError(f"--word-bits must be 1 .. 64, not {args.word_bits}")
+    if args.frame_words < 1:
+        raise HwgenError(f"--frame-words must be at least 1, not {args.frame_words}")
     from quant.data import sample_images  # heavy: torch, scikit-learn
 
     model = load_model_from_args(args)
@@ -28,6 +32,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
     link = client.open_link(args.port, args.baud, args.timeout)
     try:
+        if args.load_weights:
+            loaded = client.load_weights_file(link, args.load_weights,
+                                              data_width=args.word_bits,
+                                              frame_words=args.frame_words)
+            print(loaded.describe(), flush=True)
         report = client.run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
     finally:
         link.close()
@@ -58,5 +67,17 @@ def register_run(sub) -> None:
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",
                    help="seconds to wait for each reply (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of random images (default 0)")
+    p.add_argument("--load-weights", metavar="FILE",
+                   help="first write this memory image into the board's external memory "
+                        "(the weights of an external-weight build): a $readmemh-style hex "
+                        "file (@address lines, one hex word per line), sent in LOAD_WEIGHTS "
+                        "frames, each acknowledged by the board (docs/protocol.md, "
+                        "\"Loading weights\")")
+    p.add_argument("--word-bits", type=int, default=16, metavar="N",
+                   help="bits per memory word for --load-weights (default 16: the ULX3S "
+                        "SDRAM)")
+    p.add_argument("--frame-words", type=int, default=256, metavar="N",
+                   help="words per LOAD_WEIGHTS frame: at most the board loader's frame "
+                        "buffer (default 256)")
     add_data_arguments(p, "classify its first test images")
     p.set_defaults(func=cmd_run)

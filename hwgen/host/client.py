@@ -69,6 +69,56 @@ class BoardClient:
     def classify(self, pixels, cfg) -> P.Response:
         return self.request(P.CLASSIFY, P.image_bytes(pixels, cfg))
 
+    def load_weights(self, segments, *, data_width: int, frame_words: int) -> LoadReport:
+        """Write memory-image `segments` ([(start address, words)], `P.parse_memory_image`)
+        into the board's external memory, one LOAD_WEIGHTS frame at a time, each after the
+        previous one's OK (a frame answered with an error is resent, `retries` times)."""
+        report = LoadReport()
+        start = time.monotonic()
+        for addr, words in segments:
+            for k in range(0, len(words), frame_words):
+                chunk = words[k:k + frame_words]
+                payload = P.load_weights_payload(addr + k, chunk, data_width)
+                self.request(P.LOAD_WEIGHTS, payload)
+                report.frames += 1
+                report.words += len(chunk)
+                report.bytes += P.REQUEST_HEADER + len(payload) + 1
+        report.seconds = time.monotonic() - start
+        return report
+
+
+@dataclass
+class LoadReport:
+    words: int = 0
+    frames: int = 0
+    bytes: int = 0  # request bytes sent (replies not counted)
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        rate = self.bytes / self.seconds / 1e3 if self.seconds > 0 else float("inf")
+        return (f"weights: {self.words} words in {self.frames} LOAD_WEIGHTS frames written "
+                f"in {self.seconds:.2f} s ({rate:.1f} kB/s over the link)")
+
+
+def load_weights_file(link, path: str, *, data_width: int, frame_words: int,
+                      retries: int = 1) -> LoadReport:
+    """Read the memory image at `path` (`$readmemh` style) and write it into the board's
+    external memory over `link`; a one-line HwgenError for an unreadable or bad file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise HwgenError(f"cannot read memory image {path!r}: {e.strerror or e}") from None
+    try:
+        segments = P.parse_memory_image(text, data_width)
+    except ValueError as e:
+        raise HwgenError(f"memory image {path!r}: {e}") from None
+    reset = getattr(link, "reset_input_buffer", None)
+    if reset:
+        reset()
+    return BoardClient(link, retries=retries).load_weights(
+        segments, data_width=data_width, frame_words=frame_words)
+
 
 @dataclass
 class RunReport:

@@ -320,6 +320,44 @@ def load_weights_frames(words: Sequence[int], *, base_addr: int = 0, data_width:
             for k in range(0, len(words), frame_words)]
 
 
+def format_memory_image(words: Sequence[int], base_addr: int = 0, data_width: int = 16) -> str:
+    """A memory image as text in `$readmemh` style: an ``@address`` line (hex word address),
+    then one hex word per line (docs/protocol.md, "Memory image files")."""
+    digits = -(-data_width // 4)
+    lines = [f"// {len(words)} words of {data_width} bits", f"@{base_addr:x}"]
+    lines += [f"{int(v):0{digits}x}" for v in words]
+    return "\n".join(lines) + "\n"
+
+
+def parse_memory_image(text: str, data_width: int) -> list[tuple[int, list[int]]]:
+    """The segments (start word address, words) of a `$readmemh`-style memory image:
+    hex words separated by white space, ``@address`` (hex) starting a segment at that
+    word address (the first segment starts at 0 without one), ``//`` comments. Raises
+    ValueError (one line, with the line number) on a word that is not hex or does not fit
+    `data_width`, and on an image without words."""
+    segments: list[tuple[int, list[int]]] = []
+    addr, words = 0, []
+    for n, line in enumerate(text.splitlines(), 1):
+        for token in line.split("//", 1)[0].split():
+            try:
+                value = int(token[1:] if token.startswith("@") else token, 16)
+            except ValueError:
+                raise ValueError(f"line {n}: {token!r} is not a hex word or @address") from None
+            if token.startswith("@"):
+                if words:
+                    segments.append((addr, words))
+                addr, words = value, []
+            elif value >> data_width:
+                raise ValueError(f"line {n}: word {token} does not fit {data_width} bits")
+            else:
+                words.append(value)
+    if words:
+        segments.append((addr, words))
+    if not segments:
+        raise ValueError("the memory image has no words")
+    return segments
+
+
 def decode_load_weights(frame: bytes, *, addr_width: int, data_width: int,
                         frame_words: int) -> tuple[int, list[int]]:
     """(start address, words) of a LOAD_WEIGHTS frame, with the board's checks in the
