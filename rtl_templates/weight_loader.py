@@ -1,8 +1,10 @@
-"""Weights into external memory over the board's UART: LOAD_WEIGHTS frames in hardware.
+"""Weights into external memory over the board's UART: LOAD_WEIGHTS and READ_WEIGHTS frames
+in hardware.
 
 `WeightLoader` takes the bytes of LOAD_WEIGHTS request frames (docs/protocol.md, "Loading
 weights"), checks each frame, writes its words through a memory port (`MemPortSignature`,
-the initiator: burst writes) and answers every frame with a status reply. The byte format
+the initiator: burst writes) and answers every frame with a status reply; a READ_WEIGHTS
+frame reads words back (burst reads) into its reply, so the host can check what landed. The byte format
 (sync bytes, status codes, CRC-8) is `frame_format`'s; the host side is
 `hwgen.host.protocol.load_weights_frames`.
 """
@@ -26,6 +28,7 @@ from rtl_templates.frame_format import (
     ERR_UART,
     LOAD_WEIGHTS,
     OK,
+    READ_WEIGHTS,
     SYNC_REQUEST,
     SYNC_RESPONSE,
     crc8_next,
@@ -33,6 +36,7 @@ from rtl_templates.frame_format import (
 from rtl_templates.memport import MemPortSignature
 
 ADDR_BYTES = 4  # the frame's start address: a 32-bit word address, little-endian
+READ_PAYLOAD = ADDR_BYTES + 2  # READ_WEIGHTS: the address, then the word count (LE16)
 MIN_GAP = 2
 REPLY_BYTES = 6  # sync, command, status, length (2 bytes, always 0), CRC-8
 
@@ -52,7 +56,7 @@ class WeightLoader(wiring.Component):
 
     Ports: sink ``i`` (bytes from a UartRx); ``frame_error``, ``overrun`` (the UartRx's
     pulses: bytes were lost); source ``o`` (reply bytes, for a UartTx); ``mem`` (a
-    `MemPortSignature` initiator: it only writes, ``mem.r`` is never ready).
+    `MemPortSignature` initiator).
 
     A frame is ``A5 57 len(LE16) addr(LE32) words crc8`` (docs/protocol.md): ``len`` is
     ``4 + k * word_bytes`` for 1 <= k <= ``frame_words``; the words go to word addresses
@@ -77,6 +81,13 @@ class WeightLoader(wiring.Component):
     ERR_UART after the next frame). Any stall on ``req``, ``w`` or ``o`` only delays.
     Every frame, good or bad, earns exactly one 6-byte reply ``5A 57 status 00 00 crc8``
     (the command byte is the one received, 0 if none).
+
+    READ_WEIGHTS (``A5 52 06 00 addr(LE32) count(LE16) crc8``): ``count`` words from
+    ``addr`` (1 <= count <= 65535 // word_bytes, within the memory, else ERR_RANGE; a
+    length other than 6 is ERR_LENGTH) are read in bursts of ``min(max_burst, left)`` and
+    sent as the reply's payload, ``5A 52 00 len(LE16) words crc8`` with each word
+    little-endian in ``word_bytes`` bytes. A read beat is taken with its last byte, so a
+    slow line stalls ``mem.r`` (the port's contract allows it; the engine is idle).
     """
 
     def __init__(self, *, addr_width: int, data_width: int, max_burst: int,
@@ -93,6 +104,7 @@ class WeightLoader(wiring.Component):
                              f"65535 (the length field), not "
                              f"{ADDR_BYTES + frame_words * self.word_bytes}")
         self.gap = check_int("gap", gap, MIN_GAP)
+        self.max_read = 0xFFFF // self.word_bytes  # words of a READ_WEIGHTS reply
         super().__init__({
             "i": In(stream.Signature(unsigned(8))),
             "frame_error": In(1), "overrun": In(1),
@@ -120,7 +132,9 @@ class WeightLoader(wiring.Component):
         addr = Signal(8 * ADDR_BYTES)
         lane = Signal(range(wb))
         word = Signal(8 * wb)
-        words = Signal(range(k_max + 1))  # words received (then: words written)
+        words = Signal(range(k_max + 1))  # words received
+        count = Signal(16)  # READ_WEIGHTS: words asked for
+        reading = Signal()  # the frame is a READ_WEIGHTS
         range_bad = Signal()
         lost = Signal()
 
@@ -137,21 +151,21 @@ class WeightLoader(wiring.Component):
         full = Cat(word[8:], byte)  # the word with this byte as its most significant
         m.d.comb += [wr.addr.eq(words), wr.data.eq(full[:dw])]
 
-        # The burst writer: `todo` words of the buffer from `rp` to memory address `waddr`.
-        req, w = self.mem.req, self.mem.w
-        todo = Signal(range(k_max + 1))
+        # Bursts: `todo` words from memory address `waddr`; a write's words come from the
+        # buffer (from `rp`), a read's go out on `o` byte by byte.
+        req, w, r = self.mem.req, self.mem.w, self.mem.r
+        todo = Signal(16)
         waddr = Signal(aw)
         rp = Signal(range(k_max))
-        fetch = Signal(range(self.max_burst + 1))  # beats of this burst still to read
-        sent = Signal(range(self.max_burst + 1))  # beats of this burst still to hand over
+        fetch = Signal(range(self.max_burst + 1))  # beats of this write still to read
+        sent = Signal(range(self.max_burst + 1))  # beats of this burst still to move
         beats = Signal(range(self.max_burst + 1))
         m.d.comb += [
             beats.eq(Mux(todo > self.max_burst, self.max_burst, todo)),
             req.payload.addr.eq(waddr), req.payload.count.eq(beats - 1),
-            req.payload.write.eq(1),
+            req.payload.write.eq(~reading),
             w.payload.eq(rd.data),
             rd.addr.eq(rp),
-            self.mem.r.ready.eq(0),
         ]
         advance = ~w.valid | w.ready
         m.d.comb += rd.en.eq(advance & (fetch != 0))
@@ -161,22 +175,15 @@ class WeightLoader(wiring.Component):
                 m.d.sync += [rp.eq(rp + 1), fetch.eq(fetch - 1)]
         w_fire = w.valid & w.ready
 
-        # The reply: 5A cmd status 00 00 crc.
-        out_k = Signal(range(REPLY_BYTES))
+        # The reply: 5A cmd status len(LE16) [words] crc; its CRC follows every byte sent.
+        out_k = Signal(range(5))
         out_crc = Signal(8)
-        reply = Signal(8)
-        with m.Switch(out_k):
-            with m.Case(0):
-                m.d.comb += reply.eq(SYNC_RESPONSE)
-            with m.Case(1):
-                m.d.comb += reply.eq(cmd)
-            with m.Case(2):
-                m.d.comb += reply.eq(status)
-            with m.Case(3, 4):
-                m.d.comb += reply.eq(0)
-            with m.Default():
-                m.d.comb += reply.eq(out_crc)
-        m.d.comb += self.o.payload.eq(reply)
+        reply_len = Signal(16)
+        o_fire = self.o.valid & self.o.ready
+        with m.If(o_fire):
+            m.d.sync += out_crc.eq(crc8_next(out_crc, self.o.payload))
+        r_bytes = Signal(8 * wb)
+        m.d.comb += r_bytes.eq(r.payload)
 
         def fail(code: int, next_state: str = "DRAIN") -> None:
             m.d.sync += status.eq(code)
@@ -191,12 +198,12 @@ class WeightLoader(wiring.Component):
                 m.d.sync += crc.eq(crc_next)
                 state_body()
             with m.Elif(quiet_done):
-                fail(ERR_TIMEOUT, "EMIT")
+                fail(ERR_TIMEOUT, "HEAD")
 
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
-                m.d.sync += cmd.eq(0)
+                m.d.sync += [cmd.eq(0), reading.eq(0), reply_len.eq(0)]
                 with m.If(lost | self.frame_error):
                     fail(ERR_UART)
                 with m.Elif(got):
@@ -210,8 +217,8 @@ class WeightLoader(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
 
                 def on_cmd():
-                    m.d.sync += cmd.eq(byte)
-                    with m.If(byte == LOAD_WEIGHTS):
+                    m.d.sync += [cmd.eq(byte), reading.eq(byte == READ_WEIGHTS)]
+                    with m.If((byte == LOAD_WEIGHTS) | (byte == READ_WEIGHTS)):
                         m.next = "LEN0"
                     with m.Else():
                         fail(ERR_COMMAND)
@@ -230,7 +237,9 @@ class WeightLoader(wiring.Component):
 
                 def on_len1():
                     length = Cat(len_lo, byte)
-                    with m.If((length < ADDR_BYTES + wb) | (length > ADDR_BYTES + k_max * wb)):
+                    bad = Mux(reading, length != READ_PAYLOAD,
+                              (length < ADDR_BYTES + wb) | (length > ADDR_BYTES + k_max * wb))
+                    with m.If(bad):
                         fail(ERR_LENGTH)
                     with m.Else():
                         m.d.sync += [left.eq(length), hdr.eq(0), lane.eq(0), words.eq(0),
@@ -244,9 +253,20 @@ class WeightLoader(wiring.Component):
                 def on_addr():
                     m.d.sync += [addr.eq(Cat(addr[8:], byte)), hdr.eq(hdr + 1),
                                  left.eq(left - 1)]
-                    with m.If(hdr == ADDR_BYTES - 1):
+                    with m.If((hdr == ADDR_BYTES - 1) & reading):
+                        m.next = "COUNT"
+                    with m.Elif(hdr == ADDR_BYTES - 1):
                         m.next = "DATA"
                 receiving(on_addr)
+
+            with m.State("COUNT"):
+                m.d.comb += self.i.ready.eq(1)
+
+                def on_count():
+                    m.d.sync += [count.eq(Cat(count[8:], byte)), left.eq(left - 1)]
+                    with m.If(left == 1):
+                        m.next = "CHECK"
+                receiving(on_count)
 
             with m.State("DATA"):
                 m.d.comb += self.i.ready.eq(1)
@@ -271,21 +291,25 @@ class WeightLoader(wiring.Component):
 
                 def on_check():
                     # `crc` is the CRC of every byte before this one.
-                    out_of_range = addr[:aw] + words > (1 << aw)
+                    n = Mux(reading, count, words)
+                    out_of_range = (addr[:aw] + n > (1 << aw)) | (n == 0)
                     if aw < 8 * ADDR_BYTES:
                         out_of_range = out_of_range | (addr[aw:] != 0)
+                    m.d.sync += [todo.eq(n), waddr.eq(addr[:aw]), rp.eq(0)]
                     with m.If(byte != crc):
                         m.d.sync += status.eq(ERR_CHECKSUM)
-                        m.next = "EMIT"
+                        m.next = "HEAD"
                     with m.Elif(lane != 0):
                         m.d.sync += status.eq(ERR_LENGTH)
-                        m.next = "EMIT"
-                    with m.Elif(range_bad | out_of_range):
+                        m.next = "HEAD"
+                    with m.Elif(range_bad | out_of_range | (reading & (count > self.max_read))):
                         m.d.sync += status.eq(ERR_RANGE)
-                        m.next = "EMIT"
+                        m.next = "HEAD"
+                    with m.Elif(reading):
+                        m.d.sync += [status.eq(OK), reply_len.eq(count * wb)]
+                        m.next = "HEAD"
                     with m.Else():
-                        m.d.sync += [status.eq(OK), todo.eq(words), waddr.eq(addr[:aw]),
-                                     rp.eq(0)]
+                        m.d.sync += status.eq(OK)
                         m.next = "REQ"
                 receiving(on_check)
 
@@ -293,30 +317,72 @@ class WeightLoader(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 m.d.sync += lost.eq(0)
                 with m.If(quiet_done & ~got):
-                    m.next = "EMIT"
+                    m.next = "HEAD"
 
             with m.State("REQ"):
                 m.d.comb += req.valid.eq(1)
                 with m.If(req.ready):
-                    m.d.sync += [fetch.eq(beats), sent.eq(beats), todo.eq(todo - beats),
-                                 waddr.eq(waddr + beats)]
+                    m.d.sync += [sent.eq(beats), todo.eq(todo - beats), waddr.eq(waddr + beats),
+                                 lane.eq(0)]
+                    with m.If(~reading):
+                        m.d.sync += fetch.eq(beats)
                     m.next = "BEATS"
 
             with m.State("BEATS"):
-                with m.If(w_fire):
+                last = Signal()
+                with m.If(reading):
+                    # One word out as `wb` bytes, least significant first; the beat is
+                    # taken with its last byte.
+                    m.d.comb += [self.o.valid.eq(r.valid),
+                                 self.o.payload.eq(r_bytes.word_select(lane, 8)),
+                                 r.ready.eq(self.o.ready & (lane == wb - 1))]
+                    with m.If(o_fire):
+                        m.d.sync += lane.eq(Mux(lane == wb - 1, 0, lane + 1))
+                    m.d.comb += last.eq(o_fire & (lane == wb - 1))
+                with m.Else():
+                    m.d.comb += last.eq(w_fire)
+                with m.If(last):
                     m.d.sync += sent.eq(sent - 1)
                     with m.If((sent == 1) & (todo == 0)):
-                        m.next = "EMIT"
+                        m.next = "DONE"
                     with m.Elif(sent == 1):
                         m.next = "REQ"
 
-            with m.State("EMIT"):
+            with m.State("DONE"):
+                # Writes: the words are in memory, now the reply; reads: the words are
+                # out, now the CRC.
+                with m.If(reading):
+                    m.next = "TAIL"
+                with m.Else():
+                    m.next = "HEAD"
+
+            with m.State("HEAD"):
                 m.d.comb += self.o.valid.eq(1)
+                with m.Switch(out_k):
+                    with m.Case(0):
+                        m.d.comb += self.o.payload.eq(SYNC_RESPONSE)
+                    with m.Case(1):
+                        m.d.comb += self.o.payload.eq(cmd)
+                    with m.Case(2):
+                        m.d.comb += self.o.payload.eq(status)
+                    with m.Case(3):
+                        m.d.comb += self.o.payload.eq(reply_len[:8])
+                    with m.Default():
+                        m.d.comb += self.o.payload.eq(reply_len[8:])
                 with m.If(self.o.ready):
-                    m.d.sync += [out_k.eq(out_k + 1), out_crc.eq(crc8_next(out_crc, reply))]
-                    with m.If(out_k == REPLY_BYTES - 1):
-                        m.d.sync += [out_k.eq(0), out_crc.eq(0), crc.eq(0)]
-                        m.next = "IDLE"
+                    m.d.sync += out_k.eq(out_k + 1)
+                    with m.If(out_k == 4):
+                        m.d.sync += out_k.eq(0)
+                        with m.If(reply_len != 0):
+                            m.next = "REQ"
+                        with m.Else():
+                            m.next = "TAIL"
+
+            with m.State("TAIL"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(out_crc)]
+                with m.If(self.o.ready):
+                    m.d.sync += [out_crc.eq(0), crc.eq(0)]
+                    m.next = "IDLE"
 
         # Checked (and cleared) in IDLE and inside frames; an overrun always sets it.
         with m.If(self.overrun):

@@ -55,11 +55,11 @@ def test_crc8_error_detection_as_documented():
 
 def test_constants_match_the_hardware():
     for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING",
-                 "LOAD_WEIGHTS", "OK",
+                 "LOAD_WEIGHTS", "READ_WEIGHTS", "OK",
                  "ERR_SYNC", "ERR_COMMAND", "ERR_LENGTH", "ERR_CHECKSUM", "ERR_TIMEOUT",
                  "ERR_UART", "ERR_RANGE", "CRC8_POLY"):
         assert getattr(P, name) == getattr(F, name), name
-    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 4
+    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 5
 
 
 def test_image_bytes_raster_order_channels_together():
@@ -179,6 +179,17 @@ def test_load_weights_frames_round_trip_and_each_check():
         bad = bytearray(f)
         bad[k] ^= 0x01
         assert code(bytes(bad)) == P.ERR_CHECKSUM
+    # READ_WEIGHTS: address and count, its reply's words
+    rd = P.read_weights_request(1017, 7)
+    assert rd == P.encode_request(P.READ_WEIGHTS, bytes([0xF9, 3, 0, 0, 7, 0]))
+    assert P.decode_load_weights(rd, addr_width=10, data_width=20, frame_words=8) == (1017, 7)
+    assert code(P.read_weights_request(1018, 7), addr_width=10) == P.ERR_RANGE
+    assert code(P.read_weights_request(0, 21846), addr_width=24) == P.ERR_RANGE  # max 21845
+    assert P.decode_load_weights(P.read_weights_request(0, 21845), addr_width=24, data_width=20,
+                                 frame_words=8) == (0, 21845)
+    assert code(P.encode_request(P.READ_WEIGHTS, bytes(5))) == P.ERR_LENGTH
+    reply = P.encode_response(P.READ_WEIGHTS, P.OK, frames[0][8:-1])
+    assert P.read_weights_words(P.decode_response(reply).payload, 20) == image[:8]
     with pytest.raises(ValueError, match="word 1 must be an integer in 0..15"):
         P.load_weights_payload(0, [3, 16], 4)
     with pytest.raises(ValueError, match="length field"):

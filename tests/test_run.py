@@ -35,14 +35,20 @@ class FakeBoard:
         self.out = bytearray()
         self.closed = False
         self.memory: dict[int, int] = {}  # external memory, written by LOAD_WEIGHTS
+        self.flip_word = None  # a word address whose bit 0 READ_WEIGHTS flips (a bad cell)
 
     def _answer(self, frame: bytes) -> bytes:
-        if frame[1:2] == bytes([P.LOAD_WEIGHTS]):  # the board's WeightLoader
+        if frame[1] in (P.LOAD_WEIGHTS, P.READ_WEIGHTS):  # the board's WeightLoader
             try:
                 addr, words = P.decode_load_weights(frame, addr_width=24, data_width=16,
                                                     frame_words=256)
             except P.ProtocolError as e:
                 return P.encode_error(e.cmd, e.status)
+            if frame[1] == P.READ_WEIGHTS:
+                got = [self.memory.get(addr + k, 0) ^ (addr + k == self.flip_word)
+                       for k in range(words)]
+                return P.encode_response(P.READ_WEIGHTS, P.OK,
+                                         b"".join(v.to_bytes(2, "little") for v in got))
             self.memory.update({addr + k: v for k, v in enumerate(words)})
             return P.encode_response(P.LOAD_WEIGHTS, P.OK)
         try:
@@ -193,6 +199,18 @@ def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
     assert "weights: 702 words in 4 LOAD_WEIGHTS frames written in" in out
     assert "1/1 images match the golden model" in out
     assert board.requests == 5 + 2 + 1  # 4 frames (one twice), PING, SELFTEST, 1 image
+
+    board = FakeBoard(digits)
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--verify-weights") == 0
+    assert "; 702 words read back equal" in capsys.readouterr().out
+    assert board.requests == 4 + 4 + 3  # 3 + 1 frames written, 3 + 1 read back
+    board = FakeBoard(digits)
+    board.flip_word = 0x1F0 + 600
+    assert _cli(monkeypatch, board, "--load-weights", str(path), "--verify-weights") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"hwgen run: error: the word at {0x1F0 + 600:#x} reads back as "
+        f"{image[600] ^ 1:#x}, not {image[600]:#x}")
 
 
 def test_cli_run_refuses_a_bad_memory_image(digits, monkeypatch, capsys, tmp_path):

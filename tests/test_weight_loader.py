@@ -21,12 +21,15 @@ from rtl_templates.memport import MemPortRAM, pack_request
 from rtl_templates.weight_loader import REPLY_BYTES, WeightLoader
 from sim.block_sim import simulate_block
 from sim.loader_sim import LoadThenRun
+from sim.memory_sim import WithMemory
 
 
-def _expect(loader: WeightLoader, frames: list[bytes]):
+def _expect(loader: WeightLoader, frames: list[bytes], memory: dict | None = None):
     """What the loader must do for `frames`: its requests, write beats and reply bytes (and
     each frame's status), predicted with the host side's decoder (the board's checks in the
-    board's order)."""
+    board's order). `memory` (address -> word, missing words 0) is updated by the writes and
+    answers the reads."""
+    memory = {} if memory is None else memory
     req, w, replies, statuses = [], [], [], []
     for frame in frames:
         try:
@@ -38,11 +41,20 @@ def _expect(loader: WeightLoader, frames: list[bytes]):
             replies += P.encode_error(err.cmd, err.status)
             continue
         statuses.append(P.OK)
-        replies += P.encode_response(P.LOAD_WEIGHTS, P.OK)
-        for k in range(0, len(words), loader.max_burst):
-            beats = min(loader.max_burst, len(words) - k)
-            req.append(pack_request(addr + k, beats, True, loader.addr_width, loader.max_burst))
-        w += words
+        read = frame[1] == P.READ_WEIGHTS
+        n = words if read else len(words)
+        for k in range(0, n, loader.max_burst):
+            beats = min(loader.max_burst, n - k)
+            req.append(pack_request(addr + k, beats, not read, loader.addr_width,
+                                    loader.max_burst))
+        if read:
+            got = [memory.get(addr + k, 0) for k in range(n)]
+            replies += P.encode_response(P.READ_WEIGHTS, P.OK, b"".join(
+                v.to_bytes(loader.word_bytes, "little") for v in got))
+        else:
+            memory.update({addr + k: v for k, v in enumerate(words)})
+            replies += P.encode_response(P.LOAD_WEIGHTS, P.OK)
+            w += words
     return req, w, replies, statuses
 
 
@@ -79,6 +91,31 @@ def test_weight_loader_frames_under_stalls(verilator):
     # writes, the replies and the final timeout.
     assert free_cycles < len(stream_bytes) + 2 * len(w) + 4 * len(req) \
         + REPLY_BYTES * len(frames) + loader.gap + 20
+
+
+@pytest.mark.sim
+def test_weight_loader_reads_back_what_it_wrote(verilator):
+    """LOAD_WEIGHTS then READ_WEIGHTS frames into a MemPortRAM (latency 4, a beat every 3
+    cycles, refresh gaps) in the top, under gaps on the bytes and stalls on the replies: the
+    read replies carry the words written (and zeros where nothing was), bursts of 4 cut at
+    any word; a READ_WEIGHTS past the end is a RANGE error, one of length 7 ends the run
+    with a LENGTH error after the line went quiet."""
+    loader = WeightLoader(addr_width=7, data_width=24, max_burst=4, frame_words=9, gap=48)
+    ram = MemPortRAM(data_width=24, depth=128, max_burst=4, latency=4, interval=3,
+                     refresh_period=53, refresh_cycles=5)
+    rng = random.Random(8)
+    image = [rng.randrange(1 << 24) for _ in range(30)]
+    frames = P.load_weights_frames(image, base_addr=90, data_width=24, frame_words=9)
+    frames += [P.read_weights_request(90, 30), P.read_weights_request(88, 5),
+               P.read_weights_request(119, 9), P.read_weights_request(127, 1),
+               P.read_weights_request(120, 9),
+               P.encode_request(P.READ_WEIGHTS, bytes(7))]
+    req, w, replies, statuses = _expect(loader, frames)
+    assert statuses == [P.OK] * 8 + [P.ERR_RANGE, P.ERR_LENGTH]
+    run = simulate_block(WithMemory(loader, ram), {"i": [b for f in frames for b in f]},
+                         {"o": replies}, simulator=verilator, seed=9, gap=0.3,
+                         backpressure=0.5, tag="wloader-ram")
+    assert bytes(run.sim.data["outputs"]["o"]) == bytes(replies)
 
 
 def _engine(seed: int):

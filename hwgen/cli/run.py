@@ -25,6 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HwgenError(f"--word-bits must be 1 .. 64, not {args.word_bits}")
     if args.frame_words < 1:
         raise HwgenError(f"--frame-words must be at least 1, not {args.frame_words}")
+    if args.verify_weights and not args.load_weights:
+        raise HwgenError("--verify-weights needs --load-weights FILE")
     from quant.data import sample_images  # heavy: torch, scikit-learn
 
     model = load_model_from_args(args)
@@ -35,7 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.load_weights:
             loaded = client.load_weights_file(link, args.load_weights,
                                               data_width=args.word_bits,
-                                              frame_words=args.frame_words)
+                                              frame_words=args.frame_words,
+                                              verify=args.verify_weights)
             print(loaded.describe(), flush=True)
         report = client.run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
     finally:
@@ -79,5 +82,8 @@ def register_run(sub) -> None:
     p.add_argument("--frame-words", type=int, default=256, metavar="N",
                    help="words per LOAD_WEIGHTS frame: at most the board loader's frame "
                         "buffer (default 256)")
+    p.add_argument("--verify-weights", action="store_true",
+                   help="after --load-weights, read every word back (READ_WEIGHTS) and stop "
+                        "at the first that differs")
     add_data_arguments(p, "classify its first test images")
     p.set_defaults(func=cmd_run)

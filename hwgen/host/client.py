@@ -69,10 +69,21 @@ class BoardClient:
     def classify(self, pixels, cfg) -> P.Response:
         return self.request(P.CLASSIFY, P.image_bytes(pixels, cfg))
 
-    def load_weights(self, segments, *, data_width: int, frame_words: int) -> LoadReport:
+    def read_weights(self, addr: int, count: int, data_width: int) -> list[int]:
+        """`count` words from word address `addr` of the board's external memory."""
+        payload = self.request(P.READ_WEIGHTS, P.read_weights_request(addr, count)[4:-1]).payload
+        words = P.read_weights_words(payload, data_width)
+        if len(words) != count:
+            raise BoardError(f"READ_WEIGHTS of {count} words returned {len(words)}")
+        return words
+
+    def load_weights(self, segments, *, data_width: int, frame_words: int,
+                     verify: bool = False) -> LoadReport:
         """Write memory-image `segments` ([(start address, words)], `P.parse_memory_image`)
         into the board's external memory, one LOAD_WEIGHTS frame at a time, each after the
-        previous one's OK (a frame answered with an error is resent, `retries` times)."""
+        previous one's OK (a frame answered with an error is resent, `retries` times);
+        with `verify`, then read every word back (READ_WEIGHTS, `frame_words` at a time)
+        and raise BoardError at the first that differs."""
         report = LoadReport()
         start = time.monotonic()
         for addr, words in segments:
@@ -84,6 +95,16 @@ class BoardClient:
                 report.words += len(chunk)
                 report.bytes += P.REQUEST_HEADER + len(payload) + 1
         report.seconds = time.monotonic() - start
+        if verify:
+            for addr, words in segments:
+                for k in range(0, len(words), frame_words):
+                    got = self.read_weights(addr + k, len(words[k:k + frame_words]), data_width)
+                    for j, (g, want) in enumerate(zip(got, words[k:k + frame_words],
+                                                      strict=True)):
+                        if g != want:
+                            raise BoardError(f"the word at {addr + k + j:#x} reads back as "
+                                             f"{g:#x}, not {want:#x}")
+                    report.verified += len(got)
         return report
 
 
@@ -92,16 +113,20 @@ class LoadReport:
     words: int = 0
     frames: int = 0
     bytes: int = 0  # request bytes sent (replies not counted)
-    seconds: float = 0.0
+    seconds: float = 0.0  # of the writes
+    verified: int = 0  # words read back and found equal
 
     def describe(self) -> str:
         rate = self.bytes / self.seconds / 1e3 if self.seconds > 0 else float("inf")
-        return (f"weights: {self.words} words in {self.frames} LOAD_WEIGHTS frames written "
+        text = (f"weights: {self.words} words in {self.frames} LOAD_WEIGHTS frames written "
                 f"in {self.seconds:.2f} s ({rate:.1f} kB/s over the link)")
+        if self.verified:
+            text += f"; {self.verified} words read back equal"
+        return text
 
 
 def load_weights_file(link, path: str, *, data_width: int, frame_words: int,
-                      retries: int = 1) -> LoadReport:
+                      verify: bool = False, retries: int = 1) -> LoadReport:
     """Read the memory image at `path` (`$readmemh` style) and write it into the board's
     external memory over `link`; a one-line HwgenError for an unreadable or bad file."""
     try:
@@ -117,7 +142,7 @@ def load_weights_file(link, path: str, *, data_width: int, frame_words: int,
     if reset:
         reset()
     return BoardClient(link, retries=retries).load_weights(
-        segments, data_width=data_width, frame_words=frame_words)
+        segments, data_width=data_width, frame_words=frame_words, verify=verify)
 
 
 @dataclass

@@ -22,8 +22,9 @@ CLASSIFY = 0x43  # "C": classify the image in the payload
 SELFTEST = 0x53  # "S": classify the built-in image (and show its class on the LEDs)
 PING = 0x50  # "P": report the model's geometry
 LOAD_WEIGHTS = 0x57  # "W": write words into the board's external memory (weights)
+READ_WEIGHTS = 0x52  # "R": read words back from the board's external memory
 COMMANDS = {CLASSIFY: "CLASSIFY", SELFTEST: "SELFTEST", PING: "PING",
-            LOAD_WEIGHTS: "LOAD_WEIGHTS"}
+            LOAD_WEIGHTS: "LOAD_WEIGHTS", READ_WEIGHTS: "READ_WEIGHTS"}
 
 OK = 0x00
 ERR_SYNC = 0x01  # a byte outside a frame that is not SYNC_REQUEST
@@ -40,6 +41,7 @@ STATUS = {OK: "OK", ERR_SYNC: "SYNC", ERR_COMMAND: "COMMAND", ERR_LENGTH: "LENGT
 REQUEST_HEADER = 4  # sync, command, length (16-bit little-endian)
 RESPONSE_HEADER = 5  # sync, command, status, length (16-bit little-endian)
 LOAD_ADDR_BYTES = 4  # LOAD_WEIGHTS: the start word address, 32-bit little-endian
+READ_PAYLOAD = LOAD_ADDR_BYTES + 2  # READ_WEIGHTS: the start address, the word count (LE16)
 PING_PAYLOAD = 11  # version, classes, logit bytes, channels, pixel bits, pixels (2), model id (4)
 
 CRC8_POLY = 0x07  # CRC-8/SMBUS: x^8 + x^2 + x + 1, init 0, no reflection, no final xor
@@ -320,6 +322,26 @@ def load_weights_frames(words: Sequence[int], *, base_addr: int = 0, data_width:
             for k in range(0, len(words), frame_words)]
 
 
+def read_weights_request(addr: int, count: int) -> bytes:
+    """A READ_WEIGHTS request frame: `count` words from word address `addr`."""
+    if not isinstance(addr, int) or not 0 <= addr < 1 << 8 * LOAD_ADDR_BYTES:
+        raise ValueError(f"addr must be an integer in 0..{(1 << 8 * LOAD_ADDR_BYTES) - 1}, "
+                         f"not {addr!r}")
+    if not isinstance(count, int) or not 1 <= count <= 0xFFFF:
+        raise ValueError(f"count must be an integer in 1..65535, not {count!r}")
+    return encode_request(READ_WEIGHTS, addr.to_bytes(LOAD_ADDR_BYTES, "little")
+                          + count.to_bytes(2, "little"))
+
+
+def read_weights_words(payload: bytes, data_width: int) -> list[int]:
+    """The words of a READ_WEIGHTS reply's payload (each little-endian in word_bytes)."""
+    nb = word_bytes(data_width)
+    if len(payload) % nb:
+        raise ProtocolError(f"READ_WEIGHTS reply of {len(payload)} bytes is not whole words "
+                            f"of {nb}", ERR_LENGTH, READ_WEIGHTS)
+    return [int.from_bytes(payload[k:k + nb], "little") for k in range(0, len(payload), nb)]
+
+
 def format_memory_image(words: Sequence[int], base_addr: int = 0, data_width: int = 16) -> str:
     """A memory image as text in `$readmemh` style: an ``@address`` line (hex word address),
     then one hex word per line (docs/protocol.md, "Memory image files")."""
@@ -359,24 +381,29 @@ def parse_memory_image(text: str, data_width: int) -> list[tuple[int, list[int]]
 
 
 def decode_load_weights(frame: bytes, *, addr_width: int, data_width: int,
-                        frame_words: int) -> tuple[int, list[int]]:
-    """(start address, words) of a LOAD_WEIGHTS frame, with the board's checks in the
-    board's order (rtl_templates.weight_loader): sync, command, length bounds, then
-    checksum, whole words, range (address and words). Raises ProtocolError carrying the
-    error code the board answers with."""
+                        frame_words: int) -> tuple[int, list[int] | int]:
+    """(start address, words) of a LOAD_WEIGHTS frame, or (start address, word count) of a
+    READ_WEIGHTS frame, with the board's checks in the board's order
+    (rtl_templates.weight_loader): sync, command, length bounds, then checksum, whole
+    words, range (address and words; a READ_WEIGHTS count of 1 .. 65535 // word bytes).
+    Raises ProtocolError carrying the error code the board answers with."""
     nb = word_bytes(data_width)
     if not frame or frame[0] != SYNC_REQUEST:
         raise ProtocolError("bad sync byte", ERR_SYNC)
     if len(frame) < 2:
         raise ProtocolError("frame ends after the sync byte", ERR_TIMEOUT)
     cmd = frame[1]
-    if cmd != LOAD_WEIGHTS:
-        raise ProtocolError(f"the weight loader takes only LOAD_WEIGHTS, not {cmd:#04x}",
-                            ERR_COMMAND, cmd)
+    if cmd not in (LOAD_WEIGHTS, READ_WEIGHTS):
+        raise ProtocolError(f"the weight loader takes LOAD_WEIGHTS and READ_WEIGHTS, not "
+                            f"{cmd:#04x}", ERR_COMMAND, cmd)
     if len(frame) < REQUEST_HEADER:
         raise ProtocolError("frame ends in its header", ERR_TIMEOUT, cmd)
     length = int.from_bytes(frame[2:4], "little")
-    if not LOAD_ADDR_BYTES + nb <= length <= LOAD_ADDR_BYTES + frame_words * nb:
+    if cmd == READ_WEIGHTS and length != READ_PAYLOAD:
+        raise ProtocolError(f"READ_WEIGHTS needs length {READ_PAYLOAD}, not {length}",
+                            ERR_LENGTH, cmd)
+    if cmd == LOAD_WEIGHTS and not LOAD_ADDR_BYTES + nb <= length <= LOAD_ADDR_BYTES \
+            + frame_words * nb:
         raise ProtocolError(f"LOAD_WEIGHTS length must be {LOAD_ADDR_BYTES + nb} .. "
                             f"{LOAD_ADDR_BYTES + frame_words * nb}, not {length}",
                             ERR_LENGTH, cmd)
@@ -386,11 +413,17 @@ def decode_load_weights(frame: bytes, *, addr_width: int, data_width: int,
         raise ProtocolError("bytes after the checksum", ERR_SYNC, cmd)
     if crc8(frame[:-1]) != frame[-1]:
         raise ProtocolError("bad checksum", ERR_CHECKSUM, cmd)
+    addr = int.from_bytes(frame[REQUEST_HEADER:REQUEST_HEADER + LOAD_ADDR_BYTES], "little")
+    if cmd == READ_WEIGHTS:
+        count = int.from_bytes(frame[REQUEST_HEADER + LOAD_ADDR_BYTES:-1], "little")
+        if not 1 <= count <= 0xFFFF // nb or addr + count > 1 << addr_width:
+            raise ProtocolError(f"READ_WEIGHTS of {count} words from {addr} does not fit "
+                                f"the memory or a reply", ERR_RANGE, cmd)
+        return addr, count
     data = frame[REQUEST_HEADER + LOAD_ADDR_BYTES:-1]
     if len(data) % nb:
         raise ProtocolError(f"{len(data)} word bytes are not whole words of {nb}", ERR_LENGTH,
                             cmd)
-    addr = int.from_bytes(frame[REQUEST_HEADER:REQUEST_HEADER + LOAD_ADDR_BYTES], "little")
     words = [int.from_bytes(data[k:k + nb], "little") for k in range(0, len(data), nb)]
     if addr + len(words) > 1 << addr_width:
         raise ProtocolError(f"words {addr} .. {addr + len(words) - 1} do not fit "
@@ -476,6 +509,8 @@ def decode_response(frame: bytes, geometry: Geometry | None = None) -> Response:
         if length:
             raise ProtocolError("LOAD_WEIGHTS reply with a payload", ERR_LENGTH, cmd)
         return Response(cmd, status)
+    if cmd == READ_WEIGHTS:
+        return Response(cmd, status, payload)
     if cmd in (CLASSIFY, SELFTEST):
         if geometry is None:
             return Response(cmd, status, payload)
