@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.targets.dram.controller import SDRAMController, stream_timing
 from hwgen.targets.dram.litedram_core import Generated
+from hwgen.targets.dram.uart_loader import LoaderCore
 from rtl_templates.memport import pack_request
 from rtl_templates.memport_pipelined import PipelinedMemPortRAM
 from sim.block_sim import make_pattern
@@ -284,4 +285,20 @@ def simulate_loader_on_sdram(generated: Generated, loader, engine, frames: list[
     }
     sim = run_cocotb(sdram_sim_verilog(top, "memory.core"), "sim.cocotb_tests.sdram", stimulus,
                      tag="sdram-loader", testcase="sdram_loader")
+    return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}
+
+
+def simulate_uart_loader(generated: Generated, steps: list[bytes], reply_bytes: list[int], *,
+                         divisor: int = 8, frame_words: int = 32, max_burst: int = 32,
+                         timeout: int = 400_000) -> dict:
+    """`LoaderCore` (UartRx -> WeightLoader -> UartTx on the SDRAM controller) against the chip
+    model, driven over its UART pins: each step's bytes, then a wait for its `reply_bytes`
+    reply bytes. Returns every byte received on ``tx`` and the chip's command counts."""
+    core = LoaderCore(generated, divisor=divisor, gap=0, frame_words=frame_words,
+                      max_burst=max_burst)
+    stimulus = {"seed": 0, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+                "divisor": divisor, "steps": [list(s) for s in steps],
+                "reply_bytes": list(reply_bytes)}
+    sim = run_cocotb(sdram_sim_verilog(core, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-uart-loader", testcase="sdram_uart_loader")
     return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}

@@ -213,6 +213,20 @@ def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
         f"{image[600] ^ 1:#x}, not {image[600]:#x}")
 
 
+def test_cli_run_only_loads_with_images_0(digits, monkeypatch, capsys, tmp_path):
+    """--images 0: a board that only loads (the ULX3S weight-loader top) gets LOAD_WEIGHTS
+    and READ_WEIGHTS frames and nothing else."""
+    path = tmp_path / "w.hex"
+    path.write_text(P.format_memory_image(list(range(300)), base_addr=16))
+    board = FakeBoard(digits)
+    assert _cli(monkeypatch, board, "--images", "0", "--load-weights", str(path),
+                "--verify-weights") == 0
+    assert "300 words in 2 LOAD_WEIGHTS frames" in capsys.readouterr().out
+    assert board.requests == 4 and board.memory == {16 + k: k for k in range(300)}
+    assert cli.main(["run", "--port", "loop://", "--images", "0"]) == 1
+    assert "0 only with --load-weights" in capsys.readouterr().err
+
+
 def test_cli_run_refuses_a_bad_memory_image(digits, monkeypatch, capsys, tmp_path):
     path = tmp_path / "w.hex"
     path.write_text("@10\n12\n12345\n")

@@ -211,3 +211,34 @@ def test_loaded_engine_through_litedram_bit_exact(verilator, generated):
     print(f"\nWeightLoader on LiteDRAM: {len(memory_image(e))} words in {len(frames)} frames "
           f"loaded by cycle {d['out_cycles']['load_o'][-1]}; build {d['build_seconds']:.0f} s, "
           f"run {d['sim_seconds']:.0f} s")
+
+
+@pytest.mark.slow  # its own Verilator build of LiteDRAM's core; every byte over the UART pins
+@pytest.mark.sim
+def test_uart_loader_core_loads_and_reads_back_sdram(verilator, generated):
+    """LoaderCore, the ULX3S loader top's logic, over its UART pins (8 cycles per bit): 80
+    words in 3 frames (the second sent corrupted first: CHECKSUM, nothing written, then
+    sent intact), then two READ_WEIGHTS through LiteDRAM and the chip model return them."""
+    from sim.sdram_sim import simulate_uart_loader
+
+    rng = random.Random(12)
+    image = [rng.randrange(1 << 16) for _ in range(80)]
+    base = 3 * 512 - 30  # across an SDRAM row
+    frames = P.load_weights_frames(image, base_addr=base, data_width=16, frame_words=32)
+    bad = bytearray(frames[1])
+    bad[20] ^= 0x04
+    steps = [frames[0], bytes(bad), frames[1], frames[2],
+             P.read_weights_request(base, 50), P.read_weights_request(base + 50, 30)]
+    aw = generated.config.addr_width
+    loader = WeightLoader(addr_width=aw, data_width=16, max_burst=32, frame_words=32, gap=240)
+    _, _, replies, statuses = _expect(loader, steps)
+    assert statuses == [P.OK, P.ERR_CHECKSUM] + [P.OK] * 4
+    reply_bytes = [len(P.encode_error(0, 0))] * 4 + [6 + 100, 6 + 60]
+    d = simulate_uart_loader(generated, steps, reply_bytes, divisor=8, frame_words=32,
+                             max_burst=32)
+    assert bytes(d["received"]) == bytes(replies)
+    assert d["chip_commands"]["WRITE"] == 80
+    got = P.read_weights_words(P.decode_response(bytes(d["received"][-66:])).payload, 16)
+    assert got == image[50:]
+    print(f"\nLoaderCore over the UART pins: build {d['build_seconds']:.0f} s, "
+          f"run {d['sim_seconds']:.0f} s")

@@ -15,8 +15,9 @@ from hwgen.host import client
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.images < 1:
-        raise HwgenError(f"--images must be at least 1, not {args.images}")
+    if args.images < 1 and not (args.images == 0 and args.load_weights):
+        raise HwgenError(f"--images must be at least 1, not {args.images} (0 only with "
+                         f"--load-weights: load the memory image and stop)")
     if args.baud < 1:
         raise HwgenError(f"--baud must be positive, not {args.baud}")
     if args.timeout <= 0:
@@ -27,11 +28,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HwgenError(f"--frame-words must be at least 1, not {args.frame_words}")
     if args.verify_weights and not args.load_weights:
         raise HwgenError("--verify-weights needs --load-weights FILE")
-    from quant.data import sample_images  # heavy: torch, scikit-learn
+    if args.images:
+        from quant.data import sample_images  # heavy: torch, scikit-learn
 
-    model = load_model_from_args(args)
-    data = load_data_from_args(args, model.config)
-    pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
+        model = load_model_from_args(args)
+        data = load_data_from_args(args, model.config)
+        pixels, labels = sample_images(model, args.images, seed=args.seed, data=data)
     link = client.open_link(args.port, args.baud, args.timeout)
     try:
         if args.load_weights:
@@ -40,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                               frame_words=args.frame_words,
                                               verify=args.verify_weights)
             print(loaded.describe(), flush=True)
+        if not args.images:
+            return 0
         report = client.run_images(link, model, pixels, labels, out=lambda s: print(s, flush=True))
     finally:
         link.close()
@@ -64,7 +68,9 @@ def register_run(sub) -> None:
     p.add_argument("--port", required=True, metavar="DEVICE",
                    help="serial device (e.g. /dev/ttyUSB1, COM3) or a pyserial URL")
     add_model_arguments(p)
-    p.add_argument("--images", type=int, default=10, metavar="N", help="images (default 10)")
+    p.add_argument("--images", type=int, default=10, metavar="N",
+                   help="images (default 10; 0 with --load-weights: only load the weights, "
+                        "e.g. on the ULX3S weight-loader top)")
     p.add_argument("--baud", type=int, default=115200, metavar="B",
                    help="baud rate the board top was built for (default 115200)")
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",

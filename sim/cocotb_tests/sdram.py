@@ -7,8 +7,9 @@ chip sees at the next rising edge) and driving read data for that edge. Stimulus
 """
 
 import cocotb
-from cocotb.triggers import FallingEdge, RisingEdge, gather
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, gather
 
+from sim.cocotb_tests.board import decode_tx, send_bytes
 from sim.sdram_model import SDRAMChip, SDRAMTimings, SDRAMViolation
 from sim.streams import (
     Scoreboard,
@@ -204,3 +205,37 @@ async def sdram_loader(dut):
     result = await run_streams(dut, stim, background=(
         play_chip(dut, chip, stats), watchdog(dut, chip, stim["timeout"])))
     save_result({**result, "chip_commands": chip.counts, "chip_read_words": stats["read_words"]})
+
+
+@cocotb.test()
+async def sdram_uart_loader(dut):
+    """`LoaderCore` (hwgen.targets.dram.uart_loader) over its UART pins: each step's bytes go
+    into ``rx`` bit by bit; the step waits for its predicted number of reply bytes on ``tx``
+    (decoded bit by bit) before the next, as the host does; the chip model plays the SDRAM."""
+    stim = load_stimulus()
+    log_seed(stim)
+    period = stim["period_ns"]
+    bit_ns = stim["divisor"] * round(period)
+    chip = SDRAMChip(period)
+    dut.chip_dq.value = 0
+    dut.rx.value = 1
+    await start_clock(dut, period_ns=round(period))
+    stats = {"read_words": 0}
+    cocotb.start_soon(play_chip(dut, chip, stats))
+    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
+    received: list[int] = []
+    errors: list[str] = []
+    cocotb.start_soon(decode_tx(dut, bit_ns, received, errors))
+    step_cycles = []
+    cycles = 0
+    for data, replies in zip(stim["steps"], stim["reply_bytes"], strict=True):
+        want = len(received) + replies
+        await send_bytes(dut, data, bit_ns, None)
+        while len(received) < want:
+            await ClockCycles(dut.clk, 16)
+            cycles += 16
+        step_cycles.append(cycles)
+    await ClockCycles(dut.clk, 30 * stim["divisor"])  # nothing more may come out
+    assert not errors, errors[0]
+    save_result({"received": received, "chip_commands": chip.counts,
+                 "init_done": int(dut.init_done.value), "chip_read_words": stats["read_words"]})
