@@ -41,7 +41,7 @@ class FakeBoard:
         if frame[1] in (P.LOAD_WEIGHTS, P.READ_WEIGHTS):  # the board's WeightLoader
             try:
                 addr, words = P.decode_load_weights(frame, addr_width=24, data_width=16,
-                                                    frame_words=256)
+                                                    frame_words=1024)
             except P.ProtocolError as e:
                 return P.encode_error(e.cmd, e.status)
             if frame[1] == P.READ_WEIGHTS:
@@ -204,7 +204,7 @@ def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
     assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
                 "--verify-weights") == 0
     assert "; 702 words read back equal" in capsys.readouterr().out
-    assert board.requests == 4 + 4 + 3  # 3 + 1 frames written, 3 + 1 read back
+    assert board.requests == 2 + 2 + 3  # 1 + 1 frames written, 1 + 1 read back
     board = FakeBoard(digits)
     board.flip_word = 0x1F0 + 600
     assert _cli(monkeypatch, board, "--load-weights", str(path), "--verify-weights") == 1
@@ -217,12 +217,12 @@ def test_cli_run_only_loads_with_images_0(digits, monkeypatch, capsys, tmp_path)
     """--images 0: a board that only loads (the ULX3S weight-loader top) gets LOAD_WEIGHTS
     and READ_WEIGHTS frames and nothing else."""
     path = tmp_path / "w.hex"
-    path.write_text(P.format_memory_image(list(range(300)), base_addr=16))
+    path.write_text(P.format_memory_image(list(range(1300)), base_addr=16))
     board = FakeBoard(digits)
     assert _cli(monkeypatch, board, "--images", "0", "--load-weights", str(path),
                 "--verify-weights") == 0
-    assert "300 words in 2 LOAD_WEIGHTS frames" in capsys.readouterr().out
-    assert board.requests == 4 and board.memory == {16 + k: k for k in range(300)}
+    assert "1300 words in 2 LOAD_WEIGHTS frames" in capsys.readouterr().out
+    assert board.requests == 4 and board.memory == {16 + k: k for k in range(1300)}
     assert cli.main(["run", "--port", "loop://", "--images", "0"]) == 1
     assert "0 only with --load-weights" in capsys.readouterr().err
 
@@ -236,9 +236,9 @@ def test_cli_run_refuses_a_bad_memory_image(digits, monkeypatch, capsys, tmp_pat
     assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(tmp_path / "none")) == 1
     assert "cannot read memory image" in capsys.readouterr().err
     # A board whose loader buffers fewer words than the frames carry answers LENGTH.
-    path.write_text("1\n" * 300)
+    path.write_text("1\n" * 1100)
     assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(path),
-                "--frame-words", "300") == 1
+                "--frame-words", "1100") == 1
     assert capsys.readouterr().err.strip() == (
         "hwgen run: error: board answered LOAD_WEIGHTS error LENGTH to LOAD_WEIGHTS")
 

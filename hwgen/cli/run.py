@@ -85,9 +85,9 @@ def register_run(sub) -> None:
     p.add_argument("--word-bits", type=int, default=16, metavar="N",
                    help="bits per memory word for --load-weights (default 16: the ULX3S "
                         "SDRAM)")
-    p.add_argument("--frame-words", type=int, default=256, metavar="N",
+    p.add_argument("--frame-words", type=int, default=1024, metavar="N",
                    help="words per LOAD_WEIGHTS frame: at most the board loader's frame "
-                        "buffer (default 256)")
+                        "buffer (default 1024, the ULX3S loader top's)")
     p.add_argument("--verify-weights", action="store_true",
                    help="after --load-weights, read every word back (READ_WEIGHTS) and stop "
                         "at the first that differs")

@@ -31,7 +31,7 @@ class LoaderCore(wiring.Component):
     wait in the loader (its requests wait for the controller).
     """
 
-    def __init__(self, generated: Generated, *, divisor: int, gap: int, frame_words: int = 256,
+    def __init__(self, generated: Generated, *, divisor: int, gap: int, frame_words: int = 1024,
                  max_burst: int = 64, dq: io.IOPort | None = None):
         self.divisor = check_int("divisor", divisor, 4)
         self.generated = generated
@@ -64,10 +64,11 @@ class ULX3SLoaderTop(Elaboratable):
     """`LoaderCore` on an amaranth-boards ULX3S platform: 50 MHz from the PLL, ``uart`` 0 (the
     FT231X), the SDRAM; LED 0 shows init done. ``baud`` (default 2,000,000: 25 cycles per
     bit at 50 MHz; 3 Mbaud cannot be made within 1 %), ``timeout_s`` (the loader's gap,
-    default 20 ms as the board top's), ``frame_words`` (default 256: one block RAM)."""
+    default 20 ms as the board top's), ``frame_words`` (default 1024: 1024 x 16 bits is one DP16KD block RAM; long
+    frames amortise the host's USB turnaround)."""
 
     def __init__(self, generated: Generated, *, baud: int = 2_000_000, timeout_s: float = 0.02,
-                 frame_words: int = 256, max_burst: int = 64):
+                 frame_words: int = 1024, max_burst: int = 64):
         if generated.config.sys_clk_freq != 50e6:
             raise ValueError(f"the PLL makes 50 MHz; the controller was generated for "
                              f"{generated.config.sys_clk_freq / 1e6:g} MHz")
