@@ -198,7 +198,15 @@ def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "weights: 702 words in 4 LOAD_WEIGHTS frames written in" in out
     assert "1/1 images match the golden model" in out
-    assert board.requests == 5 + 2 + 1  # 4 frames (one twice), PING, SELFTEST, 1 image
+    # 4 frames, one ahead: the lost reply of frame 1 makes frames 1 and 2 go again; then
+    # PING, SELFTEST, 1 image
+    assert board.requests == 6 + 3
+    board = FakeBoard(digits, corrupt={1})
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--frame-words", "250", "--frames-ahead", "0") == 0
+    assert board.memory == want
+    assert board.requests == 5 + 3  # one at a time: only frame 1 goes again
+    capsys.readouterr()
 
     board = FakeBoard(digits)
     assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),

@@ -217,8 +217,10 @@ def test_loaded_engine_through_litedram_bit_exact(verilator, generated):
 @pytest.mark.sim
 def test_uart_loader_core_loads_and_reads_back_sdram(verilator, generated):
     """LoaderCore, the ULX3S loader top's logic, over its UART pins (8 cycles per bit): 80
-    words in 3 frames (the second sent corrupted first: CHECKSUM, nothing written, then
-    sent intact), then two READ_WEIGHTS through LiteDRAM and the chip model return them."""
+    words in 3 frames, sent two at a time back to back (the host one frame ahead: the
+    receive FIFO holds the second while the first is written and answered); the second
+    is sent corrupted first (CHECKSUM, nothing written) and then intact; then two
+    READ_WEIGHTS through LiteDRAM and the chip model return the words."""
     from sim.sdram_sim import simulate_uart_loader
 
     rng = random.Random(12)
@@ -229,13 +231,14 @@ def test_uart_loader_core_loads_and_reads_back_sdram(verilator, generated):
     bad[20] ^= 0x04
     steps = [frames[0], bytes(bad), frames[1], frames[2],
              P.read_weights_request(base, 50), P.read_weights_request(base + 50, 30)]
+    pipelined = [steps[0] + steps[1], steps[2] + steps[3], steps[4], steps[5]]
     aw = generated.config.addr_width
     loader = WeightLoader(addr_width=aw, data_width=16, max_burst=32, frame_words=32, gap=240)
     _, _, replies, statuses = _expect(loader, steps)
     assert statuses == [P.OK, P.ERR_CHECKSUM] + [P.OK] * 4
-    reply_bytes = [len(P.encode_error(0, 0))] * 4 + [6 + 100, 6 + 60]
-    d = simulate_uart_loader(generated, steps, reply_bytes, divisor=8, frame_words=32,
-                             max_burst=32)
+    reply_bytes = [2 * len(P.encode_error(0, 0))] * 2 + [6 + 100, 6 + 60]
+    d = simulate_uart_loader(generated, pipelined, reply_bytes, divisor=8, frame_words=32,
+                             max_burst=32, rx_fifo=16)
     assert bytes(d["received"]) == bytes(replies)
     assert d["chip_commands"]["WRITE"] == 80
     got = P.read_weights_words(P.decode_response(bytes(d["received"][-66:])).payload, 16)

@@ -26,6 +26,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HwgenError(f"--word-bits must be 1 .. 64, not {args.word_bits}")
     if args.frame_words < 1:
         raise HwgenError(f"--frame-words must be at least 1, not {args.frame_words}")
+    if args.frames_ahead < 0:
+        raise HwgenError(f"--frames-ahead must be at least 0, not {args.frames_ahead}")
     if args.verify_weights and not args.load_weights:
         raise HwgenError("--verify-weights needs --load-weights FILE")
     if args.images:
@@ -40,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             loaded = client.load_weights_file(link, args.load_weights,
                                               data_width=args.word_bits,
                                               frame_words=args.frame_words,
+                                              ahead=args.frames_ahead,
                                               verify=args.verify_weights)
             print(loaded.describe(), flush=True)
         if not args.images:
@@ -88,6 +91,9 @@ def register_run(sub) -> None:
     p.add_argument("--frame-words", type=int, default=1024, metavar="N",
                    help="words per LOAD_WEIGHTS frame: at most the board loader's frame "
                         "buffer (default 1024, the ULX3S loader top's)")
+    p.add_argument("--frames-ahead", type=int, default=1, metavar="N",
+                   help="LOAD_WEIGHTS frames sent before the oldest one's reply (default 1, "
+                        "for the ULX3S loader top's receive FIFO; 0: one at a time)")
     p.add_argument("--verify-weights", action="store_true",
                    help="after --load-weights, read every word back (READ_WEIGHTS) and stop "
                         "at the first that differs")

@@ -77,23 +77,50 @@ class BoardClient:
             raise BoardError(f"READ_WEIGHTS of {count} words returned {len(words)}")
         return words
 
-    def load_weights(self, segments, *, data_width: int, frame_words: int,
+    def load_weights(self, segments, *, data_width: int, frame_words: int, ahead: int = 0,
                      verify: bool = False) -> LoadReport:
         """Write memory-image `segments` ([(start address, words)], `P.parse_memory_image`)
-        into the board's external memory, one LOAD_WEIGHTS frame at a time, each after the
-        previous one's OK (a frame answered with an error is resent, `retries` times);
-        with `verify`, then read every word back (READ_WEIGHTS, `frame_words` at a time)
-        and raise BoardError at the first that differs."""
+        into the board's external memory in LOAD_WEIGHTS frames; up to `ahead` frames are
+        sent before the reply of the oldest one (0: strictly one at a time; the board's
+        receive FIFO must hold them, docs/protocol.md). A reply that is an error, or none,
+        makes the client wait out the board's gap, drop its input and resend from that
+        frame (the writes are idempotent), `retries` times per frame. With `verify`, then
+        read every word back (READ_WEIGHTS, `frame_words` at a time) and raise BoardError
+        at the first that differs."""
         report = LoadReport()
-        start = time.monotonic()
+        frames = []
         for addr, words in segments:
             for k in range(0, len(words), frame_words):
                 chunk = words[k:k + frame_words]
-                payload = P.load_weights_payload(addr + k, chunk, data_width)
-                self.request(P.LOAD_WEIGHTS, payload)
-                report.frames += 1
+                frames.append(P.encode_request(P.LOAD_WEIGHTS,
+                                               P.load_weights_payload(addr + k, chunk,
+                                                                      data_width)))
                 report.words += len(chunk)
-                report.bytes += P.REQUEST_HEADER + len(payload) + 1
+        report.frames = len(frames)
+        start = time.monotonic()
+        done = sent = failures = 0
+        while done < len(frames):
+            while sent < len(frames) and sent - done <= ahead:
+                self.link.write(frames[sent])
+                report.bytes += len(frames[sent])
+                sent += 1
+            try:
+                resp = P.decode_response(P.read_response(self.link.read))
+            except P.ReadTimeout:
+                problem = "no reply to LOAD_WEIGHTS within the timeout"
+            except P.ProtocolError as e:
+                problem = f"malformed reply to LOAD_WEIGHTS: {e}"
+            else:
+                if resp.ok and resp.cmd == P.LOAD_WEIGHTS:
+                    done, failures = done + 1, 0
+                    continue
+                problem = f"board answered {resp.describe()} to LOAD_WEIGHTS"
+            self.errors.append(problem)
+            failures += 1
+            if failures > self.retries:
+                raise BoardError(problem)
+            self._resync()
+            sent = done
         report.seconds = time.monotonic() - start
         if verify:
             for addr, words in segments:
@@ -112,7 +139,7 @@ class BoardClient:
 class LoadReport:
     words: int = 0
     frames: int = 0
-    bytes: int = 0  # request bytes sent (replies not counted)
+    bytes: int = 0  # request bytes sent, resent frames included (replies not counted)
     seconds: float = 0.0  # of the writes
     verified: int = 0  # words read back and found equal
 
@@ -125,7 +152,7 @@ class LoadReport:
         return text
 
 
-def load_weights_file(link, path: str, *, data_width: int, frame_words: int,
+def load_weights_file(link, path: str, *, data_width: int, frame_words: int, ahead: int = 0,
                       verify: bool = False, retries: int = 1) -> LoadReport:
     """Read the memory image at `path` (`$readmemh` style) and write it into the board's
     external memory over `link`; a one-line HwgenError for an unreadable or bad file."""
@@ -142,7 +169,7 @@ def load_weights_file(link, path: str, *, data_width: int, frame_words: int,
     if reset:
         reset()
     return BoardClient(link, retries=retries).load_weights(
-        segments, data_width=data_width, frame_words=frame_words, verify=verify)
+        segments, data_width=data_width, frame_words=frame_words, ahead=ahead, verify=verify)
 
 
 @dataclass

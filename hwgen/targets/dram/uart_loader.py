@@ -7,6 +7,7 @@ a real board (docs/protocol.md, "Loading weights"; docs/hardware.md).
 from __future__ import annotations
 
 from amaranth import Elaboratable, Module
+from amaranth.hdl import unsigned
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,6 +15,7 @@ from hwgen.targets.dram.board import drive_sdram_pins, ulx3s_clock_and_sdram
 from hwgen.targets.dram.controller import SDRAMController
 from hwgen.targets.dram.litedram_core import Generated
 from rtl_templates.common import check_int
+from rtl_templates.plumbing import StreamFIFO
 from rtl_templates.uart import UartRx, UartTx, baud_divisor
 from rtl_templates.weight_loader import WeightLoader
 
@@ -27,13 +29,22 @@ class LoaderCore(wiring.Component):
 
     Parameters: ``generated`` (the LiteDRAM core), ``divisor`` (clock cycles per UART bit),
     ``gap`` (the loader's quiet gap in cycles; at least three byte times), ``frame_words``,
-    ``max_burst``, ``dq`` (as `SDRAMController`). Frames that arrive before ``init_done``
-    wait in the loader (its requests wait for the controller).
+    ``max_burst``, ``rx_fifo`` (bytes of a FIFO between the UartRx and the loader, >= 2),
+    ``dq`` (as `SDRAMController`). Frames that arrive before ``init_done`` wait in the
+    loader (its requests wait for the controller).
+
+    The receive FIFO holds the bytes that arrive while the loader writes a frame and sends
+    its reply, so the host may send the next frame before that reply (one frame ahead:
+    `hwgen run --frames-ahead 1`) and pays no USB turnaround per frame; it needs
+    ``rx_fifo`` above the bytes of one write-out plus one reply (ULX3S, 2 Mbaud, 1024-word
+    frames: about 4.4 cycles per word through LiteDRAM, 4,500 cycles = 18 byte times, plus
+    the 6 reply bytes). A full FIFO drops bytes in the UartRx (an overrun: ERR_UART).
     """
 
     def __init__(self, generated: Generated, *, divisor: int, gap: int, frame_words: int = 1024,
-                 max_burst: int = 64, dq: io.IOPort | None = None):
+                 max_burst: int = 64, rx_fifo: int = 64, dq: io.IOPort | None = None):
         self.divisor = check_int("divisor", divisor, 4)
+        self.rx_fifo = check_int("rx_fifo", rx_fifo, 2)
         self.generated = generated
         self.ctrl = SDRAMController(generated, dq=dq, max_burst=max_burst)
         sig = self.ctrl.port_signature
@@ -50,7 +61,9 @@ class LoaderCore(wiring.Component):
         m.submodules.ctrl, m.submodules.loader = ctrl, loader
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
-        wiring.connect(m, urx.o, loader.i)
+        m.submodules.rx_fifo = fifo = StreamFIFO(unsigned(8), self.rx_fifo)
+        wiring.connect(m, urx.o, fifo.i)
+        wiring.connect(m, fifo.o, loader.i)
         wiring.connect(m, loader.o, utx.i)
         wiring.connect(m, loader.mem, ctrl.port)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx),
