@@ -4,9 +4,11 @@ in hardware.
 `WeightLoader` takes the bytes of LOAD_WEIGHTS request frames (docs/protocol.md, "Loading
 weights"), checks each frame, writes its words through a memory port (`MemPortSignature`,
 the initiator: burst writes) and answers every frame with a status reply; a READ_WEIGHTS
-frame reads words back (burst reads) into its reply, so the host can check what landed. The byte format
-(sync bytes, status codes, CRC-8) is `frame_format`'s; the host side is
-`hwgen.host.protocol.load_weights_frames`.
+frame reads words back (burst reads) into its reply, so the host can check what landed.
+The byte format (sync bytes, status codes, CRC-8) is `frame_format`'s; the host side is
+`hwgen.host.protocol` (`load_weights_frames`, `read_weights_request`, `decode_load_weights`).
+Like the other link blocks (`RequestParser`, the UARTs) it has no cycle model: it sits
+outside the accelerator's timing; its write-out cost is stated below.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from rtl_templates.memport import MemPortSignature
 ADDR_BYTES = 4  # the frame's start address: a 32-bit word address, little-endian
 READ_PAYLOAD = ADDR_BYTES + 2  # READ_WEIGHTS: the address, then the word count (LE16)
 MIN_GAP = 2
-REPLY_BYTES = 6  # sync, command, status, length (2 bytes, always 0), CRC-8
+REPLY_BYTES = 6  # a reply without payload: sync, command, status, length (2 bytes), CRC-8
 
 
 def word_bytes(data_width: int) -> int:
@@ -47,7 +49,8 @@ def word_bytes(data_width: int) -> int:
 
 
 class WeightLoader(wiring.Component):
-    """Checks LOAD_WEIGHTS frames and writes their words to memory in bursts.
+    """Checks LOAD_WEIGHTS frames and writes their words to memory in bursts; READ_WEIGHTS
+    frames read words back into the reply.
 
     Parameters: ``addr_width``, ``data_width``, ``max_burst`` (those of the memory port),
     ``frame_words`` (the most words one frame may carry: the size of the frame buffer),
@@ -73,14 +76,18 @@ class WeightLoader(wiring.Component):
     ``req`` beat (write = 1) and then its ``w`` beats, one per cycle that ``w`` is ready
     (the first two cycles after the request fired). The OK reply is offered only after the
     last beat was taken, so once the host has the reply, a read accepted by the memory
-    afterwards sees the words (the port's contract).
+    afterwards sees the words (the port's contract). From the checksum byte to the
+    reply's first byte: ``k + 2 * ceil(k / max_burst) + 2`` cycles for ``k`` words with a
+    memory that is always ready.
 
     Backpressure and latency: ``i`` is ready from the first byte of a frame to its last
-    (one byte per cycle); while a frame is written and answered it is not, so the host must
-    wait for the reply (a byte sent meanwhile is lost in the UartRx: an overrun, answered
-    ERR_UART after the next frame). Any stall on ``req``, ``w`` or ``o`` only delays.
-    Every frame, good or bad, earns exactly one 6-byte reply ``5A 57 status 00 00 crc8``
-    (the command byte is the one received, 0 if none).
+    (one byte per cycle); while a frame is written and answered it is not, so straight
+    behind a UartRx the host must wait for the reply (a byte sent meanwhile is lost in the
+    UartRx: an overrun, answered ERR_UART), and with a receive FIFO in front
+    (`hwgen.targets.dram.uart_loader.LoaderCore`) it may send one frame ahead. Any stall
+    on ``req``, ``w``, ``r`` or ``o`` only delays. Every frame, good or bad, earns exactly
+    one reply; all but an OK READ_WEIGHTS's are 6 bytes, ``5A cmd status 00 00 crc8`` (the
+    command byte is the one received, 0 if none).
 
     READ_WEIGHTS (``A5 52 06 00 addr(LE32) count(LE16) crc8``): ``count`` words from
     ``addr`` (1 <= count <= 65535 // word_bytes, within the memory, else ERR_RANGE; a
