@@ -391,8 +391,10 @@ class WeightLoader(wiring.Component):
                     m.d.sync += [out_crc.eq(0), crc.eq(0)]
                     m.next = "IDLE"
 
-        # Checked (and cleared) in IDLE and inside frames; an overrun always sets it.
-        with m.If(self.overrun):
+        # Checked (and cleared) in IDLE and inside frames; an overrun always sets it, and so
+        # does a framing error while no byte is taken (the loader writes or answers: with a
+        # receive FIFO in front, the bytes of the next frame are arriving).
+        with m.If(self.overrun | (self.frame_error & ~self.i.ready)):
             m.d.sync += lost.eq(1)
         with m.Elif(self.i.ready & (lost | self.frame_error)):
             m.d.sync += lost.eq(0)

@@ -290,17 +290,19 @@ def simulate_loader_on_sdram(generated: Generated, loader, engine, frames: list[
 
 def simulate_uart_loader(generated: Generated, steps: list[bytes], reply_bytes: list[int], *,
                          divisor: int = 8, frame_words: int = 32, max_burst: int = 32,
-                         rx_fifo: int = 64, timeout: int = 400_000) -> dict:
+                         rx_fifo: int = 64, bad_stop_at: list | None = None,
+                         timeout: int = 400_000) -> dict:
     """`LoaderCore` (UartRx -> WeightLoader -> UartTx on the SDRAM controller) against the chip
     model, driven over its UART pins: each step's bytes (back to back), then a wait for its
-    `reply_bytes` reply bytes. Returns every byte received on ``tx``, the chip's command
+    `reply_bytes` reply bytes (`bad_stop_at`: per step, the index of a byte sent with a low
+    stop bit, or None). Returns every byte received on ``tx``, the chip's command
     counts and the cycle each step's replies were complete (``step_cycles``, counted from
     init_done)."""
     core = LoaderCore(generated, divisor=divisor, gap=0, frame_words=frame_words,
                       max_burst=max_burst, rx_fifo=rx_fifo)
     stimulus = {"seed": 0, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
                 "divisor": divisor, "steps": [list(s) for s in steps],
-                "reply_bytes": list(reply_bytes)}
+                "reply_bytes": list(reply_bytes), "bad_stop_at": bad_stop_at}
     sim = run_cocotb(sdram_sim_verilog(core, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
                      tag="sdram-uart-loader", testcase="sdram_uart_loader")
     return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}

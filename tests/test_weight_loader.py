@@ -220,7 +220,10 @@ def test_uart_loader_core_loads_and_reads_back_sdram(verilator, generated):
     words in 3 frames, sent two at a time back to back (the host one frame ahead: the
     receive FIFO holds the second while the first is written and answered); the second
     is sent corrupted first (CHECKSUM, nothing written) and then intact; then two
-    READ_WEIGHTS through LiteDRAM and the chip model return the words."""
+    READ_WEIGHTS through LiteDRAM and the chip model return the words. Last, two frames
+    back to back with a low stop bit in the third byte of the second, which arrives while
+    the first is written and answered: the first OK, the second UART (once the line is
+    quiet), and the memory is unchanged by the second."""
     from sim.sdram_sim import simulate_uart_loader
 
     rng = random.Random(12)
@@ -231,17 +234,26 @@ def test_uart_loader_core_loads_and_reads_back_sdram(verilator, generated):
     bad[20] ^= 0x04
     steps = [frames[0], bytes(bad), frames[1], frames[2],
              P.read_weights_request(base, 50), P.read_weights_request(base + 50, 30)]
-    pipelined = [steps[0] + steps[1], steps[2] + steps[3], steps[4], steps[5]]
+    other = P.load_weights_frames(list(range(10)), base_addr=base + 100, data_width=16,
+                                  frame_words=32)[0]
+    dead = P.load_weights_frames([0xDEAD] * 5, base_addr=base, data_width=16,
+                                 frame_words=32)[0]
+    pipelined = [steps[0] + steps[1], steps[2] + steps[3], steps[4], steps[5],
+                 other + dead, P.read_weights_request(base, 5)]
     aw = generated.config.addr_width
     loader = WeightLoader(addr_width=aw, data_width=16, max_burst=32, frame_words=32, gap=240)
     _, _, replies, statuses = _expect(loader, steps)
     assert statuses == [P.OK, P.ERR_CHECKSUM] + [P.OK] * 4
-    reply_bytes = [2 * len(P.encode_error(0, 0))] * 2 + [6 + 100, 6 + 60]
+    replies += P.encode_response(P.LOAD_WEIGHTS, P.OK) + P.encode_error(0, P.ERR_UART)
+    replies += P.encode_response(P.READ_WEIGHTS, P.OK, b"".join(
+        v.to_bytes(2, "little") for v in image[:5]))
+    reply_bytes = [12, 12, 6 + 100, 6 + 60, 12, 6 + 10]
     d = simulate_uart_loader(generated, pipelined, reply_bytes, divisor=8, frame_words=32,
-                             max_burst=32, rx_fifo=16)
+                             max_burst=32, rx_fifo=16,
+                             bad_stop_at=[None] * 4 + [len(other) + 2, None])
     assert bytes(d["received"]) == bytes(replies)
-    assert d["chip_commands"]["WRITE"] == 80
-    got = P.read_weights_words(P.decode_response(bytes(d["received"][-66:])).payload, 16)
+    got = P.read_weights_words(P.decode_response(bytes(d["received"][-94:-28])).payload, 16)
     assert got == image[50:]
+    assert d["chip_commands"]["WRITE"] == 90
     print(f"\nLoaderCore over the UART pins: build {d['build_seconds']:.0f} s, "
           f"run {d['sim_seconds']:.0f} s")

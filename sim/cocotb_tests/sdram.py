@@ -233,9 +233,10 @@ async def sdram_uart_loader(dut):
         init_cycles += 1
     step_cycles = []
     cycles = 0
-    for data, replies in zip(stim["steps"], stim["reply_bytes"], strict=True):
+    bad_stop = stim.get("bad_stop_at") or [None] * len(stim["steps"])
+    for data, replies, bad in zip(stim["steps"], stim["reply_bytes"], bad_stop, strict=True):
         want = len(received) + replies
-        await send_bytes(dut, data, bit_ns, None)
+        await send_bytes(dut, data, bit_ns, bad)
         while len(received) < want:
             await ClockCycles(dut.clk, 16)
             cycles += 16
