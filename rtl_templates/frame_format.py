@@ -13,6 +13,8 @@ from amaranth.lib import data
 SYNC_REQUEST = 0xA5
 SYNC_RESPONSE = 0x5A
 CLASSIFY, SELFTEST, PING = 0x43, 0x53, 0x50
+LOAD_WEIGHTS = 0x57  # "W": words into external memory (rtl_templates.weight_loader)
+READ_WEIGHTS = 0x52  # "R": words back from external memory (rtl_templates.weight_loader)
 OK, ERR_SYNC, ERR_COMMAND, ERR_LENGTH, ERR_CHECKSUM, ERR_TIMEOUT, ERR_UART, ERR_RANGE = range(8)
 CRC8_POLY = 0x07
 

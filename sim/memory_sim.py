@@ -231,7 +231,9 @@ class WithMemory(wiring.Component):
         for name, member in self.signature.members.items():
             outer = getattr(self, name)
             inner = getattr(self.block, name)
-            if member.flow == wiring.In:
+            if member.is_port:  # a plain signal (e.g. a UartRx's error pulse)
+                m.d.comb += (inner.eq(outer) if member.flow == wiring.In else outer.eq(inner))
+            elif member.flow == wiring.In:
                 wiring.connect(m, wiring.flipped(outer), inner)
             else:
                 wiring.connect(m, inner, wiring.flipped(outer))

@@ -5,7 +5,9 @@ primitive models, writes a seeded random pattern through the memory port, reads 
 back in bursts under random backpressure and then at full speed, and returns what
 the cocotb test measured (cycles to init, per-burst cycles, achieved bandwidth).
 `simulate_engine_on_sdram` runs an external-weight engine through the same path: its
-weights written into the SDRAM through the memory port, then read by the engine.
+weights written into the SDRAM through the memory port, then read by the engine;
+`simulate_loader_on_sdram` the same with the weights written by a `WeightLoader` from
+LOAD_WEIGHTS frames.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.targets.dram.controller import SDRAMController, stream_timing
 from hwgen.targets.dram.litedram_core import Generated
+from hwgen.targets.dram.uart_loader import LoaderCore
 from rtl_templates.memport import pack_request
 from rtl_templates.memport_pipelined import PipelinedMemPortRAM
 from sim.block_sim import make_pattern
 from sim.ecp5_models import ECP5_SIM_MODELS
+from sim.loader_sim import LoadThenRun
 from sim.memory_sim import network_cycles
 from sim.runner import SimResult, SimulationFailed, run_cocotb
 
@@ -254,3 +258,51 @@ def simulate_engine_on_sdram(generated: Generated, engine, words, inputs: dict, 
                                stimulus["inputs"], {}, {}, beats)
     return {**sim.data, "predicted": predicted, "sim_seconds": sim.run_seconds,
             "build_seconds": sim.build_seconds}
+
+
+def simulate_loader_on_sdram(generated: Generated, loader, engine, frames: list[bytes],
+                             replies: list[int], inputs: dict, expected: dict, *,
+                             seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
+                             read_buffer: int = 32, timeout: int = 400_000) -> dict:
+    """`loader` (a WeightLoader) writes `frames` (LOAD_WEIGHTS requests) into the SDRAM
+    through the real controller, answering with `replies`; then `engine` reads its weights
+    from there and must produce `expected` from `inputs` (`LoadThenRun`). The byte stream
+    and the engine's input see seeded gaps, the replies and the engine's output seeded
+    stalls; every beat is checked. Returns the run's result (out_cycles of ``load_o`` and
+    ``o``, chip command counts)."""
+    sig = engine.mem.signature
+    ctrl = SDRAMController(generated, max_burst=sig.max_burst, read_buffer=read_buffer)
+    top = LoadThenRun(loader, engine, ctrl, frames=len(frames), memory_port=ctrl.port)
+    ins = {"load_i": [b for f in frames for b in f], **inputs}
+    outs = {"load_o": list(replies), **expected}
+    rng = random.Random(seed)
+    stimulus = {
+        "seed": seed, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+        "inputs": {k: [int(x) for x in v] for k, v in ins.items()},
+        "outputs": {k: [int(x) for x in v] for k, v in outs.items()},
+        "idle": {k: make_pattern(rng, gap) for k in sorted(ins)},
+        "stall": {k: make_pattern(rng, backpressure) for k in sorted(outs)},
+    }
+    sim = run_cocotb(sdram_sim_verilog(top, "memory.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-loader", testcase="sdram_loader")
+    return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}
+
+
+def simulate_uart_loader(generated: Generated, steps: list[bytes], reply_bytes: list[int], *,
+                         divisor: int = 8, frame_words: int = 32, max_burst: int = 32,
+                         rx_fifo: int = 64, bad_stop_at: list | None = None,
+                         timeout: int = 400_000) -> dict:
+    """`LoaderCore` (UartRx -> WeightLoader -> UartTx on the SDRAM controller) against the chip
+    model, driven over its UART pins: each step's bytes (back to back), then a wait for its
+    `reply_bytes` reply bytes (`bad_stop_at`: per step, the index of a byte sent with a low
+    stop bit, or None). Returns every byte received on ``tx``, the chip's command
+    counts and the cycle each step's replies were complete (``step_cycles``, counted from
+    init_done)."""
+    core = LoaderCore(generated, divisor=divisor, gap=0, frame_words=frame_words,
+                      max_burst=max_burst, rx_fifo=rx_fifo)
+    stimulus = {"seed": 0, "timeout": timeout, "period_ns": 1e9 / generated.config.sys_clk_freq,
+                "divisor": divisor, "steps": [list(s) for s in steps],
+                "reply_bytes": list(reply_bytes), "bad_stop_at": bad_stop_at}
+    sim = run_cocotb(sdram_sim_verilog(core, "ctrl.core"), "sim.cocotb_tests.sdram", stimulus,
+                     tag="sdram-uart-loader", testcase="sdram_uart_loader")
+    return {**sim.data, "sim_seconds": sim.run_seconds, "build_seconds": sim.build_seconds}

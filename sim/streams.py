@@ -183,7 +183,7 @@ async def run_streams(dut, stim, background=()) -> dict:
         monitors[n] = StreamMonitor(dut, n, stim.get("stall", {}).get(n, []),
                                     on_beat=boards[n].check)
     # Drivers and monitors drive valid/ready low before reset ends (Icarus is 4-state).
-    await start_clock(dut)
+    await start_clock(dut, round(stim.get("period_ns", 10)))
     for task in background:
         cocotb.start_soon(task)
     # gather: the first failure (a mismatch, a timeout) ends the test at once.

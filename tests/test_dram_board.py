@@ -73,3 +73,27 @@ def test_ulx3s_memtest_top_elaborates_with_pll_ddr_clock_and_litedram(tmp_path):
     for cell in ("EHXPLLL", CORE_NAME, "ODDRX1F"):
         assert cell in text, cell
     assert "litedram_core.v" in plan.files
+
+
+def test_ulx3s_loader_top_elaborates_with_uart_pll_and_litedram(tmp_path):
+    """The weight-loader board top (hwgen/targets/dram/uart_loader.py) for the ULX3S-85F:
+    the PLL, LiteDRAM, the UART at 2 Mbaud (25 cycles per bit) and the loader's buffer."""
+    from hwgen.targets.dram.litedram_core import CORE_NAME, generate, missing_reason
+
+    if missing_reason():
+        pytest.skip(missing_reason())
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from hwgen.targets.dram.uart_loader import ULX3SLoaderTop
+
+    generated = generate(cache_root=tmp_path)
+    top = ULX3SLoaderTop(generated)
+    assert top.divisor == 25 and top.gap == 1_000_000
+    platform = ULX3S_85F_Platform()
+    platform.add_file(f"{CORE_NAME}.v", generated.verilog)
+    plan = platform.build(top, name="top", do_build=False)
+    text = plan.files["top.il"] if "top.il" in plan.files else plan.files["top.v"]
+    for cell in ("EHXPLLL", CORE_NAME, "ODDRX1F", "uart_rx", "loader"):
+        assert cell in text, cell
+    with pytest.raises(ValueError, match="off by"):
+        ULX3SLoaderTop(generated, baud=3_000_000)

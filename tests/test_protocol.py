@@ -54,11 +54,12 @@ def test_crc8_error_detection_as_documented():
 
 
 def test_constants_match_the_hardware():
-    for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING", "OK",
+    for name in ("SYNC_REQUEST", "SYNC_RESPONSE", "CLASSIFY", "SELFTEST", "PING",
+                 "LOAD_WEIGHTS", "READ_WEIGHTS", "OK",
                  "ERR_SYNC", "ERR_COMMAND", "ERR_LENGTH", "ERR_CHECKSUM", "ERR_TIMEOUT",
                  "ERR_UART", "ERR_RANGE", "CRC8_POLY"):
         assert getattr(P, name) == getattr(F, name), name
-    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 3
+    assert len(set(P.STATUS)) == 8 and len(set(P.COMMANDS)) == 5
 
 
 def test_image_bytes_raster_order_channels_together():
@@ -139,3 +140,57 @@ def test_geometry_checks():
     with pytest.raises(ValueError, match="at most 65535"):
         P.Geometry(pixels=40000, channels=2, pixel_bits=8, classes=2, logit_bytes=1)
     assert P.Geometry.from_ping(GEO.ping_payload()) == GEO
+
+
+def test_load_weights_frames_round_trip_and_each_check():
+    rng = random.Random(5)
+    image = [rng.randrange(1 << 20) for _ in range(23)]
+    frames = P.load_weights_frames(image, base_addr=1000, data_width=20, frame_words=8)
+    assert [len(f) for f in frames] == [4 + 4 + 8 * 3 + 1] * 2 + [4 + 4 + 7 * 3 + 1]
+    assert frames[1][:8] == bytes([0xA5, 0x57, 28, 0]) + (1008).to_bytes(4, "little")
+    assert frames[0][8:11] == image[0].to_bytes(3, "little")
+    got = []
+    for k, f in enumerate(frames):
+        assert P.crc8(f) == 0  # a frame with its CRC byte has CRC 0
+        addr, words = P.decode_load_weights(f, addr_width=11, data_width=20, frame_words=8)
+        assert addr == 1000 + 8 * k
+        got += words
+    assert got == image
+    assert P.decode_response(P.encode_response(P.LOAD_WEIGHTS, P.OK)).ok
+
+    def code(f: bytes, addr_width: int = 11) -> int:
+        with pytest.raises(P.ProtocolError) as e:
+            P.decode_load_weights(f, addr_width=addr_width, data_width=20, frame_words=8)
+        return e.value.status
+
+    f = frames[0]
+    assert code(b"\x00" + f[1:]) == P.ERR_SYNC
+    assert code(P.encode_request(P.CLASSIFY, f[4:-1])) == P.ERR_COMMAND
+    assert code(P.encode_request(P.LOAD_WEIGHTS, f[4:-1] + bytes(3))) == P.ERR_LENGTH
+    assert code(P.encode_request(P.LOAD_WEIGHTS, f[4:10])) == P.ERR_LENGTH  # no whole word
+    assert code(P.encode_request(P.LOAD_WEIGHTS, f[4:-2])) == P.ERR_LENGTH  # ragged
+    assert code(f[:-1]) == P.ERR_TIMEOUT
+    last = P.encode_request(P.LOAD_WEIGHTS, P.load_weights_payload(1017, image[:7], 20))
+    assert P.decode_load_weights(last, addr_width=10, data_width=20, frame_words=8)[0] == 1017
+    past = P.encode_request(P.LOAD_WEIGHTS, P.load_weights_payload(1018, image[:7], 20))
+    assert code(past, addr_width=10) == P.ERR_RANGE  # word 1024 does not exist
+    assert code(P.encode_request(P.LOAD_WEIGHTS, f[4:-2] + b"\x10")) == P.ERR_RANGE  # bit 20
+    for k in range(4, len(f)):  # any single corrupted byte is caught by the CRC
+        bad = bytearray(f)
+        bad[k] ^= 0x01
+        assert code(bytes(bad)) == P.ERR_CHECKSUM
+    # READ_WEIGHTS: address and count, its reply's words
+    rd = P.read_weights_request(1017, 7)
+    assert rd == P.encode_request(P.READ_WEIGHTS, bytes([0xF9, 3, 0, 0, 7, 0]))
+    assert P.decode_load_weights(rd, addr_width=10, data_width=20, frame_words=8) == (1017, 7)
+    assert code(P.read_weights_request(1018, 7), addr_width=10) == P.ERR_RANGE
+    assert code(P.read_weights_request(0, 21846), addr_width=24) == P.ERR_RANGE  # max 21845
+    assert P.decode_load_weights(P.read_weights_request(0, 21845), addr_width=24, data_width=20,
+                                 frame_words=8) == (0, 21845)
+    assert code(P.encode_request(P.READ_WEIGHTS, bytes(5))) == P.ERR_LENGTH
+    reply = P.encode_response(P.READ_WEIGHTS, P.OK, frames[0][8:-1])
+    assert P.read_weights_words(P.decode_response(reply).payload, 20) == image[:8]
+    with pytest.raises(ValueError, match="word 1 must be an integer in 0..15"):
+        P.load_weights_payload(0, [3, 16], 4)
+    with pytest.raises(ValueError, match="length field"):
+        P.load_weights_frames(image, data_width=16, frame_words=40000)

@@ -34,8 +34,23 @@ class FakeBoard:
         self.requests = 0
         self.out = bytearray()
         self.closed = False
+        self.memory: dict[int, int] = {}  # external memory, written by LOAD_WEIGHTS
+        self.flip_word = None  # a word address whose bit 0 READ_WEIGHTS flips (a bad cell)
 
     def _answer(self, frame: bytes) -> bytes:
+        if frame[1] in (P.LOAD_WEIGHTS, P.READ_WEIGHTS):  # the board's WeightLoader
+            try:
+                addr, words = P.decode_load_weights(frame, addr_width=24, data_width=16,
+                                                    frame_words=1024)
+            except P.ProtocolError as e:
+                return P.encode_error(e.cmd, e.status)
+            if frame[1] == P.READ_WEIGHTS:
+                got = [self.memory.get(addr + k, 0) ^ (addr + k == self.flip_word)
+                       for k in range(words)]
+                return P.encode_response(P.READ_WEIGHTS, P.OK,
+                                         b"".join(v.to_bytes(2, "little") for v in got))
+            self.memory.update({addr + k: v for k, v in enumerate(words)})
+            return P.encode_response(P.LOAD_WEIGHTS, P.OK)
         try:
             req = P.decode_request(frame, self.geo)
         except P.ProtocolError as e:
@@ -163,6 +178,77 @@ def test_cli_run_fails_on_a_wrong_logit(digits, monkeypatch, capsys):
     cap = capsys.readouterr()
     assert "image 1: class" in cap.out and "MISMATCH" in cap.out and "golden [" in cap.out
     assert cap.err.strip() == "hwgen run: error: 1 of 2 images differ(s) from the golden model"
+
+
+def test_cli_run_loads_weights_first(digits, monkeypatch, capsys, tmp_path):
+    """--load-weights: the memory image file's two segments land in the board's memory in
+    frames of --frame-words (one frame corrupted on the way back and resent), then the
+    images run as usual."""
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    image = [(7 * k + 3) % 65536 for k in range(700)]
+    text = P.format_memory_image(image, base_addr=0x1F0) + "@20000 // second segment\nbeef 12\n"
+    path = tmp_path / "weights.hex"
+    path.write_text(text)
+    assert P.parse_memory_image(text, 16) == [(0x1F0, image), (0x20000, [0xBEEF, 0x12])]
+    board = FakeBoard(digits, corrupt={1})  # the second LOAD_WEIGHTS reply
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--frame-words", "250") == 0
+    want = {0x1F0 + k: v for k, v in enumerate(image)} | {0x20000: 0xBEEF, 0x20001: 0x12}
+    assert board.memory == want
+    out = capsys.readouterr().out
+    assert "weights: 702 words in 4 LOAD_WEIGHTS frames written in" in out
+    assert "1/1 images match the golden model" in out
+    # 4 frames, one ahead: the lost reply of frame 1 makes frames 1 and 2 go again; then
+    # PING, SELFTEST, 1 image
+    assert board.requests == 6 + 3
+    board = FakeBoard(digits, corrupt={1})
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--frame-words", "250", "--frames-ahead", "0") == 0
+    assert board.memory == want
+    assert board.requests == 5 + 3  # one at a time: only frame 1 goes again
+    capsys.readouterr()
+
+    board = FakeBoard(digits)
+    assert _cli(monkeypatch, board, "--images", "1", "--load-weights", str(path),
+                "--verify-weights") == 0
+    assert "; 702 words read back equal" in capsys.readouterr().out
+    assert board.requests == 2 + 2 + 3  # 1 + 1 frames written, 1 + 1 read back
+    board = FakeBoard(digits)
+    board.flip_word = 0x1F0 + 600
+    assert _cli(monkeypatch, board, "--load-weights", str(path), "--verify-weights") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"hwgen run: error: the word at {0x1F0 + 600:#x} reads back as "
+        f"{image[600] ^ 1:#x}, not {image[600]:#x}")
+
+
+def test_cli_run_only_loads_with_images_0(digits, monkeypatch, capsys, tmp_path):
+    """--images 0: a board that only loads (the ULX3S weight-loader top) gets LOAD_WEIGHTS
+    and READ_WEIGHTS frames and nothing else."""
+    path = tmp_path / "w.hex"
+    path.write_text(P.format_memory_image(list(range(1300)), base_addr=16))
+    board = FakeBoard(digits)
+    assert _cli(monkeypatch, board, "--images", "0", "--load-weights", str(path),
+                "--verify-weights") == 0
+    assert "1300 words in 2 LOAD_WEIGHTS frames" in capsys.readouterr().out
+    assert board.requests == 4 and board.memory == {16 + k: k for k in range(1300)}
+    assert cli.main(["run", "--port", "loop://", "--images", "0"]) == 1
+    assert "0 only with --load-weights" in capsys.readouterr().err
+
+
+def test_cli_run_refuses_a_bad_memory_image(digits, monkeypatch, capsys, tmp_path):
+    path = tmp_path / "w.hex"
+    path.write_text("@10\n12\n12345\n")
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(path)) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"hwgen run: error: memory image '{path}': line 3: word 12345 does not fit 16 bits")
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(tmp_path / "none")) == 1
+    assert "cannot read memory image" in capsys.readouterr().err
+    # A board whose loader buffers fewer words than the frames carry answers LENGTH.
+    path.write_text("1\n" * 1100)
+    assert _cli(monkeypatch, FakeBoard(digits), "--load-weights", str(path),
+                "--frame-words", "1100") == 1
+    assert capsys.readouterr().err.strip() == (
+        "hwgen run: error: board answered LOAD_WEIGHTS error LENGTH to LOAD_WEIGHTS")
 
 
 def test_cli_run_missing_port_is_one_line(capsys):

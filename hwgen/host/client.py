@@ -69,6 +69,108 @@ class BoardClient:
     def classify(self, pixels, cfg) -> P.Response:
         return self.request(P.CLASSIFY, P.image_bytes(pixels, cfg))
 
+    def read_weights(self, addr: int, count: int, data_width: int) -> list[int]:
+        """`count` words from word address `addr` of the board's external memory."""
+        payload = self.request(P.READ_WEIGHTS, P.read_weights_request(addr, count)[4:-1]).payload
+        words = P.read_weights_words(payload, data_width)
+        if len(words) != count:
+            raise BoardError(f"READ_WEIGHTS of {count} words returned {len(words)}")
+        return words
+
+    def load_weights(self, segments, *, data_width: int, frame_words: int, ahead: int = 0,
+                     verify: bool = False) -> LoadReport:
+        """Write memory-image `segments` ([(start address, words)], `P.parse_memory_image`)
+        into the board's external memory in LOAD_WEIGHTS frames; up to `ahead` frames are
+        sent before the reply of the oldest one (0: strictly one at a time; the board's
+        receive FIFO must hold them, docs/protocol.md). A reply that is an error, or none,
+        makes the client wait out the board's gap, drop its input and resend from that
+        frame (the writes are idempotent), `retries` times per frame. With `verify`, then
+        read every word back (READ_WEIGHTS, `frame_words` at a time) and raise BoardError
+        at the first that differs."""
+        report = LoadReport()
+        frames = []
+        for addr, words in segments:
+            for k in range(0, len(words), frame_words):
+                chunk = words[k:k + frame_words]
+                frames.append(P.encode_request(P.LOAD_WEIGHTS,
+                                               P.load_weights_payload(addr + k, chunk,
+                                                                      data_width)))
+                report.words += len(chunk)
+        report.frames = len(frames)
+        start = time.monotonic()
+        done = sent = failures = 0
+        while done < len(frames):
+            while sent < len(frames) and sent - done <= ahead:
+                self.link.write(frames[sent])
+                report.bytes += len(frames[sent])
+                sent += 1
+            try:
+                resp = P.decode_response(P.read_response(self.link.read))
+            except P.ReadTimeout:
+                problem = "no reply to LOAD_WEIGHTS within the timeout"
+            except P.ProtocolError as e:
+                problem = f"malformed reply to LOAD_WEIGHTS: {e}"
+            else:
+                if resp.ok and resp.cmd == P.LOAD_WEIGHTS:
+                    done, failures = done + 1, 0
+                    continue
+                problem = f"board answered {resp.describe()} to LOAD_WEIGHTS"
+            self.errors.append(problem)
+            failures += 1
+            if failures > self.retries:
+                raise BoardError(problem)
+            self._resync()
+            sent = done
+        report.seconds = time.monotonic() - start
+        if verify:
+            for addr, words in segments:
+                for k in range(0, len(words), frame_words):
+                    got = self.read_weights(addr + k, len(words[k:k + frame_words]), data_width)
+                    for j, (g, want) in enumerate(zip(got, words[k:k + frame_words],
+                                                      strict=True)):
+                        if g != want:
+                            raise BoardError(f"the word at {addr + k + j:#x} reads back as "
+                                             f"{g:#x}, not {want:#x}")
+                    report.verified += len(got)
+        return report
+
+
+@dataclass
+class LoadReport:
+    words: int = 0
+    frames: int = 0
+    bytes: int = 0  # request bytes sent, resent frames included (replies not counted)
+    seconds: float = 0.0  # of the writes
+    verified: int = 0  # words read back and found equal
+
+    def describe(self) -> str:
+        rate = self.bytes / self.seconds / 1e3 if self.seconds > 0 else float("inf")
+        text = (f"weights: {self.words} words in {self.frames} LOAD_WEIGHTS frames written "
+                f"in {self.seconds:.2f} s ({rate:.1f} kB/s over the link)")
+        if self.verified:
+            text += f"; {self.verified} words read back equal"
+        return text
+
+
+def load_weights_file(link, path: str, *, data_width: int, frame_words: int, ahead: int = 0,
+                      verify: bool = False, retries: int = 1) -> LoadReport:
+    """Read the memory image at `path` (`$readmemh` style) and write it into the board's
+    external memory over `link`; a one-line HwgenError for an unreadable or bad file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise HwgenError(f"cannot read memory image {path!r}: {e.strerror or e}") from None
+    try:
+        segments = P.parse_memory_image(text, data_width)
+    except ValueError as e:
+        raise HwgenError(f"memory image {path!r}: {e}") from None
+    reset = getattr(link, "reset_input_buffer", None)
+    if reset:
+        reset()
+    return BoardClient(link, retries=retries).load_weights(
+        segments, data_width=data_width, frame_words=frame_words, ahead=ahead, verify=verify)
+
 
 @dataclass
 class RunReport:

@@ -21,7 +21,10 @@ SYNC_RESPONSE = 0x5A
 CLASSIFY = 0x43  # "C": classify the image in the payload
 SELFTEST = 0x53  # "S": classify the built-in image (and show its class on the LEDs)
 PING = 0x50  # "P": report the model's geometry
-COMMANDS = {CLASSIFY: "CLASSIFY", SELFTEST: "SELFTEST", PING: "PING"}
+LOAD_WEIGHTS = 0x57  # "W": write words into the board's external memory (weights)
+READ_WEIGHTS = 0x52  # "R": read words back from the board's external memory
+COMMANDS = {CLASSIFY: "CLASSIFY", SELFTEST: "SELFTEST", PING: "PING",
+            LOAD_WEIGHTS: "LOAD_WEIGHTS", READ_WEIGHTS: "READ_WEIGHTS"}
 
 OK = 0x00
 ERR_SYNC = 0x01  # a byte outside a frame that is not SYNC_REQUEST
@@ -37,6 +40,8 @@ STATUS = {OK: "OK", ERR_SYNC: "SYNC", ERR_COMMAND: "COMMAND", ERR_LENGTH: "LENGT
 
 REQUEST_HEADER = 4  # sync, command, length (16-bit little-endian)
 RESPONSE_HEADER = 5  # sync, command, status, length (16-bit little-endian)
+LOAD_ADDR_BYTES = 4  # LOAD_WEIGHTS: the start word address, 32-bit little-endian
+READ_PAYLOAD = LOAD_ADDR_BYTES + 2  # READ_WEIGHTS: the start address, the word count (LE16)
 PING_PAYLOAD = 11  # version, classes, logit bytes, channels, pixel bits, pixels (2), model id (4)
 
 CRC8_POLY = 0x07  # CRC-8/SMBUS: x^8 + x^2 + x + 1, init 0, no reflection, no final xor
@@ -274,6 +279,160 @@ def decode_request(frame: bytes, geometry: Geometry) -> Request:
     return Request(cmd, bytes(payload))
 
 
+# ----------------------------------------------------------------------------- weights
+
+def word_bytes(data_width: int) -> int:
+    """Bytes of one memory word in a LOAD_WEIGHTS frame: ceil(data_width / 8)."""
+    if not isinstance(data_width, int) or isinstance(data_width, bool) or data_width < 1:
+        raise ValueError(f"data_width must be a positive integer, not {data_width!r}")
+    return -(-data_width // 8)
+
+
+def load_weights_payload(addr: int, words: Sequence[int], data_width: int) -> bytes:
+    """Payload of a LOAD_WEIGHTS request: the start word address (LE32), then each word,
+    little-endian in `word_bytes(data_width)` bytes."""
+    if not isinstance(addr, int) or not 0 <= addr < 1 << 8 * LOAD_ADDR_BYTES:
+        raise ValueError(f"addr must be an integer in 0..{(1 << 8 * LOAD_ADDR_BYTES) - 1}, "
+                         f"not {addr!r}")
+    if not words:
+        raise ValueError("a LOAD_WEIGHTS frame needs at least one word")
+    nb = word_bytes(data_width)
+    out = bytearray(addr.to_bytes(LOAD_ADDR_BYTES, "little"))
+    for k, v in enumerate(words):
+        if not isinstance(v, int) or not 0 <= v < 1 << data_width:
+            raise ValueError(f"word {k} must be an integer in 0..{(1 << data_width) - 1}, "
+                             f"not {v!r}")
+        out += v.to_bytes(nb, "little")
+    return bytes(out)
+
+
+def load_weights_frames(words: Sequence[int], *, base_addr: int = 0, data_width: int,
+                        frame_words: int) -> list[bytes]:
+    """A memory image (`words` from word address `base_addr`, e.g. `memory_image(engine)`)
+    as LOAD_WEIGHTS request frames of at most `frame_words` words each, in address order.
+    Send one, wait for its reply, then the next (docs/protocol.md, "Loading weights")."""
+    if not isinstance(frame_words, int) or frame_words < 1:
+        raise ValueError(f"frame_words must be a positive integer, not {frame_words!r}")
+    if LOAD_ADDR_BYTES + frame_words * word_bytes(data_width) > 0xFFFF:
+        raise ValueError(f"frame_words {frame_words} of {word_bytes(data_width)} bytes do not "
+                         f"fit the 16-bit length field")
+    words = [int(v) for v in words]
+    return [encode_request(LOAD_WEIGHTS, load_weights_payload(
+                base_addr + k, words[k:k + frame_words], data_width))
+            for k in range(0, len(words), frame_words)]
+
+
+def read_weights_request(addr: int, count: int) -> bytes:
+    """A READ_WEIGHTS request frame: `count` words from word address `addr`."""
+    if not isinstance(addr, int) or not 0 <= addr < 1 << 8 * LOAD_ADDR_BYTES:
+        raise ValueError(f"addr must be an integer in 0..{(1 << 8 * LOAD_ADDR_BYTES) - 1}, "
+                         f"not {addr!r}")
+    if not isinstance(count, int) or not 1 <= count <= 0xFFFF:
+        raise ValueError(f"count must be an integer in 1..65535, not {count!r}")
+    return encode_request(READ_WEIGHTS, addr.to_bytes(LOAD_ADDR_BYTES, "little")
+                          + count.to_bytes(2, "little"))
+
+
+def read_weights_words(payload: bytes, data_width: int) -> list[int]:
+    """The words of a READ_WEIGHTS reply's payload (each little-endian in word_bytes)."""
+    nb = word_bytes(data_width)
+    if len(payload) % nb:
+        raise ProtocolError(f"READ_WEIGHTS reply of {len(payload)} bytes is not whole words "
+                            f"of {nb}", ERR_LENGTH, READ_WEIGHTS)
+    return [int.from_bytes(payload[k:k + nb], "little") for k in range(0, len(payload), nb)]
+
+
+def format_memory_image(words: Sequence[int], base_addr: int = 0, data_width: int = 16) -> str:
+    """A memory image as text in `$readmemh` style: an ``@address`` line (hex word address),
+    then one hex word per line (docs/protocol.md, "Memory image files")."""
+    digits = -(-data_width // 4)
+    lines = [f"// {len(words)} words of {data_width} bits", f"@{base_addr:x}"]
+    lines += [f"{int(v):0{digits}x}" for v in words]
+    return "\n".join(lines) + "\n"
+
+
+def parse_memory_image(text: str, data_width: int) -> list[tuple[int, list[int]]]:
+    """The segments (start word address, words) of a `$readmemh`-style memory image:
+    hex words separated by white space, ``@address`` (hex) starting a segment at that
+    word address (the first segment starts at 0 without one), ``//`` comments. Raises
+    ValueError (one line, with the line number) on a word that is not hex or does not fit
+    `data_width`, and on an image without words."""
+    segments: list[tuple[int, list[int]]] = []
+    addr, words = 0, []
+    for n, line in enumerate(text.splitlines(), 1):
+        for token in line.split("//", 1)[0].split():
+            try:
+                value = int(token[1:] if token.startswith("@") else token, 16)
+            except ValueError:
+                raise ValueError(f"line {n}: {token!r} is not a hex word or @address") from None
+            if token.startswith("@"):
+                if words:
+                    segments.append((addr, words))
+                addr, words = value, []
+            elif value >> data_width:
+                raise ValueError(f"line {n}: word {token} does not fit {data_width} bits")
+            else:
+                words.append(value)
+    if words:
+        segments.append((addr, words))
+    if not segments:
+        raise ValueError("the memory image has no words")
+    return segments
+
+
+def decode_load_weights(frame: bytes, *, addr_width: int, data_width: int,
+                        frame_words: int) -> tuple[int, list[int] | int]:
+    """(start address, words) of a LOAD_WEIGHTS frame, or (start address, word count) of a
+    READ_WEIGHTS frame, with the board's checks in the board's order
+    (rtl_templates.weight_loader): sync, command, length bounds, then checksum, whole
+    words, range (address and words; a READ_WEIGHTS count of 1 .. 65535 // word bytes).
+    Raises ProtocolError carrying the error code the board answers with."""
+    nb = word_bytes(data_width)
+    if not frame or frame[0] != SYNC_REQUEST:
+        raise ProtocolError("bad sync byte", ERR_SYNC)
+    if len(frame) < 2:
+        raise ProtocolError("frame ends after the sync byte", ERR_TIMEOUT)
+    cmd = frame[1]
+    if cmd not in (LOAD_WEIGHTS, READ_WEIGHTS):
+        raise ProtocolError(f"the weight loader takes LOAD_WEIGHTS and READ_WEIGHTS, not "
+                            f"{cmd:#04x}", ERR_COMMAND, cmd)
+    if len(frame) < REQUEST_HEADER:
+        raise ProtocolError("frame ends in its header", ERR_TIMEOUT, cmd)
+    length = int.from_bytes(frame[2:4], "little")
+    if cmd == READ_WEIGHTS and length != READ_PAYLOAD:
+        raise ProtocolError(f"READ_WEIGHTS needs length {READ_PAYLOAD}, not {length}",
+                            ERR_LENGTH, cmd)
+    if cmd == LOAD_WEIGHTS and not LOAD_ADDR_BYTES + nb <= length <= LOAD_ADDR_BYTES \
+            + frame_words * nb:
+        raise ProtocolError(f"LOAD_WEIGHTS length must be {LOAD_ADDR_BYTES + nb} .. "
+                            f"{LOAD_ADDR_BYTES + frame_words * nb}, not {length}",
+                            ERR_LENGTH, cmd)
+    if len(frame) < REQUEST_HEADER + length + 1:
+        raise ProtocolError("frame ends early", ERR_TIMEOUT, cmd)
+    if len(frame) > REQUEST_HEADER + length + 1:
+        raise ProtocolError("bytes after the checksum", ERR_SYNC, cmd)
+    if crc8(frame[:-1]) != frame[-1]:
+        raise ProtocolError("bad checksum", ERR_CHECKSUM, cmd)
+    addr = int.from_bytes(frame[REQUEST_HEADER:REQUEST_HEADER + LOAD_ADDR_BYTES], "little")
+    if cmd == READ_WEIGHTS:
+        count = int.from_bytes(frame[REQUEST_HEADER + LOAD_ADDR_BYTES:-1], "little")
+        if not 1 <= count <= 0xFFFF // nb or addr + count > 1 << addr_width:
+            raise ProtocolError(f"READ_WEIGHTS of {count} words from {addr} does not fit "
+                                f"the memory or a reply", ERR_RANGE, cmd)
+        return addr, count
+    data = frame[REQUEST_HEADER + LOAD_ADDR_BYTES:-1]
+    if len(data) % nb:
+        raise ProtocolError(f"{len(data)} word bytes are not whole words of {nb}", ERR_LENGTH,
+                            cmd)
+    words = [int.from_bytes(data[k:k + nb], "little") for k in range(0, len(data), nb)]
+    if addr + len(words) > 1 << addr_width:
+        raise ProtocolError(f"words {addr} .. {addr + len(words) - 1} do not fit "
+                            f"{addr_width} address bits", ERR_RANGE, cmd)
+    if any(v >> data_width for v in words):
+        raise ProtocolError(f"a word does not fit {data_width} bits", ERR_RANGE, cmd)
+    return addr, words
+
+
 # ----------------------------------------------------------------------------- responses
 
 @dataclass(frozen=True)
@@ -346,6 +505,12 @@ def decode_response(frame: bytes, geometry: Geometry | None = None) -> Response:
         return Response(cmd, status)
     if cmd == PING:
         return Response(cmd, status, payload, geometry=Geometry.from_ping(payload))
+    if cmd == LOAD_WEIGHTS:
+        if length:
+            raise ProtocolError("LOAD_WEIGHTS reply with a payload", ERR_LENGTH, cmd)
+        return Response(cmd, status)
+    if cmd == READ_WEIGHTS:
+        return Response(cmd, status, payload)
     if cmd in (CLASSIFY, SELFTEST):
         if geometry is None:
             return Response(cmd, status, payload)

@@ -20,7 +20,7 @@ from sim.streams import load_stimulus, log_seed, save_result, start_clock
 PERIOD_NS = 10
 
 
-async def _decode_tx(dut, bit_ns: float, out: list[int], errors: list[str]) -> None:
+async def decode_tx(dut, bit_ns: float, out: list[int], errors: list[str]) -> None:
     """Every byte on the tx pin, appended to `out`; framing faults to `errors`."""
     while True:
         await FallingEdge(dut.tx)
@@ -38,7 +38,7 @@ async def _decode_tx(dut, bit_ns: float, out: list[int], errors: list[str]) -> N
         out.append(byte)
 
 
-async def _send(dut, data: list[int], bit_ns: float, bad_stop_at: int | None) -> None:
+async def send_bytes(dut, data: list[int], bit_ns: float, bad_stop_at: int | None) -> None:
     for k, byte in enumerate(data):
         stop = 0 if k == bad_stop_at else 1
         for level in [0] + [(byte >> b) & 1 for b in range(8)] + [stop]:
@@ -71,7 +71,7 @@ async def board_session(dut):
     await start_clock(dut, PERIOD_NS)
     received: list[int] = []
     errors: list[str] = []
-    cocotb.start_soon(_decode_tx(dut, bit_ns, received, errors))
+    cocotb.start_soon(decode_tx(dut, bit_ns, received, errors))
 
     await ClockCycles(dut.clk, 4)
     powerup_cycles = await _wait_idle(dut, limit)
@@ -87,7 +87,7 @@ async def board_session(dut):
             await ClockCycles(dut.clk, 2)
             busy_after_press = int(dut.busy.value)
         if step.get("send"):
-            await _send(dut, step["send"], bit_ns, step.get("bad_stop_at"))
+            await send_bytes(dut, step["send"], bit_ns, step.get("bad_stop_at"))
         want = before + step["reply_bytes"]
         waited = 0
         while len(received) < want:

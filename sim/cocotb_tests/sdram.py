@@ -7,8 +7,9 @@ chip sees at the next rising edge) and driving read data for that edge. Stimulus
 """
 
 import cocotb
-from cocotb.triggers import FallingEdge, RisingEdge, gather
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, gather
 
+from sim.cocotb_tests.board import decode_tx, send_bytes
 from sim.sdram_model import SDRAMChip, SDRAMTimings, SDRAMViolation
 from sim.streams import (
     Scoreboard,
@@ -16,6 +17,7 @@ from sim.streams import (
     StreamMonitor,
     load_stimulus,
     log_seed,
+    run_streams,
     save_result,
     start_clock,
 )
@@ -188,3 +190,58 @@ async def sdram_engine(dut):
         "read_words": {k: v["read_words"] for k, v in passes.items()},
         "chip_commands": chip.counts,
     })
+
+
+@cocotb.test()
+async def sdram_loader(dut):
+    """A WeightLoader fills the SDRAM from LOAD_WEIGHTS frames, then an engine reads its
+    weights from there (`sim.loader_sim.LoadThenRun` around an `SDRAMController`): the
+    stream ports driven and checked as in stream_block, the chip played alongside."""
+    stim = load_stimulus()
+    log_seed(stim)
+    chip = SDRAMChip(stim["period_ns"])
+    dut.chip_dq.value = 0
+    stats = {"read_words": 0}
+    result = await run_streams(dut, stim, background=(
+        play_chip(dut, chip, stats), watchdog(dut, chip, stim["timeout"])))
+    save_result({**result, "chip_commands": chip.counts, "chip_read_words": stats["read_words"]})
+
+
+@cocotb.test()
+async def sdram_uart_loader(dut):
+    """`LoaderCore` (hwgen.targets.dram.uart_loader) over its UART pins: after init_done,
+    each step's bytes go into ``rx`` bit by bit, back to back (a step of several frames is a
+    host sending ahead); the step waits for its predicted number of reply bytes on ``tx``
+    (decoded bit by bit) before the next; the chip model plays the SDRAM."""
+    stim = load_stimulus()
+    log_seed(stim)
+    period = stim["period_ns"]
+    bit_ns = stim["divisor"] * round(period)
+    chip = SDRAMChip(period)
+    dut.chip_dq.value = 0
+    dut.rx.value = 1
+    await start_clock(dut, period_ns=round(period))
+    stats = {"read_words": 0}
+    cocotb.start_soon(play_chip(dut, chip, stats))
+    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
+    received: list[int] = []
+    errors: list[str] = []
+    cocotb.start_soon(decode_tx(dut, bit_ns, received, errors))
+    init_cycles = 0
+    while not dut.init_done.value:  # a board's SDRAM is ready long before a host sends
+        await RisingEdge(dut.clk)
+        init_cycles += 1
+    step_cycles = []
+    cycles = 0
+    bad_stop = stim.get("bad_stop_at") or [None] * len(stim["steps"])
+    for data, replies, bad in zip(stim["steps"], stim["reply_bytes"], bad_stop, strict=True):
+        want = len(received) + replies
+        await send_bytes(dut, data, bit_ns, bad)
+        while len(received) < want:
+            await ClockCycles(dut.clk, 16)
+            cycles += 16
+        step_cycles.append(cycles)
+    await ClockCycles(dut.clk, 30 * stim["divisor"])  # nothing more may come out
+    assert not errors, errors[0]
+    save_result({"received": received, "chip_commands": chip.counts, "init_cycles": init_cycles,
+                 "step_cycles": step_cycles, "chip_read_words": stats["read_words"]})

@@ -125,42 +125,54 @@ class ULX3SMemTestTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
-        m.domains.sync = ClockDomain("sync")
-        locked = Signal()
-        clk50 = Signal()
-        m.d.comb += ClockSignal("sync").eq(clk50)
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
-        # EHXPLLL: 25 MHz x 2 (feedback) x 12 (VCO 600 MHz) / 12 = 50 MHz on CLKOP.
-        m.submodules.pll = Instance(
-            "EHXPLLL",
-            p_CLKI_DIV=1, p_CLKFB_DIV=2, p_CLKOP_DIV=12, p_CLKOP_CPHASE=5, p_CLKOP_FPHASE=0,
-            p_CLKOP_ENABLE="ENABLED", p_FEEDBK_PATH="CLKOP", p_OUTDIVIDER_MUXA="DIVA",
-            i_CLKI=clk25.i, i_CLKFB=clk50, o_CLKOP=clk50,
-            o_LOCK=locked, i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0,
-            i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
-            a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP="50", a_ICP_CURRENT="12",
-            a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2")
-        platform.add_clock_constraint(clk50, 50e6)
-        sdram = platform.request("sdram", 0, dir="-")
+        sdram = ulx3s_clock_and_sdram(m, platform)
         m.submodules.core = core = MemTestCore(self.generated, words=self.words,
                                                max_burst=self.max_burst, dq=sdram.dq.io)
-        # The SDRAM clock: 0 in the first half of each cycle, 1 in the second.
-        m.submodules.sdram_clk = clk = io.DDRBuffer("o", sdram.clk)
-        m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]
-        # LiteDRAM's outputs are already active-low where the pins are: drive them as they are.
-        pins = {"a": "sdram_a", "ba": "sdram_ba", "cs": "sdram_cs_n", "we": "sdram_we_n",
-                "ras": "sdram_ras_n", "cas": "sdram_cas_n", "clk_en": "sdram_cke",
-                "dqm": "sdram_dm"}
-        for res, sig in pins.items():
-            port = getattr(sdram, res)
-            if any(port.invert):
-                port = ~port
-            buf = io.Buffer("o", port)
-            m.submodules[f"sdram_{res}"] = buf
-            m.d.comb += buf.o.eq(getattr(core, sig))
+        drive_sdram_pins(m, sdram, core)
         shown = [core.init_done, core.done, core.ok, core.done & ~core.ok]
         for k, value in enumerate(shown):
             m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
             m.d.comb += led.o.eq(value)
         return m
+
+
+def ulx3s_clock_and_sdram(m: Module, platform):
+    """The ULX3S's 50 MHz ``sync`` domain (EHXPLLL from the 25 MHz oscillator, reset until
+    it locks); returns the requested ``sdram`` resource (its dq goes to the controller)."""
+    m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+    m.domains.sync = ClockDomain("sync")
+    locked = Signal()
+    clk50 = Signal()
+    m.d.comb += ClockSignal("sync").eq(clk50)
+    m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+    # EHXPLLL: 25 MHz x 2 (feedback) x 12 (VCO 600 MHz) / 12 = 50 MHz on CLKOP.
+    m.submodules.pll = Instance(
+        "EHXPLLL",
+        p_CLKI_DIV=1, p_CLKFB_DIV=2, p_CLKOP_DIV=12, p_CLKOP_CPHASE=5, p_CLKOP_FPHASE=0,
+        p_CLKOP_ENABLE="ENABLED", p_FEEDBK_PATH="CLKOP", p_OUTDIVIDER_MUXA="DIVA",
+        i_CLKI=clk25.i, i_CLKFB=clk50, o_CLKOP=clk50,
+        o_LOCK=locked, i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0,
+        i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+        a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP="50", a_ICP_CURRENT="12",
+        a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2")
+    platform.add_clock_constraint(clk50, 50e6)
+    return platform.request("sdram", 0, dir="-")
+
+
+def drive_sdram_pins(m: Module, sdram, core) -> None:
+    """The SDRAM clock (the system clock inverted) and `core`'s SDRAM pins (``sdram_a`` ..)
+    onto the ``sdram`` resource."""
+    # The SDRAM clock: 0 in the first half of each cycle, 1 in the second.
+    m.submodules.sdram_clk = clk = io.DDRBuffer("o", sdram.clk)
+    m.d.comb += [clk.o[0].eq(0), clk.o[1].eq(1)]
+    # LiteDRAM's outputs are already active-low where the pins are: drive them as they are.
+    pins = {"a": "sdram_a", "ba": "sdram_ba", "cs": "sdram_cs_n", "we": "sdram_we_n",
+            "ras": "sdram_ras_n", "cas": "sdram_cas_n", "clk_en": "sdram_cke",
+            "dqm": "sdram_dm"}
+    for res, sig in pins.items():
+        port = getattr(sdram, res)
+        if any(port.invert):
+            port = ~port
+        buf = io.Buffer("o", port)
+        m.submodules[f"sdram_{res}"] = buf
+        m.d.comb += buf.o.eq(getattr(core, sig))

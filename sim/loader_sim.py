@@ -1,0 +1,76 @@
+"""A testbench top for the weight loader: `LoadThenRun` puts a `WeightLoader`, an engine and a
+memory behind one memory port; the loader fills the memory, then the engine gets the port.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from rtl_templates.weight_loader import REPLY_BYTES
+
+
+class LoadThenRun(wiring.Component):
+    """`loader` (a `WeightLoader`) and `engine` (a memory-port initiator, e.g. a LinearEngine)
+    sharing `memory` (the memory side of a `MemPortSignature`, e.g. a `MemPortRAM`, or
+    ``port`` of a component holding it, given as `memory_port`). The loader has the port
+    until its ``frames``-th reply has left ``load_o``; from the next cycle on the engine has
+    it (its requests wait until then).
+
+    Ports: ``load_i``, ``load_o`` (the loader's byte streams), ``loaded`` (out), the
+    engine's ``i`` and ``o``; with an `SDRAMController` as `memory` also its ``init_done``
+    and SDRAM pins (and ``generated``, so `sdram_sim.sdram_sim_verilog` can wrap this top
+    with the LiteDRAM instance at ``memory.core``)."""
+
+    def __init__(self, loader, engine, memory, *, frames: int, memory_port=None):
+        self.loader, self.engine, self.memory = loader, engine, memory
+        self.memory_port = memory if memory_port is None else memory_port
+        self.frames = frames
+        if loader.mem.signature != engine.mem.signature:
+            raise ValueError(f"the loader's port {loader.mem.signature!r} must be the "
+                             f"engine's {engine.mem.signature!r}")
+        members = {
+            "load_i": loader.signature.members["i"], "load_o": loader.signature.members["o"],
+            "loaded": Out(1),
+            "i": engine.signature.members["i"], "o": engine.signature.members["o"],
+        }
+        self.pins = dict(getattr(memory, "pins", {}))
+        if self.pins:  # an SDRAMController
+            self.generated = memory.generated
+            members["init_done"] = Out(1)
+            members.update({p: Out(w) for p, w in self.pins.items()})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        ld, e = self.loader, self.engine
+        m.submodules.loader, m.submodules.engine = ld, e
+        m.submodules.memory = self.memory
+        c = self.memory_port
+        replies = Signal(range(self.frames * REPLY_BYTES + 1))
+        with m.If(ld.o.valid & ld.o.ready & ~self.loaded):
+            m.d.sync += replies.eq(replies + 1)
+        sel = self.loaded
+        m.d.comb += sel.eq(replies == self.frames * REPLY_BYTES)
+        h = ld.mem
+        m.d.comb += [
+            c.req.payload.as_value().eq(Mux(sel, e.mem.req.payload.as_value(),
+                                            h.req.payload.as_value())),
+            c.req.valid.eq(Mux(sel, e.mem.req.valid, h.req.valid)),
+            c.w.payload.eq(Mux(sel, e.mem.w.payload, h.w.payload)),
+            c.w.valid.eq(Mux(sel, e.mem.w.valid, h.w.valid)),
+            c.r.ready.eq(Mux(sel, e.mem.r.ready, h.r.ready)),
+            e.mem.req.ready.eq(sel & c.req.ready), h.req.ready.eq(~sel & c.req.ready),
+            e.mem.w.ready.eq(sel & c.w.ready), h.w.ready.eq(~sel & c.w.ready),
+            e.mem.r.valid.eq(sel & c.r.valid), h.r.valid.eq(~sel & c.r.valid),
+            e.mem.r.payload.eq(c.r.payload), h.r.payload.eq(c.r.payload),
+        ]
+        wiring.connect(m, wiring.flipped(self.load_i), ld.i)
+        wiring.connect(m, ld.o, wiring.flipped(self.load_o))
+        wiring.connect(m, wiring.flipped(self.i), e.i)
+        wiring.connect(m, e.o, wiring.flipped(self.o))
+        if self.pins:
+            m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
+            m.d.comb += self.init_done.eq(self.memory.init_done)
+        return m
