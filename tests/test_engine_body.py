@@ -21,10 +21,10 @@ def _tile_major(x, b, T, bits, pe):
     return pack_engine_values(tokens, bits, pe)
 
 
-def _body(cfg_changes, seed, images, **knobs):
-    cfg = get_config("digits-tiny").replace(**cfg_changes)
+def _body(cfg, seed, images, **knobs):
     model = random_int_model(cfg, seed=seed)
-    px = torch.randint(0, 256, (images, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+    shape = (images, cfg.image_channels, *cfg.image_size)
+    px = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(seed))
     taps = run(model, px, check_widths=True)
     seq = body_sequence(model, **knobs)
     T, last = cfg.time_steps, f"blocks.{cfg.depth - 1}.u_mlp"
@@ -35,8 +35,8 @@ def _body(cfg_changes, seed, images, **knobs):
 
 @pytest.mark.sim
 def test_two_blocks_on_one_engine(verilator):
-    seq, ins, exp = _body(dict(depth=2, dim=16, heads=2, mlp_ratio=2), 13, 2, pe=4, simd=4,
-                          beat_bits=16, max_burst=16, addr_bits=12)
+    cfg = get_config("digits-tiny").replace(depth=2, dim=16, heads=2, mlp_ratio=2)
+    seq, ins, exp = _body(cfg, 13, 2, pe=4, simd=4, beat_bits=16, max_burst=16, addr_bits=12)
     assert len(seq.layers) == 8 and max(seq.act_of) == 3  # four spike memories, shared
     words = sequence_image(seq)
     for kw in ({}, dict(seed=7, gap=0.3, backpressure=0.5, mem_stall=0.3, mem_gap=0.4)):
@@ -51,3 +51,14 @@ def test_body_rejects_event_mode():
     model = random_int_model(get_config("digits-tiny"), seed=1)
     with pytest.raises(ValueError, match="dense only"):
         body_sequence(model, pe=4, simd=4, mode="event")
+
+
+@pytest.mark.sim
+@pytest.mark.slow  # ~1.6 M cycles an image through the cocotb memory responder
+def test_paper_width_block_on_one_engine(verilator):
+    """One cifar-paper block (D = 384, 12 heads, MLP ratio 4, 64 tokens, T = 4) on the
+    engine cifar-paper's plan would use (pe 64, simd 4): bit-exact and cycle-exact."""
+    cfg = get_config("cifar-paper").replace(depth=1)
+    seq, ins, exp = _body(cfg, 21, 1, pe=64, simd=4, beat_bits=16, max_burst=64, addr_bits=24)
+    verify_memory_block(seq, ins, exp, words=sequence_image(seq), latency=9,
+                        simulator=verilator, timeout=20_000_000, tag="body-paper")
