@@ -21,7 +21,12 @@ class EngineSequenceModel(BlockModel):
     def __init__(self, e):  # an EngineSequence
         self.inputs = ("i", "r") + (("u",) if e.residual_bits is not None and not e.u_memory
                                     else ())
-        self.u_memory = e.u_memory
+        self.u_memory, self.token_major = e.u_memory, e.token_major
+        # token-major U: a LIF pass (one word a cycle over U) before layer 0; an output pass
+        # (a word a cycle while o is ready) after the last layer
+        self.n_u = e.ins[0] // e.pe * e.positions
+        self.lif_at = None
+        self.out_go, self.ov, self.out_r = False, False, 0
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
         self.P_in = e.input_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
@@ -49,17 +54,21 @@ class EngineSequenceModel(BlockModel):
         self.dwc_at: dict[int, int | None] = dict.fromkeys(e.dwc)
 
     def _src(self, layer: int) -> bool:
-        for at in (self.dwc_at.get(layer, 0), self.passed_at.get(layer - 1, 0)):
+        lif = self.lif_at if layer == 0 and self.token_major else 0
+        for at in (self.dwc_at.get(layer, 0), self.passed_at.get(layer - 1, 0), lif):
             if at is None or self.cycle < at:
                 return False
         return self.loaded if layer == 0 else self.written[layer - 1]
 
     def _start(self, layer: int) -> None:
         """Layer `layer`'s input flag is set (seen from the next cycle): its passes start."""
+        seen = self.cycle + 1
+        if layer == 0 and self.token_major:  # the LIF pass: N reads, one more to write
+            seen = self.lif_at = seen + self.n_u + 1
         if layer - 1 in self.passed_at:
-            self.passed_at[layer - 1] = self.cycle + 1 + self.pass_cycles[layer - 1]
+            self.passed_at[layer - 1] = seen + self.pass_cycles[layer - 1]
         if layer in self.dwc_at:
-            self.dwc_at[layer] = self.cycle + 1 + self.dwc_cycles[layer]
+            self.dwc_at[layer] = seen + self.dwc_cycles[layer]
 
     def _clear(self, layer: int) -> None:
         """Layer `layer` has read all its input: its flags and passes are reset."""
@@ -67,6 +76,8 @@ class EngineSequenceModel(BlockModel):
             self.passed_at[layer - 1] = None
         if layer in self.dwc_at and (layer or not self.loaded):
             self.dwc_at[layer] = None
+        if layer == 0 and not self.loaded:
+            self.lif_at = None
 
     def _waiting(self) -> bool:
         return self.acc_valid and self.l_o == self.L - 1
@@ -76,18 +87,30 @@ class EngineSequenceModel(BlockModel):
             return self.ahead != 2
         if port == "w":
             return False
+        if self.token_major:
+            return self.ov
         return self._waiting() and ("u" not in self.inputs or self.in_valid("u"))
 
     def ready(self, port):
         if port == "u":
             return self._waiting() and self.out_ready("o")
         if port == "i":  # with U in block RAM, the last layer's outputs must be out first
-            return not self.loaded and not (self.u_memory and self.l_o == self.L - 1)
+            return not self.loaded and not (self.u_memory and self.l_o == self.L - 1) \
+                and not self.out_go
         return True
 
     def tick(self, fired):
         final_layer = self.l_o == self.L - 1
-        sink_ready = fired["o"] if final_layer else True
+        sink_ready = fired["o"] if final_layer and not self.token_major else True
+        if self.token_major:  # the output pass, on the cycle's starting state
+            adv = not self.ov or fired["o"]
+            issue = adv and self.out_go and self.out_r != self.n_u
+            if self.out_go and self.out_r == self.n_u and adv:
+                self.out_go, self.out_r = False, 0
+            if adv:
+                self.ov = issue
+            if issue:
+                self.out_r += 1
         last = self.pipe[-1]
         advance = not (last is not None and self.acc_valid and not sink_ready)
         taken = self.acc_valid and sink_ready
@@ -128,6 +151,8 @@ class EngineSequenceModel(BlockModel):
                     if not final_layer:
                         self.written[self.l_o] = True  # seen from the next cycle on
                         self._start(self.l_o + 1)
+                    elif self.token_major:
+                        self.out_go = True
                     self.l_o = 0 if final_layer else self.l_o + 1
         if fired["i"]:
             self.n_in += 1

@@ -79,7 +79,8 @@ class EngineSequence(wiring.Component):
                  pe: int = 1, simd: int = 1, beat_bits: int = 16, max_burst: int = 64,
                  base_addr: int = 0, addr_bits: int = 24, residual_bits: int | None = None,
                  input_lif=None, input_bits: int | None = None, sasa=None,
-                 u_memory: bool = False, adds=(), dwc=None, act_of=None):
+                 u_memory: bool = False, adds=(), dwc=None, act_of=None,
+                 token_major: bool = False):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         if not layers or len(lifs) != len(layers) - 1:
             raise ValueError(f"need at least one layer and one LIF per boundary, not "
@@ -160,8 +161,9 @@ class EngineSequence(wiring.Component):
                     raise ValueError(f"a DWC pass needs a layer of {D} inputs that no SASA "
                                      f"feeds, not layer {x!r}")
                 self.dwc[x] = block
-        elif adds or dwc is not None:
-            raise ValueError("adds and dwc need u_memory")
+        elif adds or dwc is not None or token_major:
+            raise ValueError("adds, dwc and token_major need u_memory")
+        self.token_major = bool(token_major)
         if residual_bits is not None:
             check_int("residual_bits", residual_bits, 2)
             if not u_memory:
@@ -256,10 +258,20 @@ class EngineSequence(wiring.Component):
         if self.u_memory:  # U is read by the last layer's outputs: load once they are out
             can_load = ~loaded & (l_o != L - 1)
             ul = Signal(range(u_last + 1), name="u_load")
+        if self.token_major:  # U comes token-major; the output pass must be done too
+            out_go = Signal()
+            can_load = can_load & ~out_go
         m.d.comb += [self.i.ready.eq(can_load), fire_in.eq(self.i.valid & can_load),
                      w0.addr.eq(n_in)]
         last_in = n_in == P - 1
-        if self.input_lif is None:
+        if self.token_major:  # into U only (word g*P + n*T + t); the LIF pass makes S
+            u_in = self._token_walk(m, fire_in, "u_in")
+            with m.If(fire_in):
+                m.d.comb += [uw.addr.eq(u_in), uw.data.eq(self.i.payload.as_value()),
+                             uw.en.eq(1)]
+                m.d.sync += ul.eq(Mux(ul == u_last, 0, ul + 1))
+            last_in = ul == u_last
+        elif self.input_lif is None:
             m.d.comb += [w0.data.eq(self.i.payload), w0.en.eq(Mux(fire_in, -1, 0))]
         else:
             vth, shift, state_bits = self.input_lif
@@ -275,7 +287,7 @@ class EngineSequence(wiring.Component):
                 with m.If(last_in):
                     m.d.sync += g_in.eq(Mux(g_in == len(w0.en) - 1, 0, g_in + 1))
             last_in = last_in & (g_in == len(w0.en) - 1)
-        if self.u_memory:
+        if self.u_memory and not self.token_major:
             with m.If(fire_in):
                 m.d.comb += [uw.addr.eq(ul), uw.data.eq(self.i.payload.as_value()), uw.en.eq(1)]
                 m.d.sync += ul.eq(Mux(ul == u_last, 0, ul + 1))
@@ -348,6 +360,11 @@ class EngineSequence(wiring.Component):
             m.submodules[f"sasa{b}"] = block
             flags[b + 1] = written[b] & self._sasa_pass(m, block, qk_r, acts[b + 1][0],
                                                         written[b], P)
+        u_phases = []  # passes that own U's read port
+        if self.token_major:  # the input LIF as a pass over U (tile-major) into act0
+            lif_phase = Signal()
+            u_phases.append(lif_phase)
+            flags[0] = loaded & self._lif_pass(m, loaded, lif_phase, ur, acts[0][0], P)
         dwc_phase = Const(0)
         phases = {}  # memory -> a DWC pass owns its read port
         for x, block in self.dwc.items():  # the DWC pass reads layer x's input first
@@ -357,6 +374,7 @@ class EngineSequence(wiring.Component):
             flags[x] = flags[x] & self._dwc_pass(m, block, acts[x][1], flags[x], phase, uw, ur, P)
         if phases:
             dwc_phase = Cat(*[ph for phs in phases.values() for ph in phs]).any()
+        u_phases.append(dwc_phase)
         m.d.comb += src_ready.eq(Cat(*flags).bit_select(lay, 1))
         m.d.comb += [go.eq(src_ready & Cat(*full).bit_select(c_sel, 1) & advance),
                      tile_r.addr.eq(c_sel * kmax + k), tile_r.en.eq(advance)]
@@ -422,14 +440,21 @@ class EngineSequence(wiring.Component):
             usums = [Signal(signed(rb), name=f"usum{j}") for j in range(pe)]
             m.d.comb += [usums[j].eq(acc[j] + ur.data.word_select(j, rb).as_signed())
                          for j in range(pe)]
-            with m.If(~dwc_phase):
+            if self.token_major:
+                u_phases.append(out_go)
+            with m.If(~Cat(*u_phases).any()):
                 m.d.comb += [ur.addr.eq(Mux(taken & add, ua_next, ua)), ur.en.eq(1)]
             with m.If(taken & add):
                 m.d.sync += ua.eq(ua_next)
                 m.d.comb += [uw.addr.eq(ua), uw.data.eq(Cat(*usums)), uw.en.eq(1)]
             lif_in.update({x: usums for x in self.adds})
-            m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
-            m.d.comb += [self.o.payload[j].eq(usums[j]) for j in range(pe)]
+            if self.token_major:  # the last layer's U'' stays in U; the output pass sends it
+                m.d.comb += sink_ready.eq(1)
+                self._out_pass(m, out_go, ur, P)
+            else:
+                m.d.comb += [sink_ready.eq(~final | self.o.ready),
+                             self.o.valid.eq(acc_valid & final)]
+                m.d.comb += [self.o.payload[j].eq(usums[j]) for j in range(pe)]
         elif self.residual_bits is None:
             m.d.comb += [sink_ready.eq(~final | self.o.ready), self.o.valid.eq(acc_valid & final)]
             m.d.comb += [self.o.payload[j].eq(acc[j]) for j in range(pe)]
@@ -456,6 +481,9 @@ class EngineSequence(wiring.Component):
                     if L > 1:
                         with m.If(~final):
                             m.d.sync += written.bit_select(l_o, 1).eq(1)
+                    if self.token_major:
+                        with m.If(final):
+                            m.d.sync += out_go.eq(1)
         for x, segments in enumerate(self.lifs):
             here = Signal(name=f"lif{x}_take")
             m.d.comb += here.eq(taken & (l_o == x))
@@ -523,17 +551,14 @@ class EngineSequence(wiring.Component):
         written the next cycle: pipelined, so ``block.o`` is always ready). ``phase`` is
         driven high while the pass owns act0's and U's read ports. Returns the flag set
         the cycle after the last beat is written (cleared with ``start_flag``)."""
-        T, pe, rb = self.time_steps, self.pe, self.residual_bits
+        pe, rb = self.pe, self.residual_bits
         G = self.ins[0] // pe
         started = self._feed(m, block, rd, start_flag, P)
         done = Signal()
         m.d.comb += phase.eq(started & ~done)
         # block.o: per token n: for g: for t; U word g*P + n*T + t
-        t, g = Signal(range(max(T, 2))), Signal(range(max(G, 2)))
-        n_off, g_off = Signal(range(P + 1)), Signal(range(G * P + 1))
         beats = Signal(range(G * P + 1))
-        addr = Signal(range(G * P))
-        m.d.comb += addr.eq(g_off + n_off + t)
+        addr = self._token_walk(m, block.o.valid, "dwc")
         v_r, a_r = Signal(), Signal.like(addr)
         d_r = [Signal(signed(block.acc_bits), name=f"dwc_d{j}") for j in range(pe)]
         m.d.sync += v_r.eq(block.o.valid)
@@ -541,11 +566,6 @@ class EngineSequence(wiring.Component):
             m.d.comb += [ur.addr.eq(addr), ur.en.eq(1)]
             m.d.sync += [a_r.eq(addr), beats.eq(beats + 1)] + \
                 [d_r[j].eq(block.o.payload[j]) for j in range(pe)]
-            m.d.sync += t.eq(Mux(t == T - 1, 0, t + 1))
-            with m.If(t == T - 1):
-                m.d.sync += [g.eq(g + 1), g_off.eq(g_off + P)]
-                with m.If(g == G - 1):
-                    m.d.sync += [g.eq(0), g_off.eq(0), n_off.eq(n_off + T)]
         with m.If(v_r):
             m.d.comb += [uw.addr.eq(a_r), uw.en.eq(1),
                          uw.data.eq(Cat(*[(ur.data.word_select(j, rb).as_signed() + d_r[j])[:rb]
@@ -553,8 +573,83 @@ class EngineSequence(wiring.Component):
             with m.If(beats == G * P):
                 m.d.sync += done.eq(1)
         with m.If(~start_flag):
-            m.d.sync += [done.eq(0), beats.eq(0), n_off.eq(0)]
+            m.d.sync += [done.eq(0), beats.eq(0)]
         return done
+
+    def _token_walk(self, m: Module, step, name: str) -> Signal:
+        """The U word ``g*P + n*T + t`` of a token-major walk (for n: for g: for t), one
+        step on ``step``; it wraps after an image's ``(D/pe) * P`` steps."""
+        T, P, G = self.time_steps, self.positions, self.ins[0] // self.pe
+        t, g = Signal(range(max(T, 2)), name=f"{name}_t"), Signal(range(max(G, 2)), name=f"{name}_g")
+        n_off = Signal(range(P + 1), name=f"{name}_n_off")
+        g_off = Signal(range(G * P + 1), name=f"{name}_g_off")
+        addr = Signal(range(G * P), name=f"{name}_addr")
+        m.d.comb += addr.eq(g_off + n_off + t)
+        with m.If(step):
+            m.d.sync += t.eq(Mux(t == T - 1, 0, t + 1))
+            with m.If(t == T - 1):
+                m.d.sync += [g.eq(g + 1), g_off.eq(g_off + P)]
+                with m.If(g == G - 1):
+                    m.d.sync += [g.eq(0), g_off.eq(0), n_off.eq(Mux(n_off == P - T, 0, n_off + T))]
+        return addr
+
+    def _lif_pass(self, m: Module, start_flag, phase, ur, wp, P: int) -> Signal:
+        """Once ``start_flag`` (U loaded) is set: read U word by word (tile-major: t
+        innermost, so a lane's membrane is one register) through the input LIF into the
+        first layer's spike memory, a word a cycle. Returns the flag set the cycle after the
+        last spikes are written (cleared with ``start_flag``)."""
+        pe, T, rb = self.pe, self.time_steps, self.residual_bits
+        G = self.ins[0] // pe
+        N = G * P
+        q = Signal(range(N + 1), name="lif_q")
+        g, p = Signal(range(max(G, 2)), name="lif_g"), Signal(range(max(P, 2)), name="lif_p")
+        g_r, p_r = Signal.like(g, name="lif_g_r"), Signal.like(p, name="lif_p_r")
+        t, t_r = Signal(range(max(T, 2)), name="lif_t"), Signal(range(max(T, 2)), name="lif_t_r")
+        v_r, last_r, done = Signal(), Signal(), Signal()
+        issue = Signal()
+        m.d.comb += [issue.eq(start_flag & (q != N)), phase.eq(start_flag & ~done)]
+        with m.If(issue):
+            m.d.comb += [ur.addr.eq(q), ur.en.eq(1)]
+            m.d.sync += [q.eq(q + 1), g_r.eq(g), p_r.eq(p), t_r.eq(t), last_r.eq(q == N - 1),
+                         p.eq(Mux(p == P - 1, 0, p + 1)), t.eq(Mux(t == T - 1, 0, t + 1))]
+            with m.If(p == P - 1):
+                m.d.sync += g.eq(g + 1)
+        m.d.sync += v_r.eq(issue)
+        vth, shift, state_bits = self.input_lif
+        v = membranes(pe, state_bits)
+        th = threshold_table(m, g_r, vth, pe, state_bits)
+        xs = [ur.data.word_select(j, rb).as_signed() for j in range(pe)]
+        spikes = lif_lanes(m, xs, v, th, first=t_r == 0, step=v_r, input_shift=shift)
+        with m.If(v_r):
+            m.d.comb += [wp.addr.eq(p_r), wp.data.eq(Cat(*spikes).replicate(len(wp.en))),
+                         wp.en.eq(Const(1, len(wp.en)) << g_r)]
+            with m.If(last_r):
+                m.d.sync += done.eq(1)
+        with m.If(~start_flag):
+            m.d.sync += [done.eq(0), q.eq(0), g.eq(0), p.eq(0), t.eq(0)]
+        return done
+
+    def _out_pass(self, m: Module, go, ur, P: int) -> None:
+        """While ``go`` (set when the last layer's last output is in U): send U token-major
+        on ``o`` (for n: for g: for t), a word a cycle while ``o`` is ready; clears ``go``
+        after the last word has left."""
+        pe, rb = self.pe, self.residual_bits
+        N = self.ins[0] // pe * P
+        ov, r, adv, issue = Signal(name="out_valid"), Signal(range(N + 1), name="out_r"), \
+            Signal(), Signal()
+        m.d.comb += [adv.eq(~ov | self.o.ready), issue.eq(adv & go & (r != N))]
+        addr = self._token_walk(m, issue, "out")
+        with m.If(go):  # a read port's enable is 1 unless driven: 0 holds a stalled word
+            m.d.comb += [ur.addr.eq(addr), ur.en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += r.eq(r + 1)
+        with m.If(adv):
+            m.d.sync += ov.eq(issue)
+        with m.If(go & (r == N) & adv):
+            m.d.sync += [go.eq(0), r.eq(0)]
+        m.d.comb += [self.o.valid.eq(ov)]
+        m.d.comb += [self.o.payload[j].eq(ur.data.word_select(j, rb).as_signed())
+                     for j in range(pe)]
 
     def model(self) -> EngineSequenceModel:
         return EngineSequenceModel(self)

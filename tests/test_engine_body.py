@@ -9,6 +9,7 @@ from hwgen.compiler.engine_body import body_sequence
 from quant.config import get_config
 from quant.golden import run
 from quant.random_model import random_int_model
+from rtl_templates.common import pack_values
 from rtl_templates.engine_sequence import sequence_image
 from rtl_templates.linear_engine import pack_engine_values
 from rtl_templates.memport import MemPortRAM
@@ -21,6 +22,11 @@ def _tile_major(x, b, T, bits, pe):
     return pack_engine_values(tokens, bits, pe)
 
 
+def _token_major(x, b, T, bits, pe):
+    """[T, B, C, H, W] tap -> image b's beats in the on-chip values order."""
+    return pack_values(x[:, b].reshape(T, x.shape[2], -1).permute(2, 0, 1).numpy(), bits, pe)
+
+
 def _body(cfg, seed, images, **knobs):
     model = random_int_model(cfg, seed=seed)
     shape = (images, cfg.image_channels, *cfg.image_size)
@@ -28,8 +34,9 @@ def _body(cfg, seed, images, **knobs):
     taps = run(model, px, check_widths=True)
     seq = body_sequence(model, **knobs)
     T, last = cfg.time_steps, f"blocks.{cfg.depth - 1}.u_mlp"
-    ins = [w for b in range(images) for w in _tile_major(taps["rpe"], b, T, model.u_bits, seq.pe)]
-    exp = [w for b in range(images) for w in _tile_major(taps[last], b, T, model.u_bits, seq.pe)]
+    pack = _token_major if knobs.get("token_major") else _tile_major
+    ins = [w for b in range(images) for w in pack(taps["rpe"], b, T, model.u_bits, seq.pe)]
+    exp = [w for b in range(images) for w in pack(taps[last], b, T, model.u_bits, seq.pe)]
     return seq, {"i": ins}, {"o": exp}
 
 
@@ -45,6 +52,18 @@ def test_two_blocks_on_one_engine(verilator):
     verify_with_ram(seq, ins, exp, words=words, ram_class=MemPortRAM, simulator=verilator,
                     seed=3, gap=0.2, backpressure=0.3, latency=6, interval=2,
                     refresh_period=101, refresh_cycles=9, tag="body-ram")
+
+
+@pytest.mark.sim
+def test_body_in_the_on_chip_stream_order(verilator):
+    """token_major: U in and U'' out as the on-chip blocks stream them (a LIF pass over U
+    before the first layer, an output pass after the last), so the body can replace them."""
+    cfg = get_config("digits-tiny").replace(depth=2, dim=16, heads=2, mlp_ratio=2)
+    seq, ins, exp = _body(cfg, 17, 2, pe=4, simd=4, beat_bits=16, max_burst=16, addr_bits=12,
+                          token_major=True)
+    for kw in ({}, dict(seed=8, gap=0.3, backpressure=0.6, mem_stall=0.3, mem_gap=0.3)):
+        verify_memory_block(seq, ins, exp, words=sequence_image(seq), latency=5,
+                            simulator=verilator, tag="body-tm", **kw)
 
 
 def test_body_rejects_event_mode():

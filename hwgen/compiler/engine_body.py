@@ -4,8 +4,8 @@
 Per block the sequence runs [Wq; Wk] -> q_lif | k_lif -> SASA pass -> o (+ U + DWC) ->
 mlp_lif -> fc1 -> fc1_lif -> fc2 (+ U) -> the next block's attn_lif; the blocks share the
 spike memories (one per layer kind) and the U memory; each block has its own on-chip SASA
-and DWC (small: thresholds, 9 x D weights). In: U (the `rpe` tap's values, tile-major);
-out: the last block's U'' (its `u_mlp` tap), tile-major.
+and DWC (small: thresholds, 9 x D weights). In: U (the `rpe` tap's values), tile-major
+or token-major; out: the last block's U'' (its `u_mlp` tap), in the same order.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ def _lif(x: LIFLayer) -> tuple[list, int, int]:
 
 def body_sequence(model: IntModel, *, pe: int, simd: int, beat_bits: int = 16,
                   max_burst: int = 64, base_addr: int = 0, addr_bits: int = 24,
-                  mode: str = "dense") -> EngineSequence:
+                  mode: str = "dense", token_major: bool = False) -> EngineSequence:
     """Every block of `model` on one engine of ``pe`` x ``simd`` (dense), weights from
-    ``base_addr`` in the memory port's address space (`sequence_image` gives the words)."""
+    ``base_addr`` in the memory port's address space (`sequence_image` gives the words).
+    ``token_major``: U in and U'' out in the on-chip values order (per token: for each
+    group of ``pe`` channels: T beats), the drop-in for the on-chip blocks' chain."""
     if mode != "dense":
         raise ValueError(f"the body's engine is dense only so far, not {mode!r}")
     cfg, D, T = model.config, model.config.dim, model.config.time_steps
@@ -59,4 +61,4 @@ def body_sequence(model: IntModel, *, pe: int, simd: int, beat_bits: int = 16,
         simd=simd, beat_bits=beat_bits, max_burst=max_burst, base_addr=base_addr,
         addr_bits=addr_bits, residual_bits=model.u_bits, input_bits=model.u_bits,
         input_lif=_lif(model.blocks[0].attn_lif), sasa=sasa, u_memory=True, adds=adds, dwc=dwc,
-        act_of=[x % KINDS for x in range(len(layers))])
+        act_of=[x % KINDS for x in range(len(layers))], token_major=token_major)
