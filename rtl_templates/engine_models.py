@@ -48,8 +48,7 @@ class EngineSequenceModel(BlockModel):
         self.passed_at: dict[int, int | None] = dict.fromkeys(e.sasa)
         # With a DWC pass over layer x's input: layer x starts `dwc_cycles[x]` after its
         # input is complete (the same kind of pass, one more cycle for U's read-modify-write).
-        beats = self.P * e.ins[0] // e.pe
-        self.dwc_cycles = {x: run_single(block.model(), {"i": self.P}, {"o": beats})["o"][-1] + 3
+        self.dwc_cycles = {x: run_single(block.model(), {"i": self.P}, {"o": self.n_u})["o"][-1] + 3
                            for x, block in e.dwc.items()}
         self.dwc_at: dict[int, int | None] = dict.fromkeys(e.dwc)
 
