@@ -9,6 +9,8 @@ exact cycle model (`MemPortRAMModel`) for the planner.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from amaranth import Module, Mux, Signal
 from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
@@ -16,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl_templates.common import bits_for, check_int
-from rtl_templates.timing import BlockModel
+from rtl_templates.timing import BlockModel, Network
 
 
 def request_layout(addr_width: int, max_burst: int) -> data.StructLayout:
@@ -271,3 +273,65 @@ class MemPortRAMModel(BlockModel):
 
     def skip(self, cycles):
         self.delay = max(0, self.delay - cycles)
+
+
+# ------------------------------------------------------------------- a block with its memory
+
+class CyclicWords(Sequence):
+    """`words` repeated without end (an engine repeats its requests for every image)."""
+
+    def __init__(self, words: Sequence[int]):
+        self.words = list(words)
+
+    def __getitem__(self, k):
+        return self.words[k % len(self.words)]
+
+    def __len__(self):
+        return 1 << 40
+
+
+def request_words(component) -> list[int]:
+    """The packed read requests (`pack_request`) of one image of `component`."""
+    sig = component.mem.signature
+    return [pack_request(a, n, False, sig.addr_width, sig.max_burst)
+            for a, n in component.requests()]
+
+
+class WithMemory(wiring.Component):
+    """`block` with a memory component `memory` (the memory side of a `MemPortSignature`,
+    e.g. `MemPortRAM`) on its ``mem`` port; the other ports of `block` are this top's.
+
+    Timing: the block's model next to the memory's (`model_network`), the memory's
+    request words being the block's `requests()` image after image."""
+
+    def __init__(self, block, memory):
+        self.block, self.memory = block, memory
+        members = {k: v for k, v in block.signature.members.items() if k != "mem"}
+        super().__init__(wiring.Signature(members))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block, m.submodules.memory = self.block, self.memory
+        wiring.connect(m, self.block.mem, self.memory)
+        for name, member in self.signature.members.items():
+            outer = getattr(self, name)
+            inner = getattr(self.block, name)
+            if member.is_port:  # a plain signal (e.g. a UartRx's error pulse)
+                m.d.comb += (inner.eq(outer) if member.flow == wiring.In else outer.eq(inner))
+            elif member.flow == wiring.In:
+                wiring.connect(m, wiring.flipped(outer), inner)
+            else:
+                wiring.connect(m, inner, wiring.flipped(outer))
+        return m
+
+    def model_network(self, net: Network, inputs: dict, prefix: str = "dut") -> dict:
+        """Add the block's model (``{prefix}.block``) and the memory's (``{prefix}.memory``)
+        to `net`, joined on the memory port; returns where this top's stream ports are.
+        The block's timing must not depend on its input words (dense)."""
+        blk, mem = f"{prefix}.block", f"{prefix}.memory"
+        net.add(blk, self.block.model())
+        net.add(mem, self.memory.model())
+        net.connect((blk, "req"), (mem, "req"), words=CyclicWords(request_words(self.block)))
+        net.connect((blk, "w"), (mem, "w"))
+        net.connect((mem, "r"), (blk, "r"))
+        return {name: (blk, name) for name in self.signature.members}

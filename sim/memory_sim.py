@@ -22,33 +22,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from amaranth import Module
-from amaranth.lib import wiring
-
-from rtl_templates.memport import MemPortRAM, pack_request, unpack_request
+from rtl_templates.memport import (
+    CyclicWords,
+    MemPortRAM,
+    WithMemory,
+    request_words,
+    unpack_request,
+)
 from rtl_templates.timing import BlockModel, Network, Sink, Source, pattern_bit
 from sim.block_sim import BlockRun, make_pattern, simulate_block
 from sim.runner import SimResult, run_cocotb, verilog_of
-
-
-class CyclicWords(Sequence):
-    """`words` repeated without end (an engine repeats its requests for every image)."""
-
-    def __init__(self, words: Sequence[int]):
-        self.words = list(words)
-
-    def __getitem__(self, k):
-        return self.words[k % len(self.words)]
-
-    def __len__(self):
-        return 1 << 40
-
-
-def request_words(component) -> list[int]:
-    """The packed read requests (`memport.pack_request`) of one image of `component`."""
-    sig = component.mem.signature
-    return [pack_request(a, n, False, sig.addr_width, sig.max_burst)
-            for a, n in component.requests()]
 
 
 class ResponderModel(BlockModel):
@@ -214,31 +197,6 @@ def verify_memory_block(component, inputs, expected, *, words, latency: int = 8,
 
 
 # --------------------------------------------------------------------------- memory in the top
-
-class WithMemory(wiring.Component):
-    """`block` with a memory component `memory` (the memory side of a `MemPortSignature`,
-    e.g. `MemPortRAM`) on its ``mem`` port; the other ports of `block` are this top's."""
-
-    def __init__(self, block, memory):
-        self.block, self.memory = block, memory
-        members = {k: v for k, v in block.signature.members.items() if k != "mem"}
-        super().__init__(wiring.Signature(members))
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.block, m.submodules.memory = self.block, self.memory
-        wiring.connect(m, self.block.mem, self.memory)
-        for name, member in self.signature.members.items():
-            outer = getattr(self, name)
-            inner = getattr(self.block, name)
-            if member.is_port:  # a plain signal (e.g. a UartRx's error pulse)
-                m.d.comb += (inner.eq(outer) if member.flow == wiring.In else outer.eq(inner))
-            elif member.flow == wiring.In:
-                wiring.connect(m, wiring.flipped(outer), inner)
-            else:
-                wiring.connect(m, inner, wiring.flipped(outer))
-        return m
-
 
 def memory_for(component, words: Sequence[int], ram_class=MemPortRAM, **timing):
     """A `ram_class` holding `words` from ``component.base_addr``, with the block's port

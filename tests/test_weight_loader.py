@@ -17,11 +17,10 @@ from quant.golden import spike_linear
 from quant.ir import signed_bits
 from rtl_templates.common import pack_spikes
 from rtl_templates.linear_engine import LinearEngine, memory_image, pack_engine_values
-from rtl_templates.memport import MemPortRAM, pack_request
+from rtl_templates.memport import MemPortRAM, WithMemory, pack_request
 from rtl_templates.weight_loader import REPLY_BYTES, WeightLoader
 from sim.block_sim import simulate_block
 from sim.loader_sim import LoadThenRun
-from sim.memory_sim import WithMemory
 
 
 def _expect(loader: WeightLoader, frames: list[bytes], memory: dict | None = None):

@@ -102,17 +102,26 @@ def make_styled_plan_from_args(args: argparse.Namespace, model, *, timing: bool 
                               event=args.event_driven, timing=timing, calib=args.calib)
 
 
-def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
-    """The board and the on-chip plan the hardware commands generate; a model planned in
-    the external-weight style is refused with the reason (its accelerator is planned, not
-    yet generated)."""
+def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True,
+                        board_build: bool = False):
+    """The board and the plan of the accelerator hwgen generates. In the external-weight
+    style that is the stem, RPE and head on chip around the body engine, whose weights sit
+    behind a memory port: simulated with the memory-port model of the board's controller;
+    a board build (`board_build`), which needs the SDRAM controller in its top, and a model
+    whose on-chip part does not fit yet are refused with the reason."""
     board, styled = make_styled_plan_from_args(args, model, timing=timing)
     if styled.plan is None:
         e = styled.engine
         raise HwgenError(
-            f"{model.config.name} on {board.name}: {styled.reason}. hwgen generates hardware "
-            f"only for the on-chip style so far; the external-weight engine is planned "
-            f"({e.images_per_second:.1f} images/s predicted: see 'hwgen plan')")
+            f"{model.config.name} on {board.name}: {styled.reason}; the external-weight "
+            f"engine is planned ({e.images_per_second:.1f} images/s predicted: see 'hwgen "
+            f"plan') but no accelerator is generated for it yet: {styled.unbuilt}")
+    if board_build and styled.engine is not None:
+        raise HwgenError(
+            f"{model.config.name} on {board.name}: {styled.reason}; hwgen simulates this "
+            "external-weight accelerator ('hwgen sim') with the memory-port model, but does "
+            "not yet build it for a board (its top needs the SDRAM controller and the weight "
+            "loader on the memory port)")
     return board, styled.plan
 
 

@@ -89,7 +89,7 @@ def cmd_build(args) -> int:
         if not args.force and (hit := reuse(out, digest, progress, start)) is not None:
             print(summary(hit))
             return 0
-    _, plan = make_plan_from_args(args, model)
+    _, plan = make_plan_from_args(args, model, board_build=True)
     res = build(model, board, plan, out, progress=progress, force=args.force,
                 hierarchy=not args.no_hierarchy, images=args.images, top=args.top,
                 digest=digest)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from amaranth import Shape
 
+from hwgen.compiler.engine_body import BodySpec, ExternalBody
 from hwgen.compiler.graph import Folding, Graph, Node, TapSpec
 from hwgen.compiler.memmap import map_memory
 from quant.config import SasaMode
@@ -29,7 +30,8 @@ from rtl_templates.spram_fifo import SPRAM_DEPTH, SPRAMFIFO, spram_slices
 class _Builder:
     def __init__(self, model: IntModel, folding: dict[str, Folding], lanes_u: int,
                  family: str | None, spram: int, lif_block: frozenset[str],
-                 fuse: frozenset[str]):
+                 fuse: frozenset[str], body: BodySpec | None = None):
+        self.body = body
         self.family = family
         self.lif_block = lif_block
         self.fuse = fuse
@@ -176,9 +178,14 @@ class _Builder:
         u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
         u_shape = rpe.component.o.payload.shape()
 
+        if self.body is not None:  # every block on one engine, its weights behind a memory port
+            body = self.node("body", "engine", ExternalBody(m, self.body), "blocks")
+            g.connect(u, (body.name, "i"), u_tap)
+            u = (body.name, "o")
+            u_tap = self.values_tap([f"blocks.{cfg.depth - 1}.u_mlp"], grid, D, ub, L)
         beats_u = (D // L) * T
         token_mode = cfg.sasa_mode == SasaMode.TOKEN
-        for b, blk in enumerate(m.blocks):
+        for b, blk in enumerate([] if self.body is not None else m.blocks):
             p = f"blocks.{b}"
             # U -> (FIFO -> add) and (LIF -> S). The add of token n waits for the DWC of
             # token n, which needs S (so U) up to token n+W+1 (channel mode), or for SASA,
@@ -310,7 +317,7 @@ def _cat_rows(a, b) -> list:
 def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
                 lanes_u: int = 1, family: str | None = None, spram: int = 0,
                 lif_block: frozenset[str] = frozenset(),
-                fuse: frozenset[str] = frozenset()) -> Graph:
+                fuse: frozenset[str] = frozenset(), body: BodySpec | None = None) -> Graph:
     """The accelerator graph of `model`: folding per layer name ("stem.0.conv", "rpe",
     "blocks.0.qk", "blocks.0.o", "blocks.0.fc1", "blocks.0.fc2", "head"), and the lanes of
     the residual stream (PE of rpe/o/fc2, lanes of the DWC, the adds and the LIFs reading U).
@@ -318,9 +325,13 @@ def build_graph(model: IntModel, folding: dict[str, Folding] | None = None,
     weight tables and FIFOs go; `spram` is how many iCE40 SPRAMs big FIFOs may use;
     `lif_block` names the LIF arrays that keep their spikes in block RAM; `fuse` names the
     MLP linears ("blocks.0.fc1", "blocks.0.fc2") to fuse with the LIF array feeding them
-    (`rtl_templates.lif_linear`; dense folding whose SIMD and LIF lanes divide 16)."""
+    (`rtl_templates.lif_linear`; dense folding whose SIMD and LIF lanes divide 16). With
+    `body`, the transformer blocks are one `ExternalBody` node (the external-weight style:
+    one engine, its weights behind a memory port; its pe must be `lanes_u`)."""
+    if body is not None and body.pe != lanes_u:
+        raise ValueError(f"the body engine's pe ({body.pe}) must be the residual lanes ({lanes_u})")
     return _Builder(model, folding or {}, lanes_u, family, spram, frozenset(lif_block),
-                    frozenset(fuse)).build()
+                    frozenset(fuse), body).build()
 
 
 SMALL_FIFO_BITS = 256

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hwgen.compiler.graph import mark_used
 from hwgen.errors import HwgenError
 from quant.ir import IntModel
 from rtl_templates.common import Resources
@@ -275,9 +276,9 @@ def engine_resources(model: IntModel, knobs: EngineKnobs, works: list[LayerWork]
     # port. Its encoder scans the whole spike word; a `segment` narrower than the tile's
     # fan-in is a planned encoder (not built) whose cost replaces that one.
     chunk = depth - depth % simd if knobs.mode == "dense" else depth
-    block = LinearEngine([[0] * chunk] * pe, [0] * pe, tokens=cfg.tokens, time_steps=T,
+    block = mark_used(LinearEngine([[0] * chunk] * pe, [0] * pe, tokens=cfg.tokens, time_steps=T,
                          weight_bits=wb, acc_bits=acc, pe=pe, simd=simd,
-                         beat_bits=math.gcd(16, pe * simd * wb), mode=knobs.mode).resources(family)
+                         beat_bits=math.gcd(16, pe * simd * wb), mode=knobs.mode)).resources(family)
     lut, ff = ports * block.lut, ports * block.ff
     if knobs.mode == "event" and knobs.segment < chunk:
         z = knobs.segment
@@ -317,8 +318,8 @@ def engine_resources(model: IntModel, knobs: EngineKnobs, works: list[LayerWork]
     # cycles, under the event engine's cycles per position at the rates planned for.
     state = max(lif.state_bits for _, lif in model.named_lifs())
     lanes = math.gcd(knobs.lif_lanes, pe)
-    lif = LIFArray(channels=pe, lanes=lanes, time_steps=T, in_width=acc, vth=[1] * pe,
-                   state_bits=state).resources(family)
+    lif = mark_used(LIFArray(channels=pe, lanes=lanes, time_steps=T, in_width=acc,
+                             vth=[1] * pe, state_bits=state)).resources(family)
     out = {"engine": Resources(lut, ff), "engine LIF": lif, "weight tiles": tile, "residual U": u_mem,
            "spikes": spikes, "stem overflow": partial}
     out.update(fixed_resources(model, knobs, family))
@@ -356,7 +357,7 @@ def fixed_blocks(model: IntModel, knobs: EngineKnobs) -> dict[str, tuple[object,
     hd = model.head
     out["head"] = (Head(_ints(hd.weight), _ints(hd.bias), time_steps=T, tokens=cfg.tokens,
                         weight_bits=model.weight_bits, acc_bits=hd.acc_bits), cfg.dim * cfg.num_classes)
-    return out
+    return {name: (mark_used(block), cycles) for name, (block, cycles) in out.items()}
 
 
 def fixed_resources(model: IntModel, knobs: EngineKnobs, family: str) -> dict[str, Resources]:

@@ -10,10 +10,18 @@ or token-major; out: the last block's U'' (its `u_mlp` tap), in the same order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from hwgen.compiler.graph import mark_used
 from quant.ir import IntModel, LIFLayer, LinearLayer
+from rtl_templates.common import Resources, bits_for
 from rtl_templates.dwconv import DWConv3x3
-from rtl_templates.engine_sequence import EngineSequence
+from rtl_templates.engine_sequence import EngineSequence, sequence_image
+from rtl_templates.lif_array import LIFArray
+from rtl_templates.linear_engine import LinearEngine
+from rtl_templates.memport import MemPortRAM, WithMemory
 from rtl_templates.sasa import SASA
+from rtl_templates.timing import Network, Sink, Source
 
 KINDS = 4  # layers per block: [Wq; Wk], o, fc1, fc2
 
@@ -62,3 +70,98 @@ def body_sequence(model: IntModel, *, pe: int, simd: int, beat_bits: int = 16,
         addr_bits=addr_bits, residual_bits=model.u_bits, input_bits=model.u_bits,
         input_lif=_lif(model.blocks[0].attn_lif), sasa=sasa, u_memory=True, adds=adds, dwc=dwc,
         act_of=[x % KINDS for x in range(len(layers))], token_major=token_major)
+
+
+# ------------------------------------------------------------- the body as one graph node
+
+@dataclass(frozen=True)
+class BodySpec:
+    """The body engine of a generated external-weight accelerator: its folding (dense,
+    ``pe`` also the residual stream's lanes) and the memory-port model it reads (the timing
+    contract of the board's controller: ``latency`` cycles from request to first beat, one
+    beat a cycle in a burst, the last ``refresh_cycles`` of every ``refresh_period`` cycles
+    busy; docs/hardware.md, "The generated external-weight accelerator")."""
+
+    pe: int
+    simd: int
+    latency: int = 16
+    refresh_period: int = 0  # 0: no refresh gaps
+    refresh_cycles: int = 0
+    max_burst: int = 64
+    controller_lut: int = 0  # the board's controller, counted in the plan's resources
+    controller_ff: int = 0
+
+    def __str__(self) -> str:
+        return f"PE={self.pe} SIMD={self.simd} dense"
+
+
+class ExternalBody(WithMemory):
+    """Every transformer block of `model` on one `EngineSequence` (token-major U in, the last
+    block's U'' out: the on-chip blocks' chain's ports) with a `MemPortRAM` holding its
+    weights behind the memory port, timed as `spec` says. Cycle model: the engine's next to
+    the memory's (`WithMemory.model_network`)."""
+
+    def __init__(self, model: IntModel, spec: BodySpec):
+        weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
+                      + b.fc1.weight.numel() + b.fc2.weight.numel() for b in model.blocks)
+        words = weights * model.weight_bits // 16  # the image of 16-bit beats
+        addr_bits = max(4, bits_for(words - 1))
+        seq = body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
+                            addr_bits=addr_bits, token_major=True)
+        image = sequence_image(seq)
+        if len(image) != words:
+            raise AssertionError(f"the body's memory image has {len(image)} words, not {words}")
+        ram = MemPortRAM(data_width=seq.beat_bits, depth=1 << addr_bits,
+                         max_burst=spec.max_burst, latency=spec.latency,
+                         refresh_period=spec.refresh_period, refresh_cycles=spec.refresh_cycles,
+                         init=image)
+        self.model_ir, self.spec = model, spec
+        self.pe, self.simd, self.words = spec.pe, spec.simd, words
+        super().__init__(seq, ram)
+
+    @property
+    def sequence(self) -> EngineSequence:
+        return self.block
+
+    def cycles_per_image(self) -> int:
+        """One image alone through the body, from its first U beat offered to its last U''
+        beat out (exact: the engine's and the memory's cycle models)."""
+        net = Network()
+        at = self.model_network(net, {}, prefix="body")
+        net.add("src", Source(self.sequence.input_beats))
+        sink = net.add("sink", Sink())
+        net.connect(("src", "o"), at["i"])
+        net.connect(at["o"], ("sink", "i"))
+        beats = self.sequence.input_beats  # U'' has as many beats as U
+        net.run(lambda: sink.received >= beats, 100_000_000)
+        return sink.cycles[-1]
+
+    def resources(self, family: str) -> Resources:
+        return body_resources(self.model_ir, self.sequence, family) + Resources(
+            self.spec.controller_lut, self.spec.controller_ff)
+
+
+def body_resources(model: IntModel, seq: EngineSequence, family: str) -> Resources:
+    """Estimate of the body engine from its parts' own estimates: the engine datapath for its
+    widest tile (`LinearEngine`, with its spike memory and two tile buffers), the other
+    spike memories (one per layer kind, and Q|K), U in block RAM, the LIF after the engine,
+    and each block's SASA and DWC. The weights are not on chip."""
+    cfg, T = model.config, model.config.time_steps
+    P, D = seq.positions, cfg.dim
+    wide = max(seq.ins)
+    eng = mark_used(LinearEngine([[0] * wide] * seq.pe, [0] * seq.pe, tokens=cfg.tokens, time_steps=T,
+                       weight_bits=seq.weight_bits, acc_bits=seq.acc_bits, pe=seq.pe,
+                       simd=seq.simd, beat_bits=seq.beat_bits, max_burst=seq.max_burst,
+                       addr_bits=seq.addr_bits)).resources(family)
+    spikes = tuple((P, w) for w in (*seq.ins[1:4], 2 * D))  # kind 0's is the engine's
+    state = max(lif.state_bits for _, lif in model.named_lifs())
+    lif = mark_used(LIFArray(channels=seq.pe, lanes=seq.pe, time_steps=T,
+                             in_width=seq.acc_bits, vth=[1] * seq.pe,
+                             state_bits=state)).resources(family)
+    out = eng + lif + Resources(
+        2 * seq.pe * model.u_bits, seq.pe * model.u_bits,
+        memories=(*spikes, ((D // seq.pe) * P, seq.pe * model.u_bits)),
+        memory_kinds=("block",) * (len(spikes) + 1))
+    for block in [*seq.sasa.values(), *seq.dwc.values()]:
+        out = out + block.resources(family)
+    return out

@@ -104,16 +104,20 @@ class Graph:
         """Mark every block as used: this graph serves its cycle and resource models only
         (the planner's), so Amaranth must not warn at exit that it was never elaborated."""
         for node in self.nodes.values():
-            _mark_used(node.component)
+            mark_used(node.component)
         return self
 
 
-def _mark_used(obj) -> None:
+def mark_used(obj):
     """Set Amaranth's used flag (amaranth._unused.MustUse) on `obj` and on the elaboratables
-    it made in its constructor (such as a FIFO's RAM), which would warn the same way."""
+    it made in its constructor (such as a FIFO's RAM), which would warn the same way.
+    Returns `obj` (for a block built only for its estimates)."""
     if not isinstance(obj, Elaboratable) or getattr(obj, "_MustUse__used", True):
-        return
+        return obj
     obj._MustUse__used = True
     for value in vars(obj).values():
+        if isinstance(value, dict):
+            value = list(value.values())
         for item in value if isinstance(value, (list, tuple)) else (value,):
-            _mark_used(item)
+            mark_used(item)
+    return obj

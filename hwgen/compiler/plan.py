@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwgen.compiler.builder import build_graph
+from hwgen.compiler.engine_body import BodySpec
 from hwgen.compiler.graph import Folding, Graph, Node
 from hwgen.compiler.memmap import MemoryMapping, map_memory
 from hwgen.compiler.stats import LayerSpikes, SpikeStats
@@ -70,6 +71,9 @@ class Plan:
     interval_basis: str = "exact"
     stats: SpikeStats | None = None  # the spike statistics the choice was made from
     notes: list[str] = field(default_factory=list)
+    # The external-weight style's generated accelerator: the blocks on one engine reading
+    # their weights through a memory port (hwgen.compiler.engine_body); None: all on chip.
+    body: BodySpec | None = None
 
     @property
     def interval_exact(self) -> bool:
@@ -98,7 +102,7 @@ class Plan:
 
     def graph(self, model: IntModel) -> Graph:
         return build_graph(model, self.foldings, self.lanes_u, self.family, self.target.spram,
-                           self.lif_block, self.fuse)
+                           self.lif_block, self.fuse, self.body)
 
     def table(self) -> str:
         rows = [("block", "kind", "folding", "in rate", "cycles/img", "LUT", "FF", "BRAM", "DSP",
@@ -160,6 +164,10 @@ class Plan:
             "latency_cycles": self.latency_cycles, "interval_cycles": self.interval_cycles,
             "interval_exact": self.interval_exact, "interval_basis": self.interval_basis,
             "clock_mhz": self.target.clock_mhz,
+            "body_engine": None if self.body is None else {
+                "pe": self.body.pe, "simd": self.body.simd, "mode": "dense",
+                "memory_latency": self.body.latency, "refresh_period": self.body.refresh_period,
+                "refresh_cycles": self.body.refresh_cycles},
             "spike_stats": self.stats.to_dict() if self.stats is not None else None,
             "totals": self.totals(),
             "layers": [{"node": x.node, "kind": x.kind, "layer": x.layer, "folding": x.folding,
@@ -238,9 +246,9 @@ def node_plan(node: Node, cfg, family: str, stats: SpikeStats | None = None) -> 
 
 def plan_for(model: IntModel, target: Target, foldings: dict[str, Folding], lanes_u: int,
              lif_block: frozenset[str] = frozenset(), fuse: frozenset[str] = frozenset(),
-             stats: SpikeStats | None = None) -> Plan:
+             stats: SpikeStats | None = None, body: BodySpec | None = None) -> Plan:
     graph = build_graph(model, foldings, lanes_u, target.family, target.spram, lif_block,
-                        fuse).for_models_only()
+                        fuse, body).for_models_only()
     layers = [node_plan(n, model.config, target.family, stats) for n in graph.nodes.values()]
     return Plan(model.config.name, target.family, target, lanes_u, dict(foldings), layers,
-                frozenset(lif_block), frozenset(fuse), stats=stats)
+                frozenset(lif_block), frozenset(fuse), stats=stats, body=body)

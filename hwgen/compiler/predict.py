@@ -19,18 +19,24 @@ def build_network(graph: Graph, *, images: int, edge_words: dict[str, Sequence[i
                   idle: Sequence[int] | None = None, stall: Sequence[int] | None = None,
                   record: bool = False) -> tuple[Network, Sink]:
     net = Network()
+    at: dict[tuple[str, str], tuple[str, str]] = {}  # a composite node's ports: its models'
     for node in graph.nodes.values():
-        net.add(node.name, node.component.model())
+        if hasattr(node.component, "model_network"):  # e.g. the body engine with its memory
+            for port, ref in node.component.model_network(net, {}, prefix=node.name).items():
+                at[(node.name, port)] = ref
+        else:
+            net.add(node.name, node.component.model())
     tap = graph.input_tap  # steps: 1 beat per pixel, T per token of event frames
     in_beats = tap.grid[0] * tap.grid[1] * tap.steps * images
     net.add("_source", Source(in_beats, idle))
     sink = net.add("_sink", Sink(stall))
-    net.connect(("_source", "o"), graph.input, name="_input", record=record)
-    net.connect(graph.output, ("_sink", "i"), name="_output")
+    net.connect(("_source", "o"), at.get(graph.input, graph.input), name="_input",
+                record=record)
+    net.connect(at.get(graph.output, graph.output), ("_sink", "i"), name="_output")
     words = edge_words or {}
     for edge in graph.edges:
-        net.connect(edge.src, edge.dst, words=words.get(edge.name), name=edge.name,
-                    record=record)
+        net.connect(at.get(edge.src, edge.src), at.get(edge.dst, edge.dst),
+                    words=words.get(edge.name), name=edge.name, record=record)
     return net, sink
 
 

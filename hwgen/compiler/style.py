@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search
-from hwgen.compiler.plan import Plan
-from hwgen.compiler.planner import plan_model
+from hwgen.compiler.engine_body import BodySpec
+from hwgen.compiler.graph import Folding
+from hwgen.compiler.plan import Plan, plan_for
+from hwgen.compiler.planner import _fits, plan_model, predict_timing
 from hwgen.compiler.stats import DEFAULT_CALIBRATION_IMAGES, SpikeStats, calibrate
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.errors import HwgenError
@@ -22,18 +24,22 @@ WEIGHTS = ("auto", "onchip", "external")
 
 @dataclass
 class StyledPlan:
-    """The chosen style, why, and its plan (`plan` on chip, `engine` external)."""
+    """The chosen style, why, and its plans: `plan` the accelerator hwgen generates (on
+    chip: the dataflow; external: on-chip stem, RPE and head around the body engine, None
+    with `unbuilt` saying why when that does not fit yet), `engine` the external style's
+    whole-model engine schedule."""
 
     style: str  # "onchip" or "external"
     reason: str
     plan: Plan | None = None
     engine: EnginePlan | None = None
+    unbuilt: str | None = None  # external: why no accelerator is generated for it yet
 
     def to_dict(self) -> dict:
-        if self.plan is not None:
+        if self.engine is None:
             return dict(self.plan.to_dict(), style=self.style, style_reason=self.reason)
         e = self.engine
-        return {"model": e.model_name, "style": self.style, "style_reason": self.reason,
+        out = {"model": e.model_name, "style": self.style, "style_reason": self.reason,
                 "family": e.family, "clock_mhz": e.knobs.clock_mhz,
                 "interval_cycles": round(e.cycles_per_image),
                 "interval_basis": f"engine schedule, input spike rate {e.knobs.spike_rate:.3f} "
@@ -52,10 +58,18 @@ class StyledPlan:
                             "memory_cycles": s.memory_cycles, "cycles": s.cycles,
                             "bound": s.bound if s.work.on_engine else "on-chip"}
                            for s in e.layers]}
+        out["accelerator"] = self.plan.to_dict() if self.plan is not None else None
+        out["accelerator_unbuilt"] = self.unbuilt
+        return out
 
     def table(self) -> str:
-        body = self.plan.table() if self.plan is not None else self.engine.table()
-        return f"style: {self.style} weights ({self.reason})\n{body}"
+        head = f"style: {self.style} weights ({self.reason})"
+        if self.engine is None:
+            return f"{head}\n{self.plan.table()}"
+        gen = (f"generated accelerator (hwgen sim): stem, RPE and head on chip, the blocks "
+               f"on one engine ({self.plan.body}) reading the memory port\n{self.plan.table()}"
+               if self.plan is not None else f"generated accelerator: none yet ({self.unbuilt})")
+        return f"{head}\n{self.engine.table()}\n\n{gen}"
 
 
 def memory_spec(target: Target) -> MemorySpec:
@@ -115,4 +129,46 @@ def plan_styled(model: IntModel, target: Target, *, weights: str = "auto", event
     else:
         why = "--weights external"
     engine = plan_external(model, target, stats=stats)
-    return StyledPlan("external", f"{why}; weights in the {target.memory.name}", engine=engine)
+    styled = StyledPlan("external", f"{why}; weights in the {target.memory.name}", engine=engine)
+    try:
+        styled.plan = plan_body_accelerator(model, target, engine, stats, timing=timing)
+    except ModelTooLarge as e:
+        styled.unbuilt = str(e)
+    return styled
+
+
+def body_spec(model: IntModel, engine: EnginePlan, target: Target) -> BodySpec:
+    """The built body engine for `engine`'s plan: dense (the body is built dense only so
+    far), the plan's pe where it divides every width (else the largest that does), and a
+    SIMD that fills whole 16-bit beats; timed as the board's memory was measured."""
+    cfg, wb = model.config, model.weight_bits
+    widths = (cfg.dim, cfg.hidden)
+    pe = max(p for p in range(1, engine.knobs.pe + 1) if all(w % p == 0 for w in widths))
+    simds = [s for s in (16, 8, 4, 2, 1) if all(w % s == 0 for w in widths)
+             and (pe * s * wb) % 16 == 0]
+    if not simds:
+        raise ModelTooLarge(f"no body engine SIMD fills whole 16-bit beats at pe {pe}")
+    mem = target.memory
+    # No refresh gaps: SDRAM refresh is tied to absolute time, so an image's cycles would
+    # depend on when it starts, and the plan's per-image and back-to-back figures would
+    # no longer be one number. The controller's refresh is covered by the tests through
+    # LiteDRAM and the SDRAM chip model; here it costs 1 - efficiency of the bandwidth.
+    return BodySpec(pe=pe, simd=max(s for s in simds if s <= max(engine.knobs.simd, 8)),
+                    latency=mem.latency, refresh_period=0, refresh_cycles=0,
+                    controller_lut=mem.controller_lut, controller_ff=mem.controller_ff)
+
+
+def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
+                          stats: SpikeStats, *, timing: bool = True) -> Plan:
+    """The external style's generated accelerator: the stem, the RPE conv (at the body's
+    lanes) and the head on chip at their smallest folding, the blocks on the body engine.
+    Refused with ModelTooLarge when the on-chip part does not fit the device."""
+    spec = body_spec(model, engine, target)
+    plan = plan_for(model, target, {"rpe": Folding(spec.pe, 1)}, spec.pe, stats=stats, body=spec)
+    if over := _fits(plan):
+        raise ModelTooLarge(f"the stem, RPE and head on chip next to the body engine do not "
+                            f"fit {target.device.name}: {', '.join(over)}")
+    plan.notes.append(f"the blocks run on one engine ({spec}) reading their weights through "
+                      f"the memory port (modelled: latency {spec.latency} cycles, a beat a "
+                      f"cycle, no refresh gaps); its resources include the memory controller")
+    return predict_timing(plan, model) if timing else plan
