@@ -313,15 +313,7 @@ class WithMemory(wiring.Component):
         m = Module()
         m.submodules.block, m.submodules.memory = self.block, self.memory
         wiring.connect(m, self.block.mem, self.memory)
-        for name, member in self.signature.members.items():
-            outer = getattr(self, name)
-            inner = getattr(self.block, name)
-            if member.is_port:  # a plain signal (e.g. a UartRx's error pulse)
-                m.d.comb += (inner.eq(outer) if member.flow == wiring.In else outer.eq(inner))
-            elif member.flow == wiring.In:
-                wiring.connect(m, wiring.flipped(outer), inner)
-            else:
-                wiring.connect(m, inner, wiring.flipped(outer))
+        pass_through(m, self, self.block)
         return m
 
     def model_network(self, net: Network, inputs: dict, prefix: str = "dut") -> dict:
@@ -335,3 +327,16 @@ class WithMemory(wiring.Component):
         net.connect((blk, "w"), (mem, "w"))
         net.connect((mem, "r"), (blk, "r"))
         return {name: (blk, name) for name in self.signature.members}
+
+
+def pass_through(m: Module, outer: wiring.Component, inner: wiring.Component) -> None:
+    """Wire every member of `outer`'s signature to the same-named member of `inner` (a
+    wrapper's ports are its submodule's)."""
+    for name, member in outer.signature.members.items():
+        o, i = getattr(outer, name), getattr(inner, name)
+        if member.is_port:  # a plain signal (e.g. a UartRx's error pulse)
+            m.d.comb += (i.eq(o) if member.flow == wiring.In else o.eq(i))
+        elif member.flow == wiring.In:
+            wiring.connect(m, wiring.flipped(o), i)
+        else:
+            wiring.connect(m, i, wiring.flipped(o))

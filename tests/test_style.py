@@ -1,6 +1,6 @@
 """The execution style (issue 10): the planner keeps every weight on chip when the model fits
 and otherwise, on a board with external memory, plans the external-weight engine, saying
-which style it chose and why; the hardware commands refuse the planned-only style."""
+which style it chose and why; a board build refuses the external style (its SDRAM top is not generated yet)."""
 
 import json
 
@@ -62,12 +62,12 @@ def test_plan_json_external_forced(capsys):
 @pytest.mark.parametrize(("argv", "words"), [
     (["plan", "--board", "icebreaker", "--weights", "external"],
      ["iCE40UP5K has no external memory"]),
-    (["verilog", "--board", "ulx3s-85f", "--weights", "external", "--calib", "4"],
-     ["--weights external", "only for the on-chip style", "images/s predicted"]),
+    (["build", "--board", "ulx3s-85f", "--weights", "external", "--calib", "4"],
+     ["--weights external", "does not yet build it for a board", "SDRAM controller"]),
 ])
 def test_external_refusals_are_one_line(tmp_path, capsys, argv, words):
-    out = tmp_path / "a.v"
-    assert main(argv + (["-o", str(out)] if argv[0] == "verilog" else [])) != 0
+    out = tmp_path / "build"
+    assert main(argv + (["--out", str(out)] if argv[0] == "build" else [])) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for w in words:

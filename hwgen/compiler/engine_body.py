@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amaranth import Module
+from amaranth.lib import wiring
+
 from hwgen.compiler.graph import mark_used
 from quant.ir import IntModel, LIFLayer, LinearLayer
 from rtl_templates.common import Resources, bits_for
@@ -19,7 +22,7 @@ from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.engine_sequence import EngineSequence, sequence_image
 from rtl_templates.lif_array import LIFArray
 from rtl_templates.linear_engine import LinearEngine
-from rtl_templates.memport import MemPortRAM, WithMemory
+from rtl_templates.memport import MemPortRAM, WithMemory, pass_through
 from rtl_templates.sasa import SASA
 from rtl_templates.timing import Network, Sink, Source
 
@@ -90,34 +93,53 @@ class BodySpec:
     max_burst: int = 64
     controller_lut: int = 0  # the board's controller, counted in the plan's resources
     controller_ff: int = 0
+    addr_bits: int | None = None  # None: the memory-port model inside; else the port leaves
 
     def __str__(self) -> str:
         return f"PE={self.pe} SIMD={self.simd} dense"
 
 
-class ExternalBody(WithMemory):
+class ExternalBody(wiring.Component):
     """Every transformer block of `model` on one `EngineSequence` (token-major U in, the last
-    block's U'' out: the on-chip blocks' chain's ports) with a `MemPortRAM` holding its
-    weights behind the memory port, timed as `spec` says. Cycle model: the engine's next to
-    the memory's (`WithMemory.model_network`)."""
+    block's U'' out: the on-chip blocks' chain's ports), its weights behind the memory port:
+    with ``spec.addr_bits`` None, a `MemPortRAM` inside holding them, timed as `spec` says
+    (the memory-port model `hwgen sim` runs; cycle model: the engine's next to the
+    memory's, `WithMemory.model_network`); else the port itself (``mem``, word addresses
+    of ``addr_bits``, the weights from 0), for a board top with the SDRAM controller."""
 
     def __init__(self, model: IntModel, spec: BodySpec):
         weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
                       + b.fc1.weight.numel() + b.fc2.weight.numel() for b in model.blocks)
         words = weights * model.weight_bits // 16  # the image of 16-bit beats
-        addr_bits = max(4, bits_for(words - 1))
+        addr_bits = spec.addr_bits or max(4, bits_for(words - 1))
         seq = body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
                             addr_bits=addr_bits, token_major=True)
-        image = sequence_image(seq)
-        if len(image) != words:
-            raise AssertionError(f"the body's memory image has {len(image)} words, not {words}")
-        ram = MemPortRAM(data_width=seq.beat_bits, depth=1 << addr_bits,
-                         max_burst=spec.max_burst, latency=spec.latency,
-                         refresh_period=spec.refresh_period, refresh_cycles=spec.refresh_cycles,
-                         init=image)
-        self.model_ir, self.spec = model, spec
+        self.model_ir, self.spec, self.block = model, spec, seq
         self.pe, self.simd, self.words = spec.pe, spec.simd, words
-        super().__init__(seq, ram)
+        if spec.addr_bits is None:
+            image = sequence_image(seq)
+            if len(image) != words:
+                raise AssertionError(f"the body's memory image has {len(image)} words, "
+                                     f"not {words}")
+            ram = MemPortRAM(data_width=seq.beat_bits, depth=1 << addr_bits,
+                             max_burst=spec.max_burst, latency=spec.latency,
+                             refresh_period=spec.refresh_period,
+                             refresh_cycles=spec.refresh_cycles, init=image)
+            self.inner = WithMemory(seq, ram)
+        else:
+            self.inner = seq
+        super().__init__(dict(self.inner.signature.members))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        pass_through(m, self, self.inner)
+        return m
+
+    def model_network(self, net: Network, inputs: dict, prefix: str = "dut") -> dict:
+        if not isinstance(self.inner, WithMemory):
+            raise ValueError("the body's cycle model needs its memory-port model inside")
+        return self.inner.model_network(net, inputs, prefix)
 
     @property
     def sequence(self) -> EngineSequence:

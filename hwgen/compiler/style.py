@@ -158,11 +158,27 @@ def body_spec(model: IntModel, engine: EnginePlan, target: Target) -> BodySpec:
                     controller_lut=mem.controller_lut, controller_ff=mem.controller_ff)
 
 
+def check_on_chip_weights(model: IntModel, target: Target) -> None:
+    """Refuse (ModelTooLarge) a model whose weights kept on chip next to the body engine (the
+    stem and RPE convs, the DWCs, the head) alone exceed the device's block RAM."""
+    dev = target.device
+    on_chip = sum(s.conv.weight.numel() for s in model.stem) + model.rpe.weight.numel() \
+        + model.head.weight.numel() + sum(b.dwc.weight.numel() for b in model.blocks)
+    bits = on_chip * model.weight_bits
+    if dev is not None and dev.bram and bits > dev.bram * dev.bram_bits:
+        raise ModelTooLarge(
+            f"the stem, RPE, DWC and head weights kept on chip need {bits / 1e6:.2f} Mbit, "
+            f"more than the {dev.name}'s {dev.bram * dev.bram_bits / 1e6:.2f} Mbit of block "
+            f"RAM (the stem and RPE convs are not on the engine yet)")
+
+
 def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
                           stats: SpikeStats, *, timing: bool = True) -> Plan:
     """The external style's generated accelerator: the stem, the RPE conv (at the body's
     lanes) and the head on chip at their smallest folding, the blocks on the body engine.
-    Refused with ModelTooLarge when the on-chip part does not fit the device."""
+    Refused with ModelTooLarge when the on-chip part does not fit the device (first by its
+    weight bits alone, before anything is built)."""
+    check_on_chip_weights(model, target)
     spec = body_spec(model, engine, target)
     plan = plan_for(model, target, {"rpe": Folding(spec.pe, 1)}, spec.pe, stats=stats, body=spec)
     if over := _fits(plan):

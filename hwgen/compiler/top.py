@@ -42,6 +42,12 @@ class Accelerator(wiring.Component):
         out_port = graph.port(graph.output)
         members = {"i": In(stream.Signature(_payload_shape(in_port))),
                    "o": Out(stream.Signature(_payload_shape(out_port)))}
+        # A block whose memory port is not served inside (the external-weight body on a
+        # board): its port is the accelerator's `mem`, for the board's memory controller.
+        self.mem_node = next((n for n in graph.nodes.values()
+                              if "mem" in n.component.signature.members), None)
+        if self.mem_node is not None:
+            members["mem"] = Out(self.mem_node.component.mem.signature)
         self.tap_edges = graph.tapped() if taps else []
         if taps:
             members["cycle"] = Out(CYCLE_BITS)
@@ -65,6 +71,8 @@ class Accelerator(wiring.Component):
             wiring.connect(m, g.port(edge.src), g.port(edge.dst))
         wiring.connect(m, wiring.flipped(self.i), g.port(g.input))
         wiring.connect(m, g.port(g.output), wiring.flipped(self.o))
+        if self.mem_node is not None:
+            wiring.connect(m, self.mem_node.component.mem, wiring.flipped(self.mem))
         if self.taps:
             m.d.sync += self.cycle.eq(self.cycle + 1)
             for k, edge in enumerate(self.tap_edges):
