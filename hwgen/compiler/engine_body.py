@@ -114,17 +114,13 @@ class ExternalBody(wiring.Component):
         addr_bits = spec.addr_bits or max(4, bits_for(words - 1))
         seq = body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
                             addr_bits=addr_bits, token_major=True)
-        self.model_ir, self.spec, self.block = model, spec, seq
-        self.pe, self.simd, self.words = spec.pe, spec.simd, words
+        self.model_ir, self.spec, self.sequence = model, spec, seq
+        self.pe, self.simd = spec.pe, spec.simd
         if spec.addr_bits is None:
-            image = sequence_image(seq)
-            if len(image) != words:
-                raise AssertionError(f"the body's memory image has {len(image)} words, "
-                                     f"not {words}")
             ram = MemPortRAM(data_width=seq.beat_bits, depth=1 << addr_bits,
                              max_burst=spec.max_burst, latency=spec.latency,
                              refresh_period=spec.refresh_period,
-                             refresh_cycles=spec.refresh_cycles, init=image)
+                             refresh_cycles=spec.refresh_cycles, init=sequence_image(seq))
             self.inner = WithMemory(seq, ram)
         else:
             self.inner = seq
@@ -140,10 +136,6 @@ class ExternalBody(wiring.Component):
         if not isinstance(self.inner, WithMemory):
             raise ValueError("the body's cycle model needs its memory-port model inside")
         return self.inner.model_network(net, inputs, prefix)
-
-    @property
-    def sequence(self) -> EngineSequence:
-        return self.block
 
     def cycles_per_image(self) -> int:
         """One image alone through the body, from its first U beat offered to its last U''

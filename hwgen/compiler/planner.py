@@ -31,7 +31,7 @@ def _next_divisor(n: int, current: int) -> int | None:
     return bigger[0] if bigger else None
 
 
-def _fits(plan: Plan) -> list[str]:
+def over_limits(plan: Plan) -> list[str]:
     """The limits a plan exceeds, as 'LUT 6000 > 4224'."""
     tot = plan.totals()
     return [f"{k.upper()} {tot[k]} > {cap}" for k, cap in plan.target.limits().items()
@@ -171,7 +171,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
     plan = plan_for(model, target, foldings, lanes, fuse=fuse, stats=stats)
     if target.family == "ice40" and target.device is not None:
         plan = _lifs_to_block_ram(model, target, plan)
-    over = _fits(plan)
+    over = over_limits(plan)
     if over:
         need = plan.totals()
         caps = target.limits()
@@ -195,7 +195,7 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
                     exhausted.add(knob)
                     continue
                 candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse, stats)
-                if _fits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
+                if over_limits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
                     exhausted.add(knob)
                     continue
                 if knob.startswith("event:") and _dense_matches(

@@ -12,7 +12,7 @@ from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search
 from hwgen.compiler.engine_body import BodySpec
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import Plan, plan_for
-from hwgen.compiler.planner import _fits, plan_model, predict_timing
+from hwgen.compiler.planner import over_limits, plan_model, predict_timing
 from hwgen.compiler.stats import DEFAULT_CALIBRATION_IMAGES, SpikeStats, calibrate
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.errors import HwgenError
@@ -181,7 +181,7 @@ def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
     check_on_chip_weights(model, target)
     spec = body_spec(model, engine, target)
     plan = plan_for(model, target, {"rpe": Folding(spec.pe, 1)}, spec.pe, stats=stats, body=spec)
-    if over := _fits(plan):
+    if over := over_limits(plan):
         raise ModelTooLarge(f"the stem, RPE and head on chip next to the body engine do not "
                             f"fit {target.device.name}: {', '.join(over)}")
     plan.notes.append(f"the blocks run on one engine ({spec}) reading their weights through "
