@@ -1,5 +1,7 @@
-"""A testbench top for the weight loader: `LoadThenRun` puts a `WeightLoader`, an engine and a
+"""Testbench tops for the weight loader: `LoadThenRun` puts a `WeightLoader`, an engine and a
 memory behind one memory port; the loader fills the memory, then the engine gets the port.
+`BoardOnMemory` puts the external-weight board core (classifier and loader on one UART) on a
+memory, for the board system test.
 """
 
 from __future__ import annotations
@@ -70,6 +72,39 @@ class LoadThenRun(wiring.Component):
         wiring.connect(m, ld.o, wiring.flipped(self.load_o))
         wiring.connect(m, wiring.flipped(self.i), e.i)
         wiring.connect(m, e.o, wiring.flipped(self.o))
+        if self.pins:
+            m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
+            m.d.comb += self.init_done.eq(self.memory.init_done)
+        return m
+
+
+class BoardOnMemory(wiring.Component):
+    """The external-weight board core (`hwgen.targets.board_top.BoardCore` with a ``mem``
+    port) on `memory` (a `MemPortRAM`, or an `SDRAMController`: then its ``port`` is the
+    one served, ``generated`` and its SDRAM pins are exposed, as for `LoadThenRun`).
+
+    Ports: the core's ``rx``, ``tx``, ``leds``, ``button``, ``busy``, ``loading``; with an
+    SDRAM controller also ``init_done`` and the SDRAM pins."""
+
+    def __init__(self, core, memory):
+        self.core, self.memory = core, memory
+        self.pins = dict(getattr(memory, "pins", {}))
+        self.memory_port = memory.port if self.pins else memory
+        members = {k: core.signature.members[k]
+                   for k in ("rx", "tx", "leds", "button", "busy", "loading")}
+        if self.pins:
+            self.generated = memory.generated
+            members["init_done"] = Out(1)
+            members.update({p: Out(w) for p, w in self.pins.items()})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core, m.submodules.memory = self.core, self.memory
+        wiring.connect(m, self.core.mem, self.memory_port)
+        m.d.comb += [self.core.rx.eq(self.rx), self.core.button.eq(self.button),
+                     self.tx.eq(self.core.tx), self.leds.eq(self.core.leds),
+                     self.busy.eq(self.core.busy), self.loading.eq(self.core.loading)]
         if self.pins:
             m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
             m.d.comb += self.init_done.eq(self.memory.init_done)

@@ -99,6 +99,16 @@ class BodySpec:
         return f"PE={self.pe} SIMD={self.simd} dense"
 
 
+def body_memory_image(model: IntModel, spec: BodySpec) -> list[int]:
+    """The words the body's memory must hold from address 0 (every block's weights in the
+    engine's request order, `sequence_image`), e.g. for `hwgen run --load-weights`."""
+    seq = mark_used(body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
+                                  addr_bits=32, token_major=True))
+    for block in [*seq.sasa.values(), *seq.dwc.values()]:
+        mark_used(block)
+    return sequence_image(seq)
+
+
 class ExternalBody(wiring.Component):
     """Every transformer block of `model` on one `EngineSequence` (token-major U in, the last
     block's U'' out: the on-chip blocks' chain's ports), its weights behind the memory port:

@@ -8,9 +8,10 @@ the link, not the accelerator, limits the image rate.
 
 from __future__ import annotations
 
-from amaranth import Const, Elaboratable, Module, Signal
+from amaranth import Const, Elaboratable, Module, ResetInserter, Signal
 from amaranth.back import verilog
 from amaranth.build.res import ResourceError
+from amaranth.hdl import unsigned
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -20,10 +21,13 @@ from hwgen.compiler.top import Accelerator
 from hwgen.host.protocol import Geometry, image_bytes, input_beats, model_geometry
 from quant.data import sample_images
 from rtl_templates.common import bits_for, check_int
-from rtl_templates.frame_format import CLASSIFY, OK, PING, SELFTEST
+from rtl_templates.frame_format import CLASSIFY, LOAD_WEIGHTS, OK, PING, READ_WEIGHTS, SELFTEST
+from rtl_templates.frame_route import FrameDemux, MemPortShare, ReplyMux
+from rtl_templates.plumbing import StreamFIFO
 from rtl_templates.request_parser import RequestParser
 from rtl_templates.response_builder import ResponseBuilder
 from rtl_templates.uart import UartRx, UartTx, baud_divisor
+from rtl_templates.weight_loader import WeightLoader
 
 LOCAL = 0  # tag of a self-test started at power-up or by the button: no reply is sent
 MIN_GAP_BYTES = 3  # the resynchronisation gap is at least this many byte times
@@ -101,10 +105,21 @@ class BoardCore(wiring.Component):
     replies with the geometry; a bad frame is answered with an error reply and the next
     frame is parsed afresh. An image enters the accelerator only when the previous
     result has left it, so results and replies never interleave.
+
+    External weights (an accelerator with a memory port, ``mem``): the core's ``mem`` is
+    that port, for the board's memory controller, and the same UART also takes
+    LOAD_WEIGHTS and READ_WEIGHTS frames (docs/protocol.md, "Loading weights"): a
+    `FrameDemux` after a receive FIFO of ``rx_fifo`` bytes sends them to a `WeightLoader`
+    (frames of up to ``frame_words`` words), a `ReplyMux` merges its replies with the
+    classifier's, and a `MemPortShare` gives it the memory from the frame's first byte to
+    its reply's last, while the accelerator is held in reset (so no weight it fetched
+    before the load survives it). A weight frame waits until the image in flight has
+    left; an image waits until the load's reply has been sent. There is no power-up
+    self-test (the memory holds no weights yet); the button and SELFTEST still run one.
     """
 
     def __init__(self, graph: Graph, *, divisor: int, gap: int, leds: int,
-                 selftest_image=None):
+                 selftest_image=None, frame_words: int = 1024, rx_fifo: int = 64):
         self.graph = graph
         model = graph.model
         self.cfg = cfg = model.config
@@ -115,8 +130,17 @@ class BoardCore(wiring.Component):
         image = default_selftest_image(model) if selftest_image is None else selftest_image
         self.selftest_words = pixel_words(image, cfg)
         self.accelerator = Accelerator(graph)
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(leds),
-                          "button": In(1), "busy": Out(1)})
+        members = {"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(leds),
+                   "button": In(1), "busy": Out(1)}
+        self.external = "mem" in self.accelerator.signature.members
+        if self.external:
+            sig = self.accelerator.mem.signature
+            self.loader = WeightLoader(addr_width=sig.addr_width, data_width=sig.data_width,
+                                       max_burst=sig.max_burst, frame_words=frame_words,
+                                       gap=self.gap)
+            self.rx_fifo = check_int("rx_fifo", rx_fifo, 2)
+            members.update(mem=Out(sig), loading=Out(1))
+        super().__init__(members)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -129,20 +153,25 @@ class BoardCore(wiring.Component):
             builtin=self.selftest_words)
         m.submodules.builder = builder = ResponseBuilder(
             classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
-        m.submodules.accelerator = acc = self.accelerator
+        acc = self.accelerator
         m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds)
-
-        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.leds.eq(class_leds.leds),
-                     parser.frame_error.eq(urx.frame_error), parser.overrun.eq(urx.overrun)]
-        wiring.connect(m, urx.o, parser.i)
-        wiring.connect(m, builder.o, utx.i)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.leds.eq(class_leds.leds)]
+        loading = Signal()  # external weights: the loader has the memory (and the UART)
+        if self.external:
+            self._weights_path(m, urx, utx, parser, builder, loading)
+        else:
+            m.submodules.accelerator = acc
+            m.d.comb += [parser.frame_error.eq(urx.frame_error),
+                         parser.overrun.eq(urx.overrun)]
+            wiring.connect(m, urx.o, parser.i)
+            wiring.connect(m, builder.o, utx.i)
 
         # Button: synchronised, rising edge. Bounces can only queue one more self-test.
         button = Signal()
         button_prev = Signal()
         m.submodules.button_sync = FFSynchronizer(self.button, button, stages=2)
         m.d.sync += button_prev.eq(button)
-        local_pending = Signal(init=1)  # the power-up self-test
+        local_pending = Signal(init=0 if self.external else 1)  # the power-up self-test
         with m.If(button & ~button_prev):
             m.d.sync += local_pending.eq(1)
 
@@ -163,13 +192,15 @@ class BoardCore(wiring.Component):
         with m.If(is_ctrl):
             m.d.comb += req.ready.eq(builder.ctrl.ready)
         with m.Else():
-            m.d.comb += [req.ready.eq(~inflight & ~local_pending),
-                         start_req.eq(req.valid & ~inflight & ~local_pending)]
+            m.d.comb += [req.ready.eq(~inflight & ~local_pending & ~loading),
+                         start_req.eq(req.valid & ~inflight & ~local_pending & ~loading)]
+        if self.external:  # a weight frame waits for the image in flight, and vice versa
+            m.d.comb += self.demux.b_allowed.eq(~inflight & ~local_pending & ~start_req)
         with m.If(start_req):
             is_selftest = req.payload.cmd == SELFTEST
             m.d.sync += [inflight.eq(1), tag.eq(req.payload.cmd)]
             m.d.comb += parser.replay.eq(is_selftest)
-        with m.Elif(local_pending & ~inflight):
+        with m.Elif(local_pending & ~inflight & ~loading):
             m.d.sync += [inflight.eq(1), tag.eq(LOCAL), local_pending.eq(0)]
             m.d.comb += parser.replay.eq(1)
 
@@ -191,6 +222,39 @@ class BoardCore(wiring.Component):
             m.d.sync += inflight.eq(0)
             m.d.comb += class_leds.show.eq(tag != CLASSIFY)
         return m
+
+    def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal) -> None:
+        """The external-weight link: the receive FIFO, the frame demux, the weight loader,
+        the reply mux and the memory share; the accelerator held in reset while loading."""
+        m.submodules.accelerator = ResetInserter(loading)(self.accelerator)
+        m.submodules.rx_fifo = fifo = StreamFIFO(unsigned(8), self.rx_fifo)
+        m.submodules.demux = demux = self.demux = FrameDemux(
+            b_commands=(LOAD_WEIGHTS, READ_WEIGHTS), gap=self.gap)
+        m.submodules.loader = loader = self.loader
+        m.submodules.reply_mux = rmux = ReplyMux()
+        sig = self.loader.port_signature
+        m.submodules.share = share = MemPortShare(
+            addr_width=sig.addr_width, data_width=sig.data_width, max_burst=sig.max_burst)
+        wiring.connect(m, urx.o, fifo.i)
+        wiring.connect(m, fifo.o, demux.i)
+        wiring.connect(m, demux.a, parser.i)
+        wiring.connect(m, demux.b, loader.i)
+        wiring.connect(m, builder.o, rmux.a)
+        wiring.connect(m, loader.o, rmux.b)
+        wiring.connect(m, rmux.o, utx.i)
+        wiring.connect(m, self.accelerator.mem, share.a)
+        wiring.connect(m, loader.mem, share.b)
+        wiring.connect(m, share.mem, wiring.flipped(self.mem))
+        m.d.comb += [demux.frame_error.eq(urx.frame_error), demux.overrun.eq(urx.overrun),
+                     parser.frame_error.eq(demux.a_frame_error),
+                     parser.overrun.eq(demux.a_overrun),
+                     loader.frame_error.eq(demux.b_frame_error),
+                     loader.overrun.eq(demux.b_overrun),
+                     share.use_b.eq(loading), self.loading.eq(loading)]
+        with m.If(demux.b_frame):
+            m.d.sync += loading.eq(1)
+        with m.Elif(rmux.b_done):
+            m.d.sync += loading.eq(0)
 
 
 class BoardTop(Elaboratable):
