@@ -26,3 +26,15 @@ def verilator() -> str:
 def simulator(request) -> str:
     """Both simulators, for the representative subset of block tests run on Icarus too."""
     return require(request.param)
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory):
+    """The LiteDRAM core for the ULX3S SDRAM, generated once per run (skips without
+    LiteDRAM)."""
+    from hwgen.targets.dram.litedram_core import generate, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return generate(cache_root=tmp_path_factory.mktemp("litedram"))

@@ -20,6 +20,7 @@ from hwgen.compiler.target import Target
 from hwgen.host import protocol as P
 from hwgen.targets.board_top import BoardCore, board_core_verilog, default_selftest_image
 from hwgen.targets.boards import get_board
+from hwgen.targets.dram.controller import SDRAMController
 from quant import golden
 from quant.config import get_config
 from quant.random_model import random_int_model, random_pixels
@@ -28,6 +29,7 @@ from rtl_templates.frame_route import FrameDemux, ReplyMux
 from rtl_templates.memport import MemPortRAM
 from sim.loader_sim import BoardOnMemory
 from sim.runner import run_cocotb
+from sim.sdram_sim import sdram_sim_verilog
 
 ULX3S = Target.for_board(get_board("ulx3s-85f"))
 DIVISOR = 6
@@ -148,10 +150,12 @@ def _negated(model):
     return dataclasses.replace(model, blocks=blocks)
 
 
-def _board(model):
+def _board(model, addr_bits: int | None = None):
+    """The board core of `model`'s external-weight plan, its body spec and memory image; the
+    memory port has `addr_bits` (default: just enough, and one more)."""
     plan = plan_styled(model, ULX3S, weights="external", calib=2).plan
     words = body_memory_image(model, plan.body)
-    spec = dataclasses.replace(plan.body, addr_bits=bits_for(len(words) - 1) + 1)
+    spec = dataclasses.replace(plan.body, addr_bits=addr_bits or bits_for(len(words) - 1) + 1)
     graph = dataclasses.replace(plan, body=spec).graph(model)
     gap = 3 * 10 * DIVISOR
     core = BoardCore(graph, divisor=DIVISOR, gap=gap, leds=4, frame_words=FRAME_WORDS)
@@ -173,15 +177,10 @@ def _results(model, pixels, cmd=P.CLASSIFY):
             for k in range(pixels.shape[0])]
 
 
-@pytest.mark.sim
-def test_board_loads_weights_then_classifies_on_one_uart(verilator):
-    model = _model()
-    other = _negated(model)
-    core, spec, words = _board(model)
-    _, _, other_words = _board(other)
-    mem = MemPortRAM(data_width=16, depth=1 << spec.addr_bits, max_burst=spec.max_burst,
-                     latency=spec.latency)
-    top = BoardOnMemory(core, mem)
+def _session(model, words, other, other_words, back: int = 40):
+    """The host session's steps (what to send, how many reply bytes to wait for) and the
+    reply each must get: load `model`'s weights, read some back, classify, a refused load,
+    then `other`'s weights and classify again, and the self-test."""
     cfg, geo = model.config, P.model_geometry(model)
     pixels = random_pixels(cfg, 3, seed=7)
     img = [P.encode_request(P.CLASSIFY, P.image_bytes(pixels[k], cfg)) for k in range(3)]
@@ -190,7 +189,6 @@ def test_board_loads_weights_then_classifies_on_one_uart(verilator):
     load2 = P.load_weights_frames(other_words, data_width=16, frame_words=FRAME_WORDS)
     bad = bytearray(load2[0])
     bad[-1] ^= 0x11
-    back = 40
     steps, expected = [], []
 
     def step(name, send, reply):
@@ -216,13 +214,69 @@ def test_board_loads_weights_then_classifies_on_one_uart(verilator):
     st = _results(other, default_selftest_image(model).unsqueeze(0), P.SELFTEST)[0]
     step("selftest", P.encode_request(P.SELFTEST), st)
     assert first != second, "pick images the negated weights classify otherwise"
-    stim = {"seed": 1, "divisor": DIVISOR, "timeout_cycles": 400_000,
-            "quiet_cycles": 40 * 10 * DIVISOR, "steps": steps}
-    res = run_cocotb(board_core_verilog(top), "sim.cocotb_tests.board", stim,
-                     simulator=verilator, tag="board-external").data
+    return steps, expected
+
+
+def _judge(res: dict, expected: list[bytes]) -> None:
     assert res["tx_errors"] == []
     assert res["powerup_leds"] == 0, "no power-up self-test without weights"
     for s, want in zip(res["steps"], expected, strict=True):
         got = bytes(s["bytes"])
         assert got == want, f"step {s['name']!r}: got {got.hex()}, expected {want.hex()}"
     assert res["total_bytes"] == sum(map(len, expected)), "stray reply bytes"
+
+
+def _board_session(memory_of, addr_bits: int | None = None):
+    """The session on the board core with the memory `memory_of(spec)` makes."""
+    model = _model()
+    other = _negated(model)
+    core, spec, words = _board(model, addr_bits)
+    steps, expected = _session(model, words, other, _board(other)[2])
+    stim = {"seed": 1, "divisor": DIVISOR, "timeout_cycles": 400_000,
+            "quiet_cycles": 40 * 10 * DIVISOR, "steps": steps}
+    return BoardOnMemory(core, memory_of(spec)), stim, expected
+
+
+@pytest.mark.sim
+def test_board_loads_weights_then_classifies_on_one_uart(verilator):
+    """On the memory-port model (the controller's latency, a beat a cycle)."""
+    top, stim, expected = _board_session(lambda spec: MemPortRAM(
+        data_width=16, depth=1 << spec.addr_bits, max_burst=spec.max_burst,
+        latency=spec.latency))
+    res = run_cocotb(board_core_verilog(top), "sim.cocotb_tests.board", stim,
+                     simulator=verilator, tag="board-external").data
+    _judge(res, expected)
+
+
+@pytest.mark.sim
+def test_board_loads_weights_then_classifies_through_litedram(verilator, generated):
+    """The same session through the real controller (LiteDRAM) on the SDRAM chip model
+    (CAS latency, tRCD, tRP, refresh checked by it)."""
+    top, stim, expected = _board_session(lambda spec: SDRAMController(
+        generated, max_burst=spec.max_burst), generated.config.addr_width)
+    stim.update(period_ns=1e9 / generated.config.sys_clk_freq, timeout=3_000_000)
+    res = run_cocotb(sdram_sim_verilog(top, "memory.core"), "sim.cocotb_tests.sdram", stim,
+                     simulator=verilator, tag="board-external-sdram",
+                     testcase="sdram_board_session").data
+    _judge(res, expected)
+    assert res["chip_commands"]["REF"] > 0, "the run saw no refresh"
+
+
+def test_ulx3s_external_top_elaborates_with_the_controller(generated):
+    """The board top of `hwgen build --weights external`: the body's port is the SDRAM's
+    (24-bit word addresses), LiteDRAM's Verilog goes into the build, 2 Mbaud at 50 MHz."""
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from hwgen.targets.dram.accelerator_top import ULX3SExternalTop, board_body
+    from hwgen.targets.dram.litedram_core import CORE_NAME
+
+    model = _model()
+    plan = plan_styled(model, ULX3S, weights="external", calib=2).plan
+    top = ULX3SExternalTop(board_body(plan).graph(model), generated)
+    platform = ULX3S_85F_Platform()
+    for name, text in top.extra_files.items():
+        platform.add_file(name, text)
+    files = platform.build(top, name="top", do_build=False).files
+    assert f"{CORE_NAME}.v" in files and "module \\top" in files["top.il"]
+    assert top.core.mem.signature.addr_width == generated.config.addr_width == 24
+    assert top.divisor == 25

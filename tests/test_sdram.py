@@ -105,16 +105,6 @@ def test_chip_model_accepts_refreshes_on_time():
 
 # --------------------------------------------------------------------------- LiteDRAM
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    from hwgen.targets.dram.litedram_core import generate, missing_reason
-
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    return generate(cache_root=tmp_path_factory.mktemp("litedram"))
-
-
 def test_generated_core_is_deterministic_and_dq_is_inout(generated, tmp_path):
     from hwgen.targets.dram.litedram_core import generate, top_ports
 

@@ -166,16 +166,6 @@ def test_loader_rejects_bad_parameters():
         WeightLoader(addr_width=8, data_width=16, max_burst=6, gap=8)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    from hwgen.targets.dram.litedram_core import generate, missing_reason
-
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    return generate(cache_root=tmp_path_factory.mktemp("litedram"))
-
-
 @pytest.mark.slow  # its own Verilator build of LiteDRAM's core
 @pytest.mark.sim
 def test_loaded_engine_through_litedram_bit_exact(verilator, generated):

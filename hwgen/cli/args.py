@@ -102,13 +102,12 @@ def make_styled_plan_from_args(args: argparse.Namespace, model, *, timing: bool 
                               event=args.event_driven, timing=timing, calib=args.calib)
 
 
-def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True,
-                        board_build: bool = False):
+def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True):
     """The board and the plan of the accelerator hwgen generates. In the external-weight
     style that is the stem, RPE and head on chip around the body engine, whose weights sit
-    behind a memory port: simulated with the memory-port model of the board's controller;
-    a board build (`board_build`), which needs the SDRAM controller in its top, and a model
-    whose on-chip part does not fit yet are refused with the reason."""
+    behind a memory port (simulated with the memory-port model of the board's controller,
+    built with the controller itself); a model whose on-chip part does not fit yet is
+    refused with the reason."""
     board, styled = make_styled_plan_from_args(args, model, timing=timing)
     if styled.plan is None:
         e = styled.engine
@@ -116,12 +115,6 @@ def make_plan_from_args(args: argparse.Namespace, model, *, timing: bool = True,
             f"{model.config.name} on {board.name}: {styled.reason}; the external-weight "
             f"engine is planned ({e.images_per_second:.1f} images/s predicted: see 'hwgen "
             f"plan') but no accelerator is generated for it yet: {styled.unbuilt}")
-    if board_build and styled.engine is not None:
-        raise HwgenError(
-            f"{model.config.name} on {board.name}: {styled.reason}; hwgen simulates this "
-            "external-weight accelerator ('hwgen sim') with the memory-port model, but does "
-            "not yet build it for a board (its top needs the SDRAM controller and the weight "
-            "loader on the memory port)")
     return board, styled.plan
 
 

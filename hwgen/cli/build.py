@@ -84,12 +84,13 @@ def cmd_build(args) -> int:
 
         inputs = {"max_util": Target.for_board(board, args.max_util).max_util,
                   "target_fps": args.target_fps,
-                  "event_driven": args.event_driven, "calib": args.calib}
+                  "event_driven": args.event_driven, "calib": args.calib,
+                  "weights": args.weights}
         digest = build_digest(model, board, inputs, opts)
         if not args.force and (hit := reuse(out, digest, progress, start)) is not None:
             print(summary(hit))
             return 0
-    _, plan = make_plan_from_args(args, model, board_build=True)
+    _, plan = make_plan_from_args(args, model)
     res = build(model, board, plan, out, progress=progress, force=args.force,
                 hierarchy=not args.no_hierarchy, images=args.images, top=args.top,
                 digest=digest)
@@ -119,6 +120,12 @@ def summary(res) -> str:
         lines.append(f"throughput: {res.clock_mhz * 1e6 / ii:,.0f} images/s at "
                      f"{res.clock_mhz:g} MHz, {res.fmax_mhz * 1e6 / ii:,.0f} at Fmax "
                      f"(II {ii:,} cycles, latency {res.latency_cycles:,} cycles)")
+    if res.weights:
+        from hwgen.targets.dram.accelerator_top import DEFAULT_BAUD
+
+        lines.append(f"weights: {res.weights} (in the SDRAM, not the bitstream: load them "
+                     f"with 'hwgen run --port PORT --baud {DEFAULT_BAUD} --load-weights "
+                     f"{res.weights}')")
     return "\n".join(lines)
 
 

@@ -112,10 +112,13 @@ class BoardCore(wiring.Component):
     `FrameDemux` after a receive FIFO of ``rx_fifo`` bytes sends them to a `WeightLoader`
     (frames of up to ``frame_words`` words), a `ReplyMux` merges its replies with the
     classifier's, and a `MemPortShare` gives it the memory from the frame's first byte to
-    its reply's last, while the accelerator is held in reset (so no weight it fetched
-    before the load survives it). A weight frame waits until the image in flight has
-    left; an image waits until the load's reply has been sent. There is no power-up
-    self-test (the memory holds no weights yet); the button and SELFTEST still run one.
+    its reply's last. The accelerator is held in reset from power-up and from the start
+    of every weight frame until an image is asked for (CLASSIFY, SELFTEST or the button)
+    after the frame's reply: no weight it fetched before a load survives it, and it reads
+    nothing while the host is still loading (the memory may hold no weights yet). A
+    weight frame waits until the image in flight has left; an image waits until the
+    load's reply has been sent. There is no power-up self-test (the memory holds no
+    weights yet); the button and SELFTEST still run one.
     """
 
     def __init__(self, graph: Graph, *, divisor: int, gap: int, leds: int,
@@ -157,8 +160,9 @@ class BoardCore(wiring.Component):
         m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.leds.eq(class_leds.leds)]
         loading = Signal()  # external weights: the loader has the memory (and the UART)
+        armed = Signal()  # external weights: the accelerator is out of reset
         if self.external:
-            self._weights_path(m, urx, utx, parser, builder, loading)
+            self._weights_path(m, urx, utx, parser, builder, loading, armed)
         else:
             m.submodules.accelerator = acc
             m.d.comb += [parser.frame_error.eq(urx.frame_error),
@@ -189,18 +193,25 @@ class BoardCore(wiring.Component):
             builder.ctrl.valid.eq(req.valid & is_ctrl),
         ]
         start_req = Signal()
+        runnable = armed if self.external else 1  # out of reset, not loading
         with m.If(is_ctrl):
             m.d.comb += req.ready.eq(builder.ctrl.ready)
         with m.Else():
-            m.d.comb += [req.ready.eq(~inflight & ~local_pending & ~loading),
-                         start_req.eq(req.valid & ~inflight & ~local_pending & ~loading)]
+            free = ~inflight & ~local_pending & runnable
+            m.d.comb += [req.ready.eq(free), start_req.eq(req.valid & free)]
+        start_local = Signal()
+        m.d.comb += start_local.eq(~start_req & local_pending & ~inflight & runnable)
         if self.external:  # a weight frame waits for the image in flight, and vice versa
-            m.d.comb += self.demux.b_allowed.eq(~inflight & ~local_pending & ~start_req)
+            m.d.comb += self.demux.b_allowed.eq(~inflight & ~start_req & ~start_local)
+            with m.If(self.demux.b_frame):
+                m.d.sync += armed.eq(0)
+            with m.Elif(~loading & ((req.valid & ~is_ctrl) | local_pending)):
+                m.d.sync += armed.eq(1)
         with m.If(start_req):
             is_selftest = req.payload.cmd == SELFTEST
             m.d.sync += [inflight.eq(1), tag.eq(req.payload.cmd)]
             m.d.comb += parser.replay.eq(is_selftest)
-        with m.Elif(local_pending & ~inflight & ~loading):
+        with m.Elif(start_local):
             m.d.sync += [inflight.eq(1), tag.eq(LOCAL), local_pending.eq(0)]
             m.d.comb += parser.replay.eq(1)
 
@@ -223,10 +234,13 @@ class BoardCore(wiring.Component):
             m.d.comb += class_leds.show.eq(tag != CLASSIFY)
         return m
 
-    def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal) -> None:
+    def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal,
+                      armed: Signal) -> None:
         """The external-weight link: the receive FIFO, the frame demux, the weight loader,
-        the reply mux and the memory share; the accelerator held in reset while loading."""
-        m.submodules.accelerator = ResetInserter(loading)(self.accelerator)
+        the reply mux and the memory share; the accelerator held in reset unless `armed`
+        (a block held in reset may still offer a request: the share keeps the port from it
+        meanwhile)."""
+        m.submodules.accelerator = ResetInserter(~armed)(self.accelerator)
         m.submodules.rx_fifo = fifo = StreamFIFO(unsigned(8), self.rx_fifo)
         m.submodules.demux = demux = self.demux = FrameDemux(
             b_commands=(LOAD_WEIGHTS, READ_WEIGHTS), gap=self.gap)
@@ -250,7 +264,7 @@ class BoardCore(wiring.Component):
                      parser.overrun.eq(demux.a_overrun),
                      loader.frame_error.eq(demux.b_frame_error),
                      loader.overrun.eq(demux.b_overrun),
-                     share.use_b.eq(loading), self.loading.eq(loading)]
+                     share.use_b.eq(~armed), self.loading.eq(loading)]
         with m.If(demux.b_frame):
             m.d.sync += loading.eq(1)
         with m.Elif(rmux.b_done):
@@ -296,29 +310,41 @@ class BoardTop(Elaboratable):
             platform.add_resources(platform.break_off_pmod)
 
         m = Module()
-        uart = platform.request("uart", 0, dir="-")
-        leds = []
-        while True:
-            try:
-                leds.append(platform.request("led", len(leds), dir="-"))
-            except ResourceError:
-                break
-        if not leds:
-            raise ValueError(f"platform {type(platform).__name__} has no 'led' resource")
+        leds = request_leds(platform)
         self.core = core = BoardCore(self.graph, divisor=divisor, gap=gap, leds=len(leds),
                                      selftest_image=self.selftest_image)
         m.submodules.core = core
-        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
-        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
-        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
-        for k, led in enumerate(leds):
-            m.submodules[f"led_buffer{k}"] = buf = io.Buffer("o", led)
-            m.d.comb += buf.o.eq(core.leds[k])
-        if ("button", 0) in platform.resources:
-            m.submodules.button_buffer = btn = io.Buffer("i", platform.request("button", 0,
-                                                                               dir="-"))
-            m.d.comb += core.button.eq(btn.i)
+        connect_link_pins(m, platform, core, leds)
         return m
+
+
+def request_leds(platform) -> list:
+    """Every ``led`` resource the platform has (``led`` 0, 1, ...); an error if none."""
+    leds = []
+    while True:
+        try:
+            leds.append(platform.request("led", len(leds), dir="-"))
+        except ResourceError:
+            break
+    if not leds:
+        raise ValueError(f"platform {type(platform).__name__} has no 'led' resource")
+    return leds
+
+
+def connect_link_pins(m: Module, platform, core: BoardCore, leds: list) -> None:
+    """`core`'s UART to ``uart`` 0, its LEDs to `leds`, its button to ``button`` 0 if the
+    platform has one."""
+    uart = platform.request("uart", 0, dir="-")
+    m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+    m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+    m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+    for k, led in enumerate(leds):
+        m.submodules[f"led_buffer{k}"] = buf = io.Buffer("o", led)
+        m.d.comb += buf.o.eq(core.leds[k])
+    if ("button", 0) in platform.resources:
+        m.submodules.button_buffer = btn = io.Buffer("i", platform.request("button", 0,
+                                                                           dir="-"))
+        m.d.comb += core.button.eq(btn.i)
 
 
 def board_core_verilog(core: BoardCore, name: str = "top") -> str:

@@ -51,6 +51,7 @@ class BuildResult:
     cached: bool = False
     bitstream: Path | None = None
     script: Path | None = None
+    weights: Path | None = None  # external weights: the memory image for --load-weights
     vendor_tool: str | None = None
     top: str = ""  # the board top's class name
     clock_mhz: float = 0.0
@@ -71,7 +72,7 @@ class BuildResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("out_dir", "bitstream", "script"):
+        for key in ("out_dir", "bitstream", "script", "weights"):
             d[key] = None if d[key] is None else str(d[key])
         d.pop("cached")
         return d
@@ -79,7 +80,7 @@ class BuildResult:
     @classmethod
     def from_dict(cls, d: dict) -> BuildResult:
         d = dict(d)
-        for key in ("out_dir", "bitstream", "script"):
+        for key in ("out_dir", "bitstream", "script", "weights"):
             d[key] = None if d.get(key) is None else Path(d[key])
         return cls(**d)
 

@@ -34,7 +34,7 @@ from hwgen.targets.cache import (
     tool_overrides,
 )
 from hwgen.targets.synth import SynthStats, ToolFailed, ToolMissing, synth_stats
-from hwgen.targets.tops import make_top
+from hwgen.targets.tops import board_graph, make_top
 
 TOOL_TIMEOUT_S = 3600
 _STEP_NAMES = {"yosys": "synthesise", "nextpnr-ice40": "place & route",
@@ -141,6 +141,19 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
                          f"{tail.strip()[:300]}")
 
 
+WEIGHTS_FILE = "weights.hex"  # an external-weight build's memory image
+
+
+def write_weights(model, plan, path: Path) -> None:
+    """The memory image of `plan`'s external-weight body (`hwgen run --load-weights`): word
+    addresses from 0, 16-bit words, `hwgen.host.protocol.format_memory_image`'s format."""
+    from hwgen.compiler.engine_body import body_memory_image
+    from hwgen.host.protocol import format_memory_image
+
+    words = body_memory_image(model, plan.body)
+    path.write_text(format_memory_image(words, 0, data_width=16))
+
+
 def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None,
           force: bool = False, hierarchy: bool = True, images: int = 8, top: str = "auto",
           digest: str | None = None) -> BuildResult:
@@ -174,9 +187,15 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
     _say(progress, f"[1/{n_steps}] elaborate {model.config.name} for {board.name} "
                    f"({len(plan.layers)} blocks)")
     t0 = time.monotonic()
-    design = make_top(plan.graph(model), board, top)
+    graph = board_graph(plan, model)
+    design = make_top(graph, board, top)
     result.top = type(design).__name__
     platform = board.platform_class()()
+    for name, text in getattr(design, "extra_files", {}).items():
+        platform.add_file(name, text)
+    if plan.body is not None:
+        result.weights = out_dir / WEIGHTS_FILE
+        write_weights(model, plan, result.weights)
     bplan = platform.build(design, name=NAME, do_build=False, **tool_overrides(family))
     bplan.extract(out_dir)
     result.script = out_dir / f"build_{NAME}.sh"
@@ -188,8 +207,6 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
     per_block: dict = {}
     worker = None
     if hierarchy:
-        graph = plan.graph(model)
-
         def run_hierarchy():
             try:
                 per_block["stats"] = _per_block(graph, family)
@@ -285,7 +302,7 @@ def _vendor_build(model, board: Board, plan, out_dir: Path, progress, images: in
     out_dir.mkdir(parents=True, exist_ok=True)
     _say(progress, f"[1/1] elaborate {model.config.name} for {board.name} (vendor toolchain "
                    f"{', '.join(board.tools)}: writing the build script only)")
-    design = make_top(plan.graph(model), board, top)
+    design = make_top(board_graph(plan, model), board, top)
     bplan = board.platform_class()().build(design, name=NAME, do_build=False)
     bplan.extract(out_dir)
     bplan.archive(str(out_dir / f"build_{NAME}.zip"))

@@ -1,7 +1,10 @@
 """Board tops: what a board build wraps the accelerator in.
 
 "uart" is hwgen.targets.board_top.BoardTop (UART link, self-test, LEDs); "bare" is
-`stand_in_top`, the accelerator alone fed by an LFSR, for its own resources and Fmax.
+`stand_in_top`, the accelerator alone fed by an LFSR, for its own resources and Fmax. An
+external-weight accelerator (its body reading weights through a memory port) gets
+hwgen.targets.dram.accelerator_top.ULX3SExternalTop: the UART link with the weight loader,
+the SDRAM controller on the port.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from amaranth import Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import io
 
 from hwgen.compiler.top import Accelerator
+from hwgen.errors import HwgenError
 from hwgen.targets.board_top import BoardTop
 from hwgen.targets.boards import TOPS, Board
 
@@ -46,12 +50,33 @@ def stand_in_top(graph):
     return StandInTop()
 
 
+def board_graph(plan, model):
+    """The graph a board build elaborates: the plan's, with an external-weight body's memory
+    port leaving the accelerator for the board's controller (not the memory-port model)."""
+    if plan.body is None:
+        return plan.graph(model)
+    from hwgen.targets.dram.accelerator_top import board_body
+
+    return board_body(plan).graph(model)
+
+
 def make_top(graph, board: Board, top: str = "auto"):
     """The board's top: "uart" is hwgen.targets.board_top.BoardTop (UART link, self-test, LEDs);
     "bare" is `stand_in_top` (the accelerator alone, for its resources and Fmax); "auto"
-    is "uart"."""
+    is "uart". A graph whose body has a memory port (`board_graph` of an external-weight
+    plan) gets the external-weight top with the board's SDRAM controller."""
     if top not in TOPS:
         raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    if any("mem" in n.component.signature.members for n in graph.nodes.values()):
+        if top == "bare":
+            raise HwgenError("--top bare has no memory controller for the external-weight "
+                             "body; use the default top")
+        if board.memory is None:
+            raise HwgenError(f"{board.name} has no external memory for the weights")
+        from hwgen.targets.dram.accelerator_top import ULX3SExternalTop
+        from hwgen.targets.dram.litedram_core import generate
+
+        return ULX3SExternalTop(graph, generate())
     if top == "bare":
         return stand_in_top(graph)
     return BoardTop(graph, clock_hz=board.clock_mhz * 1e6)

@@ -60,15 +60,12 @@ async def _wait_idle(dut, limit: int, poll: int = 16) -> int:
     return waited
 
 
-@cocotb.test()
-async def board_session(dut):
-    stim = load_stimulus()
-    log_seed(stim)
-    bit_ns = stim["divisor"] * PERIOD_NS
+async def host_session(dut, stim: dict, period_ns: float) -> dict:
+    """The stimulus's steps over the UART pins (the clock runs at `period_ns`); the result
+    the pytest side judges. The design must have ``rx``, ``tx``, ``leds``, ``button`` and
+    ``busy``."""
+    bit_ns = stim["divisor"] * period_ns
     limit = stim["timeout_cycles"]
-    dut.rx.value = 1
-    dut.button.value = 0
-    await start_clock(dut, PERIOD_NS)
     received: list[int] = []
     errors: list[str] = []
     cocotb.start_soon(decode_tx(dut, bit_ns, received, errors))
@@ -103,6 +100,15 @@ async def board_session(dut):
                       "busy_after_press": busy_after_press})
     # No stray bytes: the line stays quiet for a few frame times.
     await ClockCycles(dut.clk, stim["quiet_cycles"])
-    save_result({"powerup_leds": powerup_leds,
-                 "powerup_cycles": powerup_cycles, "steps": steps,
-                 "total_bytes": len(received), "tx_errors": errors})
+    return {"powerup_leds": powerup_leds, "powerup_cycles": powerup_cycles, "steps": steps,
+            "total_bytes": len(received), "tx_errors": errors}
+
+
+@cocotb.test()
+async def board_session(dut):
+    stim = load_stimulus()
+    log_seed(stim)
+    dut.rx.value = 1
+    dut.button.value = 0
+    await start_clock(dut, PERIOD_NS)
+    save_result(await host_session(dut, stim, PERIOD_NS))

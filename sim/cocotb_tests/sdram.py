@@ -9,7 +9,7 @@ chip sees at the next rising edge) and driving read data for that edge. Stimulus
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, gather
 
-from sim.cocotb_tests.board import decode_tx, send_bytes
+from sim.cocotb_tests.board import decode_tx, host_session, send_bytes
 from sim.sdram_model import SDRAMChip, SDRAMTimings, SDRAMViolation
 from sim.streams import (
     Scoreboard,
@@ -245,3 +245,28 @@ async def sdram_uart_loader(dut):
     assert not errors, errors[0]
     save_result({"received": received, "chip_commands": chip.counts, "init_cycles": init_cycles,
                  "step_cycles": step_cycles, "chip_read_words": stats["read_words"]})
+
+
+@cocotb.test()
+async def sdram_board_session(dut):
+    """The external-weight board core (`sim.loader_sim.BoardOnMemory` on an `SDRAMController`)
+    through a host session over its UART pins (`host_session`: weights loaded, then images
+    classified), the chip model playing the SDRAM; the session starts after init_done."""
+    stim = load_stimulus()
+    log_seed(stim)
+    period = round(stim["period_ns"])
+    chip = SDRAMChip(stim["period_ns"])
+    dut.chip_dq.value = 0
+    dut.rx.value = 1
+    dut.button.value = 0
+    await start_clock(dut, period_ns=period)
+    stats = {"read_words": 0}
+    cocotb.start_soon(play_chip(dut, chip, stats))
+    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
+    init_cycles = 0
+    while not dut.init_done.value:
+        await RisingEdge(dut.clk)
+        init_cycles += 1
+    result = await host_session(dut, stim, period)
+    save_result({**result, "chip_commands": chip.counts, "init_cycles": init_cycles,
+                 "chip_read_words": stats["read_words"]})
