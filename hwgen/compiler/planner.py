@@ -180,6 +180,15 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
             f" even fully folded: needs " + ", ".join(
                 f"{k.upper()} {need[k]} (limit {caps[k]}, {need[k] - caps[k]:+d})"
                 for k in caps if need.get(k, 0) > caps[k]))
+    return widen(model, target, plan, max_steps=max_steps, stats=stats, auto=auto)
+
+
+def widen(model: IntModel, target: Target, plan: Plan, *, max_steps: int = 200,
+          stats: SpikeStats | None = None, auto: frozenset[str] = frozenset()) -> Plan:
+    """Widen `plan`'s slowest block, one knob step at a time, while the plan fits `target`
+    and the bottleneck gets no slower (up to `max_steps` steps, or until `target.fps`).
+    With an external-weight body (`plan.body`) the residual lanes stay the body's PE, and
+    the widening stops when the body is the slowest block (its folding is fixed)."""
     exhausted: set[str] = set()
     for _ in range(max_steps):
         if target.fps and (ips := plan.images_per_second(target.clock_mhz)) and ips >= target.fps:
@@ -188,13 +197,14 @@ def make_plan(model: IntModel, target: Target, *, event_layers: tuple[str, ...] 
         improved = False
         for layer_plan in slow[:1]:
             for knob in _knobs(model, layer_plan, auto):
-                if knob in exhausted:
+                if knob in exhausted or (knob == "lanes" and plan.body is not None):
                     continue
                 proposal = _try_knob(model, plan, knob)
                 if proposal is None:
                     exhausted.add(knob)
                     continue
-                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse, stats)
+                candidate = plan_for(model, target, *proposal, plan.lif_block, plan.fuse, stats,
+                                     body=plan.body)
                 if over_limits(candidate) or candidate.bottleneck.cycles > plan.bottleneck.cycles:
                     exhausted.add(knob)
                     continue

@@ -6,13 +6,14 @@ style when it does not and the board has external memory."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search
 from hwgen.compiler.engine_body import BodySpec
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import Plan, plan_for
-from hwgen.compiler.planner import over_limits, plan_model, predict_timing
+from hwgen.compiler.planner import over_limits, plan_model, predict_timing, widen
 from hwgen.compiler.stats import DEFAULT_CALIBRATION_IMAGES, SpikeStats, calibrate
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.errors import HwgenError
@@ -175,15 +176,19 @@ def check_on_chip_weights(model: IntModel, target: Target) -> None:
 def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
                           stats: SpikeStats, *, timing: bool = True) -> Plan:
     """The external style's generated accelerator: the stem, the RPE conv (at the body's
-    lanes) and the head on chip at their smallest folding, the blocks on the body engine.
-    Refused with ModelTooLarge when the on-chip part does not fit the device (first by its
-    weight bits alone, before anything is built)."""
+    lanes) and the head on chip, the blocks on the body engine. The on-chip blocks start
+    at their smallest folding and are widened (`planner.widen`) while the plan fits and
+    one of them is the bottleneck. Refused with ModelTooLarge when the on-chip part does
+    not fit the device (first by its weight bits alone, before anything is built)."""
     check_on_chip_weights(model, target)
+    # The accelerator runs at the memory's clock (the board top's PLL makes it).
+    target = dataclasses.replace(target, clock_mhz=target.memory.clock_mhz)
     spec = body_spec(model, engine, target)
     plan = plan_for(model, target, {"rpe": Folding(spec.pe, 1)}, spec.pe, stats=stats, body=spec)
     if over := over_limits(plan):
         raise ModelTooLarge(f"the stem, RPE and head on chip next to the body engine do not "
                             f"fit {target.device.name}: {', '.join(over)}")
+    plan = widen(model, target, plan, stats=stats)
     plan.notes.append(f"the blocks run on one engine ({spec}) reading their weights through "
                       f"the memory port (modelled: latency {spec.latency} cycles, a beat a "
                       f"cycle, no refresh gaps); its resources include the memory controller")
