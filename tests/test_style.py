@@ -73,3 +73,20 @@ def test_external_refusals_are_one_line(tmp_path, capsys, argv, words):
     for w in words:
         assert w in err, (w, err)
     assert not out.exists()
+
+
+def test_model_too_big_for_the_external_memory_says_need_against_capacity():
+    """A board whose memory cannot hold the weights: refused with the need and the size."""
+    import dataclasses
+
+    from hwgen.compiler.loader import resolve_model
+    from hwgen.compiler.stats import calibrate
+    from hwgen.compiler.style import plan_external
+    from hwgen.compiler.target import ModelTooLarge, Target
+    from hwgen.targets.boards import ULX3S_SDRAM, get_board
+
+    model = resolve_model(None, "cifar-mid")
+    tiny = dataclasses.replace(ULX3S_SDRAM, capacity_bytes=1 << 16)
+    target = dataclasses.replace(Target.for_board(get_board("ulx3s-85f")), memory=tiny)
+    with pytest.raises(ModelTooLarge, match=r"weights need \d+\.\d MiB, the memory holds 0\.1 MiB"):
+        plan_external(model, target, stats=calibrate(model, 2, seed=0))

@@ -371,14 +371,19 @@ def fixed_resources(model: IntModel, knobs: EngineKnobs, family: str) -> dict[st
 
 # ----------------------------------------------------------------------------- planner
 
+def _engine_pes(model: IntModel) -> list[int]:
+    """The engine PEs `search` tries: multiples of 8 dividing every width the engine runs."""
+    cfg = model.config
+    widths = [cfg.dim, 2 * cfg.dim, cfg.hidden] + [s.conv.out_channels for s in model.stem[1:]]
+    return [p for p in range(8, max(widths) + 1, 8) if all(w % p == 0 for w in widths)]
+
+
 def search(model: IntModel, memory: MemorySpec, limits: dict[str, int], *, family: str = "ecp5",
            clock_mhz: float = 50.0, spike_rate: float = 0.1, batches=(1, 2),
            modes=MODES) -> list[EnginePlan]:
     """Every fitting plan over the folding knobs (pe dividing the model's widths, simd,
     tile depth, batch), fastest first."""
-    cfg = model.config
-    widths = [cfg.dim, 2 * cfg.dim, cfg.hidden] + [s.conv.out_channels for s in model.stem[1:]]
-    pes = [p for p in range(8, max(widths) + 1, 8) if all(w % p == 0 for w in widths)]
+    pes = _engine_pes(model)
     plans = []
     for mode in modes:
         simds = (1, 2) if mode == "event" else (8, 16, 32, 64)
@@ -392,6 +397,17 @@ def search(model: IntModel, memory: MemorySpec, limits: dict[str, int], *, famil
                         if p.fits:
                             plans.append(p)
     return sorted(plans, key=lambda p: -p.images_per_second)
+
+
+def smallest_misfit(model: IntModel, memory: MemorySpec, limits: dict[str, int], *,
+                    family: str = "ecp5", clock_mhz: float = 50.0,
+                    spike_rate: float = 0.1) -> list[str]:
+    """Why the smallest engine `search` tries (dense, its least pe, SIMD 8, batch 1) does not
+    fit: its plan's problems, each the need against the capacity."""
+    pes = _engine_pes(model) or [8]
+    knobs = EngineKnobs(mode="dense", pe=pes[0], simd=8, batch=1, max_fan_in=512,
+                        spike_rate=spike_rate, clock_mhz=clock_mhz)
+    return plan_engine(model, knobs, memory, family=family, limits=limits).problems
 
 
 def plan_engine(model: IntModel, knobs: EngineKnobs, memory: MemorySpec, *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search
+from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search, smallest_misfit
 from hwgen.compiler.engine_body import BodySpec
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import Plan, plan_for
@@ -103,8 +103,12 @@ def plan_external(model: IntModel, target: Target, *, stats: SpikeStats,
                    clock_mhz=target.memory.clock_mhz, spike_rate=mean_spike_rate(stats),
                    modes=modes)
     if not plans:
+        why = smallest_misfit(model, memory_spec(target), limits, family=target.family,
+                              clock_mhz=target.memory.clock_mhz,
+                              spike_rate=mean_spike_rate(stats))
         raise ModelTooLarge(f"{model.config.name} does not fit {target.device.name} even with "
-                            "its weights in external memory (no engine folding fits)")
+                            f"its weights in the {target.memory.name}: the smallest engine "
+                            f"needs {'; '.join(why) or 'more than the device has'}")
     return plans[0]
 
 
