@@ -248,6 +248,7 @@ def test_board_loads_weights_then_classifies_on_one_uart(verilator):
     _judge(res, expected)
 
 
+@pytest.mark.slow  # its own Verilator build of LiteDRAM's core; every byte over the UART pins
 @pytest.mark.sim
 def test_board_loads_weights_then_classifies_through_litedram(verilator, generated):
     """The same session through the real controller (LiteDRAM) on the SDRAM chip model
