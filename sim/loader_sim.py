@@ -13,6 +13,22 @@ from amaranth.lib.wiring import Out
 from rtl_templates.weight_loader import REPLY_BYTES
 
 
+def _expose_sdram(top, memory, members: dict) -> None:
+    """With an `SDRAMController` as `memory`: ``top.pins``, ``top.generated`` (for
+    `sdram_sim.sdram_sim_verilog`) and the members ``init_done`` and the SDRAM pins."""
+    top.pins = dict(getattr(memory, "pins", {}))
+    if top.pins:
+        top.generated = memory.generated
+        members["init_done"] = Out(1)
+        members.update({p: Out(w) for p, w in top.pins.items()})
+
+
+def _drive_sdram(m: Module, top) -> None:
+    if top.pins:
+        m.d.comb += [getattr(top, p).eq(getattr(top.memory, p)) for p in top.pins]
+        m.d.comb += top.init_done.eq(top.memory.init_done)
+
+
 class LoadThenRun(wiring.Component):
     """`loader` (a `WeightLoader`) and `engine` (a memory-port initiator, e.g. a LinearEngine)
     sharing `memory` (the memory side of a `MemPortSignature`, e.g. a `MemPortRAM`, or
@@ -37,11 +53,7 @@ class LoadThenRun(wiring.Component):
             "loaded": Out(1),
             "i": engine.signature.members["i"], "o": engine.signature.members["o"],
         }
-        self.pins = dict(getattr(memory, "pins", {}))
-        if self.pins:  # an SDRAMController
-            self.generated = memory.generated
-            members["init_done"] = Out(1)
-            members.update({p: Out(w) for p, w in self.pins.items()})
+        _expose_sdram(self, memory, members)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -72,9 +84,7 @@ class LoadThenRun(wiring.Component):
         wiring.connect(m, ld.o, wiring.flipped(self.load_o))
         wiring.connect(m, wiring.flipped(self.i), e.i)
         wiring.connect(m, e.o, wiring.flipped(self.o))
-        if self.pins:
-            m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
-            m.d.comb += self.init_done.eq(self.memory.init_done)
+        _drive_sdram(m, self)
         return m
 
 
@@ -88,14 +98,10 @@ class BoardOnMemory(wiring.Component):
 
     def __init__(self, core, memory):
         self.core, self.memory = core, memory
-        self.pins = dict(getattr(memory, "pins", {}))
-        self.memory_port = memory.port if self.pins else memory
         members = {k: core.signature.members[k]
                    for k in ("rx", "tx", "leds", "button", "busy", "loading")}
-        if self.pins:
-            self.generated = memory.generated
-            members["init_done"] = Out(1)
-            members.update({p: Out(w) for p, w in self.pins.items()})
+        _expose_sdram(self, memory, members)
+        self.memory_port = memory.port if self.pins else memory
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -105,7 +111,5 @@ class BoardOnMemory(wiring.Component):
         m.d.comb += [self.core.rx.eq(self.rx), self.core.button.eq(self.button),
                      self.tx.eq(self.core.tx), self.leds.eq(self.core.leds),
                      self.busy.eq(self.core.busy), self.loading.eq(self.core.loading)]
-        if self.pins:
-            m.d.comb += [getattr(self, p).eq(getattr(self.memory, p)) for p in self.pins]
-            m.d.comb += self.init_done.eq(self.memory.init_done)
+        _drive_sdram(m, self)
         return m

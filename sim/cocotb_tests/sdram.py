@@ -56,27 +56,37 @@ async def watchdog(dut, chip: SDRAMChip, cycles: int) -> None:
     raise AssertionError(f"timeout after {cycles} cycles; chip commands so far: {chip.counts}")
 
 
-@cocotb.test()
-async def sdram_path(dut):
-    stim = load_stimulus()
-    log_seed(stim)
+async def chip_ready(dut, stim: dict, timings: SDRAMTimings | None = None
+                     ) -> tuple[SDRAMChip, dict, int]:
+    """Start the clock (``stim["period_ns"]``), the chip model on the pins and the watchdog
+    (``stim["timeout"]`` cycles), then wait for ``init_done``. Returns the chip, the count
+    of words it has read out (``{"read_words": n}``, kept up to date) and the cycles the
+    init took."""
     period = stim["period_ns"]
-    chip = SDRAMChip(period, timings=SDRAMTimings(**stim.get("timings", {})))
-    req = StreamDriver(dut, "port__req", stim["idle"]["req"])
-    w = StreamDriver(dut, "port__w", stim["idle"]["w"])
-    board = Scoreboard("r", list(stim["rdata"]))
-    mon = StreamMonitor(dut, "port__r", stim["stall"], on_beat=board.check)
+    chip = SDRAMChip(period, timings=timings) if timings is not None else SDRAMChip(period)
     dut.chip_dq.value = 0
     await start_clock(dut, period_ns=round(period))
     stats = {"read_words": 0}
     cocotb.start_soon(play_chip(dut, chip, stats))
     cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
-
     init_cycles = 0
     while not dut.init_done.value:
         await RisingEdge(dut.clk)
         init_cycles += 1
         assert init_cycles < stim["timeout"], "init_done never rose"
+    return chip, stats, init_cycles
+
+
+@cocotb.test()
+async def sdram_path(dut):
+    stim = load_stimulus()
+    log_seed(stim)
+    req = StreamDriver(dut, "port__req", stim["idle"]["req"])
+    w = StreamDriver(dut, "port__w", stim["idle"]["w"])
+    board = Scoreboard("r", list(stim["rdata"]))
+    mon = StreamMonitor(dut, "port__r", stim["stall"], on_beat=board.check)
+    chip, stats, init_cycles = await chip_ready(dut, stim,
+                                                SDRAMTimings(**stim.get("timings", {})))
 
     # Writes, then reads under gaps and backpressure: every word checked as it arrives.
     await gather(req.send(stim["writes"]), w.send(stim["wdata"]))
@@ -145,19 +155,9 @@ async def sdram_engine(dut):
     under input gaps and output stalls, every output beat checked."""
     stim = load_stimulus()
     log_seed(stim)
-    period = stim["period_ns"]
-    chip = SDRAMChip(period)
-    dut.chip_dq.value = 0
     dut.sel.value = 0
     dut.host__r__ready.value = 0
-    await start_clock(dut, period_ns=round(period))
-    stats = {"read_words": 0}
-    cocotb.start_soon(play_chip(dut, chip, stats))
-    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
-    init_cycles = 0
-    while not dut.init_done.value:
-        await RisingEdge(dut.clk)
-        init_cycles += 1
+    chip, stats, init_cycles = await chip_ready(dut, stim)
     req = StreamDriver(dut, "host__req")
     w = StreamDriver(dut, "host__w")
     await gather(req.send(stim["writes"]), w.send(stim["wdata"]))
@@ -215,22 +215,13 @@ async def sdram_uart_loader(dut):
     (decoded bit by bit) before the next; the chip model plays the SDRAM."""
     stim = load_stimulus()
     log_seed(stim)
-    period = stim["period_ns"]
-    bit_ns = stim["divisor"] * round(period)
-    chip = SDRAMChip(period)
-    dut.chip_dq.value = 0
+    bit_ns = stim["divisor"] * round(stim["period_ns"])
     dut.rx.value = 1
-    await start_clock(dut, period_ns=round(period))
-    stats = {"read_words": 0}
-    cocotb.start_soon(play_chip(dut, chip, stats))
-    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
     received: list[int] = []
     errors: list[str] = []
+    # A board's SDRAM is ready long before a host sends.
+    chip, stats, init_cycles = await chip_ready(dut, stim)
     cocotb.start_soon(decode_tx(dut, bit_ns, received, errors))
-    init_cycles = 0
-    while not dut.init_done.value:  # a board's SDRAM is ready long before a host sends
-        await RisingEdge(dut.clk)
-        init_cycles += 1
     step_cycles = []
     cycles = 0
     bad_stop = stim.get("bad_stop_at") or [None] * len(stim["steps"])
@@ -254,19 +245,9 @@ async def sdram_board_session(dut):
     classified), the chip model playing the SDRAM; the session starts after init_done."""
     stim = load_stimulus()
     log_seed(stim)
-    period = round(stim["period_ns"])
-    chip = SDRAMChip(stim["period_ns"])
-    dut.chip_dq.value = 0
     dut.rx.value = 1
     dut.button.value = 0
-    await start_clock(dut, period_ns=period)
-    stats = {"read_words": 0}
-    cocotb.start_soon(play_chip(dut, chip, stats))
-    cocotb.start_soon(watchdog(dut, chip, stim["timeout"]))
-    init_cycles = 0
-    while not dut.init_done.value:
-        await RisingEdge(dut.clk)
-        init_cycles += 1
-    result = await host_session(dut, stim, period)
+    chip, stats, init_cycles = await chip_ready(dut, stim)
+    result = await host_session(dut, stim, round(stim["period_ns"]))
     save_result({**result, "chip_commands": chip.counts, "init_cycles": init_cycles,
                  "chip_read_words": stats["read_words"]})
