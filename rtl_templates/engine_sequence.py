@@ -182,7 +182,11 @@ class EngineSequence(wiring.Component):
 
     @property
     def stages(self) -> int:
-        return 1 + tree_stages(self.simd)
+        """Pipeline stages from the memory reads to the accumulator: the read, the
+        registered spike gates and weight row (no block RAM output drives the tree: the
+        activation memories' select and the tile buffer's read were the critical path,
+        45.5 MHz on the ECP5), then the tree's registers."""
+        return 2 + tree_stages(self.simd, True)
 
     @property
     def row_beats(self) -> int:
@@ -414,7 +418,8 @@ class EngineSequence(wiring.Component):
         gates = Signal(self.simd)
         m.d.comb += gates.eq(data.word_select(k1, self.simd))
         sums, tags = gated_sum(m, words=tile_r.data, gates=gates, pe=self.pe, simd=self.simd,
-                               weight_bits=self.weight_bits, advance=advance, tags=tags)
+                               weight_bits=self.weight_bits, advance=advance, tags=tags,
+                               registered=True)
 
         # -- output register (the accumulator), then the LIF or the port ---------
         pe = self.pe
