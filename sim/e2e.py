@@ -188,7 +188,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
                          tag: str = "accel", progress=None, stream: bool = False,
-                         map_chunks=None) -> AcceleratorReport:
+                         map_chunks=None, dense_runs: dict[int, list[int]] | None = None
+                         ) -> AcceleratorReport:
     """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
 
     Each image alone (its result, every layer's stream and cycles), or with `stream` the
@@ -197,7 +198,11 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
 
     With `workers` > 1 the images are split into that many chunks, simulated in local
     processes, or by `map_chunks(fn, chunks) -> results in order` when given (Ray tasks
-    across machines: hwgen.sweep.executors.ray_chunk_map)."""
+    across machines: hwgen.sweep.executors.ray_chunk_map).
+
+    `dense_runs` (dense plans): cycle-model runs of this graph already made, image count
+    -> each result's cycle with the images back to back from reset (the planner's
+    `Plan.stream_cycles` for 3), used instead of running the models again."""
     start = time.monotonic()
     verilog = accelerator_verilog(graph, taps=True)
     n = pixels.shape[0]
@@ -213,8 +218,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         inputs, per_edge, results = stream_words(graph, pixels, taps)
         predicted, spans_predicted = predict_images(graph, n, per_edge)
         if streamed:
-            dense_runs: dict[int, list[int]] = {}
-            preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo], dense_runs)
+            runs = dict(dense_runs or {})
+            preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo], runs)
                      for lo, hi in chunks]
         build_seconds = build.result().seconds
     timeout = timeout or max(predicted) * 20 + 10_000

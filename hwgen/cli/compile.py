@@ -92,7 +92,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                       seed=args.seed, gap=args.gap,
                                       backpressure=args.backpressure, workers=args.workers,
                                       progress=progress, stream=not args.alone,
-                                      map_chunks=map_chunks)
+                                      map_chunks=map_chunks,
+                                      dense_runs={3: plan.stream_cycles}
+                                      if plan.stream_cycles else None)
     wall = time.monotonic() - start
     print(format_sim_report(report, plan, wall))
     if args.report:

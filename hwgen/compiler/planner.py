@@ -254,6 +254,7 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
         three = image_cycles(graph, images=3, edge_words=words3)
         plan.interval_cycles = three[2] - three[1]
         plan.interval_basis = "exact"
+        plan.stream_cycles = list(three) if edge_words is None else None
     else:
         plan.interval_cycles = plan.bottleneck.cycles
         plan.interval_basis = "bottleneck"
