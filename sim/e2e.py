@@ -138,13 +138,15 @@ def _run_chunk(args) -> dict:
     return data
 
 
-def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
+def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]],
+                   alone: tuple[int, dict[str, tuple[int, int]]] | None = None
                    ) -> tuple[list[int], list[dict[str, tuple[int, int]]]]:
     """Cycle-model prediction per image, each alone in an idle accelerator: its result
     cycle and its tapped streams' first/last beats (`hwgen.compiler.predict.image_timing`). One model
-    run serves every image unless event-driven layers make timing depend on the data."""
+    run serves every image unless event-driven layers make timing depend on the data;
+    `alone` is that run's result when already made (the planner's, for a dense plan)."""
     if not needs_words(graph):
-        cycles, spans = image_timing(graph)
+        cycles, spans = alone if alone is not None else image_timing(graph)
         return [cycles] * n, [spans] * n
     runs = [image_timing(graph, edge_words=propagate_words(
         graph, {k: v[b] for k, v in per_edge.items()})) for b in range(n)]
@@ -188,7 +190,8 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
                          tag: str = "accel", progress=None, stream: bool = False,
-                         map_chunks=None, dense_runs: dict[int, list[int]] | None = None
+                         map_chunks=None, dense_runs: dict[int, list[int]] | None = None,
+                         alone: tuple[int, dict[str, tuple[int, int]]] | None = None
                          ) -> AcceleratorReport:
     """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
 
@@ -200,9 +203,11 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     processes, or by `map_chunks(fn, chunks) -> results in order` when given (Ray tasks
     across machines: hwgen.sweep.executors.ray_chunk_map).
 
-    `dense_runs` (dense plans): cycle-model runs of this graph already made, image count
-    -> each result's cycle with the images back to back from reset (the planner's
-    `Plan.stream_cycles` for 3), used instead of running the models again."""
+    Cycle-model runs of this graph already made (dense plans; the planner's) are used
+    instead of running the models again: `dense_runs`, image count -> each result's cycle
+    with the images back to back from reset (`Plan.stream_cycles` for 3), and `alone`,
+    one image's (result cycle, tapped streams' spans) (`Plan.latency_cycles`,
+    `Plan.alone_spans`)."""
     start = time.monotonic()
     verilog = accelerator_verilog(graph, taps=True)
     n = pixels.shape[0]
@@ -216,7 +221,7 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         build = builder.submit(build_simulator, verilog, simulator=simulator, tag=tag)
         taps = golden_taps(graph, pixels)
         inputs, per_edge, results = stream_words(graph, pixels, taps)
-        predicted, spans_predicted = predict_images(graph, n, per_edge)
+        predicted, spans_predicted = predict_images(graph, n, per_edge, alone)
         if streamed:
             runs = dict(dense_runs or {})
             preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo], runs)

@@ -1,16 +1,17 @@
-"""`hwgen sim` reuses the planner's dense back-to-back cycle-model run instead of running
-it again: it must be exactly the run the simulation check would make on the graph."""
+"""`hwgen sim` reuses the planner's dense cycle-model runs (one image alone, three back to
+back) instead of running them again: they must be exactly the runs the simulation check
+would make on the graph."""
 
 from hwgen.compiler.planner import plan_model
-from hwgen.compiler.predict import image_cycles
+from hwgen.compiler.predict import image_cycles, image_timing
 from hwgen.compiler.target import Target
 from hwgen.targets.boards import get_board
 from quant.config import get_config
 from quant.random_model import random_int_model
-from sim.e2e import predict_stream
+from sim.e2e import predict_images, predict_stream
 
 
-def test_plan_stream_cycles_are_the_models_three_image_run():
+def test_plan_keeps_the_models_runs_of_one_and_three_images():
     model = random_int_model(get_config("digits-tiny"), seed=2)
     plan = plan_model(model, Target.for_board(get_board("ulx3s-85f")), event="none", calib=2)
     assert plan.interval_basis == "exact"
@@ -23,3 +24,8 @@ def test_plan_stream_cycles_are_the_models_three_image_run():
     fresh = predict_stream(graph, {}, 0, 10, alone)
     assert predict_stream(graph, {}, 0, 10, alone, {3: plan.stream_cycles}) == fresh
     assert fresh[:3] == three and len(fresh) == 10
+    # one image alone: its result cycle and every tapped stream's first/last beat
+    assert (plan.latency_cycles, plan.alone_spans) == image_timing(graph)
+    assert plan.alone_spans.keys() == {e.name for e in graph.tapped()}
+    seeded = predict_images(graph, 4, {}, (plan.latency_cycles, plan.alone_spans))
+    assert seeded == predict_images(graph, 4, {})

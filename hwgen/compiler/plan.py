@@ -72,6 +72,9 @@ class Plan:
     # Dense plans with an exact interval: the cycle models' result cycles of three images
     # offered back to back from reset (what the interval came from; `hwgen sim` reuses it).
     stream_cycles: list[int] | None = None
+    # Dense plans: each tapped stream's first and last beat of one image alone (cycle 1 =
+    # its first input beat), from the same model run as `latency_cycles`.
+    alone_spans: dict[str, tuple[int, int]] | None = None
     stats: SpikeStats | None = None  # the spike statistics the choice was made from
     notes: list[str] = field(default_factory=list)
     # The external-weight style's generated accelerator: the blocks on one engine reading
