@@ -18,6 +18,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from hwgen.errors import HwgenError
@@ -172,7 +173,7 @@ def quick_build() -> bool:
     the g++ time of an accelerator again (fuzz seed 3: 14.5 -> 5.7 CPU-seconds). Long
     runs (benchmarks, `hwgen sim`) compile the model's per-cycle code and Verilator's
     run-time library with -O3 (the digits-tiny iCEBreaker accelerator simulates about
-    1.6x faster than with Verilator's default -Os) and keep the split, which make runs
+    1.5-1.9x faster than with Verilator's default -Os) and keep the split, which make runs
     in parallel.
     """
     return os.environ.get("HWGEN_SIM_QUICK", "") not in ("", "0")
@@ -226,13 +227,10 @@ class SimResult:
 
 @dataclass
 class SimBuild:
-    """A simulator built for one design (`build_simulator`), ready for `run_cocotb`."""
+    """A simulator built for one design (`build_simulator`)."""
 
     runner: object
     build_dir: Path
-    simulator: str
-    toplevel: str
-    waves: bool
     seconds: float  # compiling it (near 0 when cached)
 
 
@@ -275,8 +273,7 @@ def build_simulator(verilog_text: str, *, simulator: str = "verilator", toplevel
             src.write_text(verilog_text)
         done = key is not None and stamp.exists() and stamp.read_text() == key
         if done and (build_dir / toplevel).exists():
-            return SimBuild(runner, build_dir, simulator, toplevel, waves,
-                            time.monotonic() - t0)
+            return SimBuild(runner, build_dir, time.monotonic() - t0)
         stamp.unlink(missing_ok=True)
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
@@ -287,7 +284,7 @@ def build_simulator(verilog_text: str, *, simulator: str = "verilator", toplevel
             raise SimulationFailed(f"{simulator} build failed: {e}\n{tail}") from None
         if key is not None:
             stamp.write_text(key)
-    return SimBuild(runner, build_dir, simulator, toplevel, waves, time.monotonic() - t0)
+    return SimBuild(runner, build_dir, time.monotonic() - t0)
 
 
 def _build_key(simulator: str, toplevel: str, waves: bool, build_args: list[str]) -> str | None:
@@ -295,32 +292,24 @@ def _build_key(simulator: str, toplevel: str, waves: bool, build_args: list[str]
     the flags and the tools. None for Icarus, which is always rebuilt (its builds are quick)."""
     if simulator != "verilator":
         return None
-    from importlib.metadata import version
-
     tool = _verilator_bin() / "verilator_bin"
     return json.dumps({"toplevel": toplevel, "waves": waves, "args": build_args,
                        "make": os.environ.get("MAKEFLAGS", ""), "cocotb": version("cocotb"),
                        "verilator": [str(tool), tool.stat().st_mtime_ns if tool.exists() else 0]})
 
 
-def run_cocotb(verilog_text: str | SimBuild, test_module: str, stimulus: dict, *,
+def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
                simulator: str = "verilator", toplevel: str = "top", testcase: str | None = None,
                waves: bool = False, tag: str = "") -> SimResult:
     """Build `verilog_text` (cached by content) and run `test_module`'s cocotb tests on it.
 
-    Instead of Verilog text, a `build_simulator` result may be passed (its simulator,
-    toplevel and waves apply). `stimulus` reaches the test as JSON through $HWGEN_SIM_DATA;
-    the test writes its observations to $HWGEN_SIM_RESULT, returned here. A failing test
-    raises SimulationFailed with the test's failure message.
+    `stimulus` reaches the test as JSON through $HWGEN_SIM_DATA; the test writes
+    its observations to $HWGEN_SIM_RESULT, returned here. A failing test raises
+    SimulationFailed with the test's failure message.
     """
-    if isinstance(verilog_text, SimBuild):
-        built = verilog_text
-        _prepare_env(built.simulator)
-    else:
-        built = build_simulator(verilog_text, simulator=simulator, toplevel=toplevel,
-                                waves=waves, tag=tag)
-    runner, build_dir, simulator = built.runner, built.build_dir, built.simulator
-    toplevel, waves = built.toplevel, built.waves
+    built = build_simulator(verilog_text, simulator=simulator, toplevel=toplevel,
+                            waves=waves, tag=tag)
+    runner, build_dir = built.runner, built.build_dir
     run_dir = build_dir / f"run-{os.getpid()}-{hashlib.sha256(json.dumps(stimulus, sort_keys=True).encode()).hexdigest()[:10]}"
     run_dir.mkdir(exist_ok=True)
     data_path, result_path = run_dir / "stimulus.json", run_dir / "result.json"
