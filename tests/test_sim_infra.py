@@ -9,7 +9,7 @@ import pytest
 from rtl_templates.plumbing import FIFOModel, Fork, StreamFIFO
 from rtl_templates.timing import BlockModel, Network, Sink, Source, run_single
 from sim.block_sim import check_cycle_model, simulate_block, verify_block
-from sim.runner import SimulationFailed, _runtime_objects
+from sim.runner import SimulationFailed, _runtime_objects, build_simulator, verilog_of
 
 
 @pytest.mark.sim
@@ -59,6 +59,21 @@ def test_designs_share_the_verilator_runtime(verilator):
         copies = {(d / obj).read_bytes() for d in dirs}
         cached = {p.read_bytes() for p in dirs[0].parent.glob(f"_verilated-*/{obj}")}
         assert len(copies) == 1 and copies <= cached
+
+
+@pytest.mark.sim
+def test_finished_build_is_not_rerun_unless_flags_or_tools_differ(verilator):
+    text = verilog_of(StreamFIFO(7, 3))
+    first = build_simulator(text, simulator=verilator, tag="stamp")
+    log, stamp = first.build_dir / "build.log", first.build_dir / ".built"
+    assert stamp.exists() and (first.build_dir / "top").exists()
+    written = log.stat().st_mtime_ns
+    again = build_simulator(text, simulator=verilator, tag="stamp")
+    assert again.build_dir == first.build_dir and log.stat().st_mtime_ns == written
+    key = stamp.read_text()
+    stamp.write_text(key.replace('"make": "', '"make": "OTHER '))  # as if built otherwise
+    build_simulator(text, simulator=verilator, tag="stamp")
+    assert log.stat().st_mtime_ns != written and stamp.read_text() == key
 
 
 @pytest.mark.sim

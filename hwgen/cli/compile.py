@@ -92,7 +92,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                       seed=args.seed, gap=args.gap,
                                       backpressure=args.backpressure, workers=args.workers,
                                       progress=progress, stream=not args.alone,
-                                      map_chunks=map_chunks)
+                                      map_chunks=map_chunks,
+                                      dense_runs={3: plan.stream_cycles}
+                                      if plan.stream_cycles else None,
+                                      alone=(plan.latency_cycles, plan.alone_spans)
+                                      if plan.alone_spans is not None else None)
     wall = time.monotonic() - start
     print(format_sim_report(report, plan, wall))
     if args.report:

@@ -69,6 +69,12 @@ class Plan:
     # layers: the mean over the calibration images run back to back), "bottleneck" (the
     # slowest block's cycles, when the model run would be too long).
     interval_basis: str = "exact"
+    # Dense plans with an exact interval: the cycle models' result cycles of three images
+    # offered back to back from reset (what the interval came from; `hwgen sim` reuses it).
+    stream_cycles: list[int] | None = None
+    # Dense plans: each tapped stream's first and last beat of one image alone (cycle 1 =
+    # its first input beat), from the same model run as `latency_cycles`.
+    alone_spans: dict[str, tuple[int, int]] | None = None
     stats: SpikeStats | None = None  # the spike statistics the choice was made from
     notes: list[str] = field(default_factory=list)
     # The external-weight style's generated accelerator: the blocks on one engine reading

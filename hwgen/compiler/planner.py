@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import LayerPlan, Plan, plan_for
-from hwgen.compiler.predict import image_cycles, needs_words, propagate_words
+from hwgen.compiler.predict import image_cycles, image_timing, needs_words, propagate_words
 from hwgen.compiler.stats import DEFAULT_CALIBRATION_IMAGES, SpikeStats, calibrate
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.compiler.twin import stream_words
@@ -251,7 +251,10 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
         per_image = [propagate_words(graph, {k: v[b] for k, v in per_edge.items()})
                      for b in range(plan.stats.images)]
         edge_words = per_image[0]
-    one = image_cycles(graph, images=1, edge_words=edge_words)[0]
+    if edge_words is None and not needs_words(graph):  # dense: keep the layers' spans too
+        one, plan.alone_spans = image_timing(graph)
+    else:
+        one = image_cycles(graph, images=1, edge_words=edge_words)[0]
     plan.latency_cycles = one
     if per_image is not None and len(per_image) >= 2 and 2 * one <= EXACT_INTERVAL_CYCLES:
         n = max(2, min(len(per_image), EXACT_INTERVAL_CYCLES // one))
@@ -264,6 +267,7 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
         three = image_cycles(graph, images=3, edge_words=words3)
         plan.interval_cycles = three[2] - three[1]
         plan.interval_basis = "exact"
+        plan.stream_cycles = list(three) if edge_words is None else None
     else:
         plan.interval_cycles = plan.bottleneck.cycles
         plan.interval_basis = "bottleneck"
