@@ -167,6 +167,17 @@ def _fixed(make):
     return lambda family: make()
 
 
+def _external_body(config: str, *, pe: int, simd: int):
+    """The external-weight body engine (every block on one `EngineSequence`, its memory
+    port leaving it) of a seeded random model of `config`."""
+    from hwgen.compiler.engine_body import BodySpec, ExternalBody
+    from quant.config import get_config
+    from quant.random_model import random_int_model
+
+    return ExternalBody(random_int_model(get_config(config), seed=1),
+                        BodySpec(pe=pe, simd=simd, addr_bits=24))
+
+
 def _spram_fifo(width: int, depth: int):
     # SPRAM exists on the iCE40 UP5K only; elsewhere the same FIFO sits in a plain memory.
     return lambda family: SPRAMFIFO(unsigned(width), depth, spram=family == "ice40")
@@ -247,6 +258,10 @@ CASES = (
          _fixed(lambda: UartRx(104))),
     Case("uart_rx", "cifar-mid", "divisor 217 (25 MHz, 115200 Bd)",
          _fixed(lambda: UartRx(217))),
+    Case("external body", "digits-tiny", "1 block, D 32, pe 8, simd 8, port out",
+         _fixed(lambda: _external_body("digits-tiny", pe=8, simd=8))),
+    Case("external body", "cifar-mid", "2 blocks, D 128, pe 32, simd 8, port out",
+         _fixed(lambda: _external_body("cifar-mid", pe=32, simd=8))),
 )
 KINDS = tuple(dict.fromkeys(c.kind for c in CASES))
 

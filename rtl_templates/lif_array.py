@@ -216,12 +216,9 @@ class LIFArray(wiring.Component):
         ff = spikes + L * self.state_bits + bits_for(G) + 2 * bits_for(T) + 1
         if self.repeat:
             ff += L * self.in_width
-        # ECP5 without wide LUTs spends about 1.4x the LUT4s of an iCE40 on the lane
-        # arithmetic (measured), and a little more on the multiplexers.
-        lane_factor, mux_factor = (3.0, 1.0) if family == "ice40" else (4.2, 1.15)
-        per_lane = lane_factor * self.state_bits + (self.in_width if self.repeat else 0)
-        table = L * self.state_bits * _rom_luts(G)
-        lut = round(L * per_lane + mux_factor * table + 3 * bits_for(G) + 4 * bits_for(T))
+        lanes = lane_luts(L, G, self.state_bits, family)
+        lut = round(lanes + L * (self.in_width if self.repeat else 0) + 3 * bits_for(G)
+                    + 4 * bits_for(T))
         if block:  # write-enable decoder, row address, the read counter
             lut += WORD + 2 * bits_for(T * self.rows) + 2 * bits_for(self.rows + 1)
             depth = T * self.rows
@@ -232,6 +229,17 @@ class LIFArray(wiring.Component):
             return Resources(lut=lut, ff=ff, memories=memories,
                              memory_kinds=("block",) * len(memories))
         return Resources(lut=lut, ff=ff)
+
+
+def lane_luts(lanes: int, groups: int, state_bits: int, family: str) -> float:
+    """LUT4s of `lif_lanes` over ``lanes`` neurons with their `threshold_table` over
+    ``groups`` channel groups (calibrated as `LIFArray.resources`): per lane an adder, a
+    comparator and the reset mux, and the table's ROM. Their membranes are ``lanes *
+    state_bits`` flip-flops."""
+    # ECP5 without wide LUTs spends about 1.4x the LUT4s of an iCE40 on the lane
+    # arithmetic (measured), and a little more on the multiplexers.
+    lane_factor, mux_factor = (3.0, 1.0) if family == "ice40" else (4.2, 1.15)
+    return lanes * lane_factor * state_bits + mux_factor * lanes * state_bits * _rom_luts(groups)
 
 
 def check_vth(vth, channels: int, state_bits: int) -> list[int]:

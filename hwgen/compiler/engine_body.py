@@ -10,6 +10,7 @@ or token-major; out: the last block's U'' (its `u_mlp` tap), in the same order.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from amaranth import Module
@@ -20,7 +21,7 @@ from quant.ir import IntModel, LIFLayer, LinearLayer
 from rtl_templates.common import Resources, bits_for
 from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.engine_sequence import EngineSequence, sequence_image
-from rtl_templates.lif_array import LIFArray
+from rtl_templates.lif_array import lane_luts
 from rtl_templates.linear_engine import LinearEngine
 from rtl_templates.memport import MemPortRAM, WithMemory, pass_through
 from rtl_templates.sasa import SASA
@@ -165,11 +166,20 @@ class ExternalBody(wiring.Component):
             self.spec.controller_lut, self.spec.controller_ff)
 
 
+# The sequencer's own counters and pass state (the SASA, DWC, LIF and output passes, the
+# token walks) beyond the engine's: 280 .. 420 flip-flops measured over four bodies
+# (digits-tiny at pe 8 and 16, a two-block D 16 model, cifar-mid at pe 32; Yosys 0.70).
+SEQUENCER_FF = 300
+
+
 def body_resources(model: IntModel, seq: EngineSequence, family: str) -> Resources:
     """Estimate of the body engine from its parts' own estimates: the engine datapath for its
-    widest tile (`LinearEngine`, with its spike memory and two tile buffers), the other
-    spike memories (one per layer kind, and Q|K), U in block RAM, the LIF after the engine,
-    and each block's SASA and DWC. The weights are not on chip."""
+    widest tile (`LinearEngine`, with its spike memory and two tile buffers), the registered
+    weight row and gates in front of the tree (`EngineSequence.stages`), the other spike
+    memories (one per layer kind, and Q|K), U in block RAM, every LIF site of the sequence
+    (each boundary segment and the input pass: its own lanes, membranes and threshold
+    table, `lane_luts`), the sequencer's counters (`SEQUENCER_FF`), and each block's SASA
+    and DWC. The weights are not on chip."""
     cfg, T = model.config, model.config.time_steps
     P, D = seq.positions, cfg.dim
     wide = max(seq.ins)
@@ -177,13 +187,24 @@ def body_resources(model: IntModel, seq: EngineSequence, family: str) -> Resourc
                        weight_bits=seq.weight_bits, acc_bits=seq.acc_bits, pe=seq.pe,
                        simd=seq.simd, beat_bits=seq.beat_bits, max_burst=seq.max_burst,
                        addr_bits=seq.addr_bits)).resources(family)
-    spikes = tuple((P, w) for w in (*seq.ins[1:4], 2 * D))  # kind 0's is the engine's
-    state = max(lif.state_bits for _, lif in model.named_lifs())
-    lif = mark_used(LIFArray(channels=seq.pe, lanes=seq.pe, time_steps=T,
-                             in_width=seq.acc_bits, vth=[1] * seq.pe,
-                             state_bits=state)).resources(family)
-    out = eng + lif + Resources(
-        2 * seq.pe * model.u_bits, seq.pe * model.u_bits,
+    # The engine's own spike memory is sized for its widest tile; the sequence's are one per
+    # layer kind (the widest layer of each kind) and Q|K.
+    kinds = max(seq.act_of) + 1
+    widths = [max(w for w, k in zip(seq.ins, seq.act_of, strict=True) if k == mi)
+              for mi in range(kinds)]
+    eng = dataclasses.replace(eng, memories=eng.memories[1:],
+                              memory_kinds=eng.memory_kinds[1:])
+    spikes = tuple((P, w) for w in (*widths, 2 * D))
+    sites = [(n, sb) for segments in seq.lifs for n, _, _, sb in segments]
+    if seq.input_lif is not None:  # the pass that turns U into the first layer's spikes
+        sites.append((seq.ins[0], seq.input_lif[2]))
+    lif_lut = sum(lane_luts(seq.pe, n // seq.pe, sb, family) for n, sb in sites)
+    lif_ff = sum(seq.pe * sb for _, sb in sites)
+    tiles = sum(seq.groups)
+    staged = seq.pe * seq.simd * seq.weight_bits + seq.simd + 3 + bits_for(tiles)
+    out = eng + Resources(
+        round(lif_lut) + 2 * seq.pe * model.u_bits,
+        lif_ff + staged + seq.pe * model.u_bits + SEQUENCER_FF,
         memories=(*spikes, ((D // seq.pe) * P, seq.pe * model.u_bits)),
         memory_kinds=("block",) * (len(spikes) + 1))
     for block in [*seq.sasa.values(), *seq.dwc.values()]:
