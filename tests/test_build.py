@@ -98,7 +98,8 @@ def test_icebreaker_build(icebreaker_build):
     # One progress line per step, in order (between them, ticks while a tool runs).
     steps = [ln.split("]")[1].split()[0] for ln in lines if ln.startswith("[")]
     ticks = [ln for ln in lines if not ln.startswith("[")]
-    assert all(ln.startswith("  ") and " s" in ln for ln in ticks)
+    # (and, on a machine whose YoWASP cache is cold, one note per tool compiled once)
+    assert all(ln.startswith("  ") and (" s" in ln or "first run here" in ln) for ln in ticks)
     assert steps == ["elaborate", "synthesise", "place", "pack", "per-block"]
     # The per-block figures name the plan's blocks (plumbing may synthesise to nothing).
     compute = [x.node for x in plan.layers if x.kind not in ("fork", "fifo")]
