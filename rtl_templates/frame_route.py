@@ -79,8 +79,7 @@ class FrameDemux(wiring.Component):
         for c in self.b_commands:
             with m.If(i.payload == c):
                 m.d.comb += is_b.eq(1)
-        for p in ("payload",):
-            m.d.comb += [getattr(a, p).eq(getattr(i, p)), getattr(b, p).eq(getattr(i, p))]
+        m.d.comb += [a.payload.eq(i.payload), b.payload.eq(i.payload)]
         m.d.comb += [self.a_frame_error.eq(self.frame_error & ~to_b),
                      self.a_overrun.eq(self.overrun & ~to_b),
                      self.b_frame_error.eq(self.frame_error & to_b),
