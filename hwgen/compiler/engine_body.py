@@ -100,6 +100,14 @@ class BodySpec:
         return f"PE={self.pe} SIMD={self.simd} dense"
 
 
+def body_words(model: IntModel, beat_bits: int = 16) -> int:
+    """Words of the body's memory image (`body_memory_image`'s length): every block's weights
+    packed whole into beats (the engine's rows fill whole beats, `body_spec`)."""
+    weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
+                  + b.fc1.weight.numel() + b.fc2.weight.numel() for b in model.blocks)
+    return weights * model.weight_bits // beat_bits
+
+
 def body_memory_image(model: IntModel, spec: BodySpec) -> list[int]:
     """The words the body's memory must hold from address 0 (every block's weights in the
     engine's request order, `sequence_image`), e.g. for `hwgen run --load-weights`."""
@@ -119,10 +127,7 @@ class ExternalBody(wiring.Component):
     of ``addr_bits``, the weights from 0), for a board top with the SDRAM controller."""
 
     def __init__(self, model: IntModel, spec: BodySpec):
-        weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
-                      + b.fc1.weight.numel() + b.fc2.weight.numel() for b in model.blocks)
-        words = weights * model.weight_bits // 16  # the image of 16-bit beats
-        addr_bits = spec.addr_bits or max(4, bits_for(words - 1))
+        addr_bits = spec.addr_bits or max(4, bits_for(body_words(model) - 1))
         seq = body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
                             addr_bits=addr_bits, token_major=True)
         self.model_ir, self.spec, self.sequence = model, spec, seq

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hwgen.compiler.engine import MODES, EnginePlan, MemorySpec, search, smallest_misfit
-from hwgen.compiler.engine_body import BodySpec, body_memory_image
+from hwgen.compiler.engine_body import BodySpec, body_words
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.plan import Plan, plan_for
 from hwgen.compiler.planner import over_limits, plan_model, predict_timing, widen
@@ -198,7 +198,7 @@ def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
                       f"cycle, no refresh gaps); its resources include the memory controller")
     plan = predict_timing(plan, model) if timing else plan
     beat_bytes = target.memory.beat_bits // 8
-    read = len(body_memory_image(model, spec)) * beat_bytes
+    read = body_words(model, target.memory.beat_bits) * beat_bytes
     share = (f", {100 * read / (plan.interval_cycles * beat_bytes):.1f} % of the port's peak "
              f"({beat_bytes} bytes a cycle) at the interval" if plan.interval_cycles else "")
     plan.notes.append(f"memory: {read:,} bytes read per image (every body weight once){share}")

@@ -56,7 +56,6 @@ class ULX3SExternalTop(Elaboratable):
             raise ValueError(f"the PLL makes 50 MHz; the controller was generated for "
                              f"{generated.config.sys_clk_freq / 1e6:g} MHz")
         self.graph, self.generated = graph, generated
-        self.baud = baud
         self.divisor = baud_divisor(CLOCK_HZ, baud)
         self.gap = max(round(timeout_s * CLOCK_HZ), MIN_GAP_BYTES * 10 * self.divisor)
         self.selftest_image, self.frame_words = selftest_image, frame_words
