@@ -14,13 +14,14 @@ from amaranth.hdl import unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import check_int, spike_signature
+from rtl_templates.common import Resources, check_int, spike_signature
 from rtl_templates.line_buffer import LineBuffer
 from rtl_templates.linear_engine import LinearEngine
 from rtl_templates.spike_conv import conv_weight_shape
 from rtl_templates.timing import Network
 from rtl_templates.window import TAPS, WindowModel
 from rtl_templates.window_block import int_array
+from rtl_templates.window_resources import _memory_logic, control_ff
 
 
 class WindowGather(wiring.Component):
@@ -60,6 +61,17 @@ class WindowGather(wiring.Component):
 
     def model(self) -> WindowModel:
         return WindowModel(self.geometry)
+
+    def resources(self, family: str) -> Resources:
+        """Estimate: the line buffer's slots (``slots * T`` x C, block RAM) with its read
+        logic and scheduler (`control_ff`), the window register (9C FFs) and its tap mask
+        and shift (a LUT a bit)."""
+        geo, C = self.geometry, self.channels
+        depth = geo.slots * geo.time_steps
+        lut, ff = _memory_logic(depth, C, family)
+        ctl = control_ff(geo, 1)
+        return Resources(lut=lut + 2 * ctl + TAPS * C + C, ff=ff + ctl + TAPS * C,
+                         memories=((depth, C),), memory_kinds=("block",))
 
 
 def window_words(spikes, height: int, width: int) -> list[int]:
@@ -128,6 +140,14 @@ class ConvEngine(wiring.Component):
     def requests(self) -> list[tuple[int, int]]:
         return self.engine.requests()
 
+    def resources(self, family: str) -> Resources:
+        return self.engine.resources(family) + self.gather.resources(family)
+
+    def cycles_per_image(self, latency: int = 16) -> int:
+        """One image in free flow, memory ``latency`` cycles (the engine's `cycles`; the
+        gather keeps ahead of the engine's load)."""
+        return self.engine.cycles(1, latency)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.gather, m.submodules.engine = self.gather, self.engine
@@ -137,18 +157,20 @@ class ConvEngine(wiring.Component):
         wiring.connect(m, self.engine.mem, wiring.flipped(self.mem))
         return m
 
-    def model_network(self, net: Network, inputs: dict) -> dict[str, tuple[str, str]]:
-        """Add the gather's and the engine's models to `net`, joined (the engine's event
-        mode needs the gathered words: computed from ``inputs['i']`` by `window_words`);
-        returns where this block's ports are."""
-        net.add("dut_gather", self.gather.model())
-        net.add("dut_engine", self.engine.model())
+    def model_network(self, net: Network, inputs: dict,
+                      prefix: str = "dut") -> dict[str, tuple[str, str]]:
+        """Add the gather's (``{prefix}_gather``) and the engine's (``{prefix}_engine``)
+        models to `net`, joined (the engine's event mode needs the gathered words: computed
+        from ``inputs['i']`` by `window_words`); returns where this block's ports are."""
+        gather, engine = f"{prefix}_gather", f"{prefix}_engine"
+        net.add(gather, self.gather.model())
+        net.add(engine, self.engine.model())
         T, C, N = self.engine.time_steps, self.in_channels, self.height * self.width
-        beats, words = list(inputs["i"]), []
+        beats, words = list(inputs.get("i", ())), []
         for b in range(0, len(beats) - N * T + 1, N * T):
             img = [[[(beats[b + n * T + t] >> c) & 1 for c in range(C)] for t in range(T)]
                    for n in range(N)]
             words += window_words(img, self.height, self.width)
-        net.connect(("dut_gather", "o"), ("dut_engine", "i"), words=words)
-        return {"i": ("dut_gather", "i"), "o": ("dut_engine", "o"),
-                **{p: ("dut_engine", p) for p in ("req", "w", "r")}}
+        net.connect((gather, "o"), (engine, "i"), words=words if beats else None)
+        return {"i": (gather, "i"), "o": (engine, "o"),
+                **{p: (engine, p) for p in ("req", "w", "r")}}

@@ -14,8 +14,15 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl_templates.common import check_divides, check_int, spike_signature, values_signature
-from rtl_templates.lif_array import check_vth, lif_lanes, membranes, threshold_table
+from rtl_templates.common import (
+    Resources,
+    bits_for,
+    check_divides,
+    check_int,
+    spike_signature,
+    values_signature,
+)
+from rtl_templates.lif_array import check_vth, lane_luts, lif_lanes, membranes, threshold_table
 from rtl_templates.timing import BlockModel
 
 
@@ -110,6 +117,22 @@ class SpikeCollector(wiring.Component):
 
     def model(self) -> SpikeCollectorModel:
         return SpikeCollectorModel(self.positions, self.groups)
+
+    def cycles_per_image(self) -> int:
+        """Busy cycles of one image: its beats in (one a cycle), then its words out."""
+        return self.positions * self.groups + self.positions
+
+    def resources(self, family: str) -> Resources:
+        """Estimate: each segment's LIF lanes with their membranes and threshold table
+        (`lane_luts`), the position/group/step counters, the spike memory (``N*T`` x C,
+        block RAM) and its read-out counter."""
+        P, G, L = self.positions, self.groups, self.lanes
+        lut = sum(lane_luts(L, n // L, sb, family) for n, _, _, sb in self.segments)
+        ff = sum(L * sb for _, _, _, sb in self.segments)
+        counters = 2 * bits_for(P) + bits_for(G) + bits_for(self.time_steps) + 2
+        return Resources(lut=round(lut) + 2 * counters + L * max(0, len(self.segments) - 1),
+                         ff=ff + counters, memories=((P, self.channels),),
+                         memory_kinds=("block",))
 
 
 class SpikeCollectorModel(BlockModel):

@@ -6,9 +6,13 @@ bit-exact on every stream and cycle-exact, alone and back to back."""
 import pytest
 
 from hwgen.cli.main import main
+from hwgen.compiler.builder import build_graph, front_convs, front_words, graph_memory_image
+from hwgen.compiler.engine_body import BodySpec, body_words
+from hwgen.compiler.graph import Folding
 from hwgen.compiler.loader import resolve_model
 from hwgen.compiler.style import check_on_chip_weights, plan_styled
 from hwgen.compiler.target import ModelTooLarge, Target
+from hwgen.compiler.top import accelerator_verilog
 from hwgen.targets.boards import ULX3S_SDRAM, get_board
 from quant.config import get_config
 from quant.data import random_pixels
@@ -70,3 +74,51 @@ def test_external_verilog(tmp_path):
                  "-o", str(out)]) == 0
     text = out.read_text()
     assert "body" in text and "module" in text
+
+
+def _front_case():
+    """A two-stage stem (8x8 -> 4x4 -> a 2x2 grid) and two blocks, the stem's second conv
+    and the RPE on conv engines next to the body engine, all three at one memory through
+    the arbiter (the style cifar-paper needs: its stem.1 and RPE weights do not fit on
+    chip)."""
+    cfg = get_config("digits-tiny").replace(stem_channels=(4, 8), stem_pool=(True, True),
+                                            depth=2, dim=16, heads=2, mlp_ratio=2)
+    model = random_int_model(cfg, seed=5)
+    spec = BodySpec(pe=8, simd=2, front=True, front_simd=4, max_burst=16)
+    return cfg, model, build_graph(model, {"stem.1.conv": Folding(4, 1)}, 8, "ecp5", body=spec)
+
+
+def test_front_graph_shares_one_memory():
+    _, model, graph = _front_case()
+    kinds = {n.name: type(n.component).__name__ for n in graph.nodes.values()}
+    assert kinds["stem.1.conv"] == kinds["rpe"] == "ConvEngine"
+    assert kinds["stem.1.lif"] == kinds["head.lif"] == "SpikeCollector"
+    users = [n.name for n in graph.memory_users()]
+    assert users == ["stem.1.conv", "rpe", "body"]  # the arbiter's priority
+    words = graph_memory_image(graph)
+    bases = sorted(n.component.base_addr if n.name != "body" else 0
+                   for n in graph.memory_users())
+    assert bases[0] == 0 and len(words) == len(graph.memory.init)
+    assert len(words) == body_words(model) + sum(front_words(c, model.weight_bits)
+                                                 for c in front_convs(model))
+    text = accelerator_verilog(graph)
+    assert "mem_arbiter" in text
+
+
+@pytest.mark.sim
+def test_front_engines_bit_exact_and_cycle_exact(verilator):
+    """Every stream equal to the golden model (the engines' tile-major ones too), the first
+    image alone and three back to back at the cycles the network of models predicts, the
+    arbiter's included; gaps and stalls change cycles, never results."""
+    cfg, _, graph = _front_case()
+    pixels = random_pixels(cfg, 3, seed=3)
+    report = simulate_accelerator(graph, pixels, simulator=verilator, tag="front", stream=True)
+    assert report.ok, report.mismatch
+    assert report.predictions == report.golden_predictions
+    assert report.cycles == report.predicted_cycles
+    assert report.stream_match is True, (report.stream_cycles, report.predicted_stream_cycles)
+    assert report.spans and report.span_mismatches() == []
+    slow = simulate_accelerator(graph, pixels[:2], simulator=verilator, tag="front", gap=0.3,
+                                backpressure=0.5, seed=4)
+    assert slow.ok, slow.mismatch
+    assert slow.predictions == report.predictions[:2]

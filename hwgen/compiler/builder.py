@@ -4,23 +4,30 @@ one block per layer, the forks and FIFOs of the residual stream, and each stream
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from amaranth import Shape
 
-from hwgen.compiler.engine_body import BodySpec, ExternalBody
+from hwgen.compiler.engine_body import BEAT_BITS, BodySpec, ExternalBody, body_words
 from hwgen.compiler.graph import Folding, Graph, Node, TapSpec
 from hwgen.compiler.memmap import map_memory
 from quant.config import SasaMode
 from quant.ir import IntModel, LIFLayer
+from rtl_templates.common import bits_for
+from rtl_templates.conv_engine import ConvEngine
 from rtl_templates.dwconv import DWConv3x3
 from rtl_templates.head import Head
 from rtl_templates.lif_array import WORD, LIFArray
 from rtl_templates.lif_linear import LIFLinear
+from rtl_templates.linear_engine import memory_image
 from rtl_templates.maxpool import SpikeMaxPool2x2
+from rtl_templates.memport import MemPortRAM
 from rtl_templates.pixel_conv import PixelConv3x3
 from rtl_templates.plumbing import Fork, StreamFIFO, ram_in_block_ram
 from rtl_templates.residual_add import ResidualAdd
 from rtl_templates.sasa import SASA
+from rtl_templates.spike_collector import SpikeCollector
 from rtl_templates.spike_conv import SpikeConv3x3
 from rtl_templates.spike_linear import SpikeLinear
 from rtl_templates.spram_fifo import SPRAM_DEPTH, SPRAMFIFO, spram_slices
@@ -43,6 +50,12 @@ class _Builder:
         self.g = Graph(model)
         self.T = self.cfg.time_steps
         self.tokens = 0  # tokens per image of the grid being built
+        self.front = body is not None and body.front
+        if self.front:  # the body's weights from 0, then each engine conv's (front_convs)
+            self.mem_next = body_words(model)
+            total = self.mem_next + sum(front_words(c, model.weight_bits)
+                                        for c in front_convs(model))
+            self.mem_bits = body.addr_bits or max(4, bits_for(total - 1))
 
     def node(self, name: str, kind: str, component, layer: str | None = None) -> Node:
         return self.g.add(name, kind, component, layer, self.tokens)
@@ -57,9 +70,10 @@ class _Builder:
     def spikes_tap(self, keys, grid, channels) -> TapSpec:
         return TapSpec("spikes", tuple(keys), grid, channels, steps=self.T)
 
-    def values_tap(self, keys, grid, channels, width, lanes, steps=None) -> TapSpec:
+    def values_tap(self, keys, grid, channels, width, lanes, steps=None,
+                   tile_major: bool = False) -> TapSpec:
         return TapSpec("values", tuple(keys), grid, channels, width, lanes,
-                       self.T if steps is None else steps)
+                       self.T if steps is None else steps, tile_major)
 
     def fanout(self, name: str, src: tuple[str, str], shape, n: int, tap: TapSpec):
         """A fork after `src` with `n` outputs; returns the fork's output refs."""
@@ -136,6 +150,16 @@ class _Builder:
                 g.input_tap = TapSpec("pixels", ("pixels",), (h, w), conv.in_channels,
                                       width=conv.pixel_bits)
                 steps = 1
+            elif self.front and i > 0:  # weights from the memory port, LIF into a memory
+                comp = self.conv_engine(conv, h, w, f.pe)
+                node = self.node(name, "conv_engine", comp, name)
+                g.connect(src, (name, "i"), src_tap)
+                cout = conv.out_channels
+                lif = self.collector(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
+                                     h * w)
+                g.connect((node.name, "o"), (lif.name, "i"),
+                          self.values_tap([name], (h, w), cout, conv.acc_bits, f.pe,
+                                          tile_major=True))
             else:
                 comp = SpikeConv3x3(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
                                     time_steps=T, weight_bits=wbits, acc_bits=conv.acc_bits,
@@ -148,11 +172,12 @@ class _Builder:
                 else:
                     g.connect(src, (name, "i"), src_tap)
                 steps = T
-            cout = conv.out_channels
-            lif = self.lif(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
-                           repeat=conv.pixel_input)
-            g.connect((node.name, "o"), (lif.name, "i"),
-                      self.values_tap([name], (h, w), cout, conv.acc_bits, f.pe, steps))
+            if node.kind != "conv_engine":
+                cout = conv.out_channels
+                lif = self.lif(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
+                               repeat=conv.pixel_input)
+                g.connect((node.name, "o"), (lif.name, "i"),
+                          self.values_tap([name], (h, w), cout, conv.acc_bits, f.pe, steps))
             src, src_tap = (lif.name, "o"), self.spikes_tap([lif.name], (h, w), cout)
             if stage.pool:
                 pool = self.node(f"stem.{i}.pool", "pool",
@@ -168,21 +193,27 @@ class _Builder:
         self.tokens = cfg.tokens
         D, L, ub = cfg.dim, self.L, m.u_bits
         f = self.fold("rpe")
-        rpe = self.node("rpe", "spike_conv",
-                    SpikeConv3x3(m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W,
-                                 time_steps=T, weight_bits=wbits, acc_bits=ub, pe=L,
-                                 simd=f.simd, weight_style=self.conv_style(m.rpe, Folding(L, f.simd)),
-                                 pipelined=self.family == "ecp5", mode=f.mode),
-                    "rpe")
+        if self.front:
+            rpe = self.node("rpe", "conv_engine", self.conv_engine(m.rpe, H, W, L, ub), "rpe")
+        else:
+            rpe = self.node("rpe", "spike_conv", SpikeConv3x3(
+                m.rpe.weight.tolist(), m.rpe.bias.tolist(), height=H, width=W, time_steps=T,
+                weight_bits=wbits, acc_bits=ub, pe=L, simd=f.simd,
+                weight_style=self.conv_style(m.rpe, Folding(L, f.simd)),
+                pipelined=self.family == "ecp5", mode=f.mode), "rpe")
         g.connect(src, (rpe.name, "i"), src_tap)
-        u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L)
+        u, u_tap = (rpe.name, "o"), self.values_tap(["rpe"], grid, D, ub, L,
+                                                     tile_major=self.front)
         u_shape = rpe.component.o.payload.shape()
 
         if self.body is not None:  # every block on one engine, its weights behind a memory port
-            body = self.node("body", "engine", ExternalBody(m, self.body), "blocks")
+            spec = dataclasses.replace(self.body, addr_bits=self.mem_bits) if self.front \
+                else self.body
+            body = self.node("body", "engine", ExternalBody(m, spec), "blocks")
             g.connect(u, (body.name, "i"), u_tap)
             u = (body.name, "o")
-            u_tap = self.values_tap([f"blocks.{cfg.depth - 1}.u_mlp"], grid, D, ub, L)
+            u_tap = self.values_tap([f"blocks.{cfg.depth - 1}.u_mlp"], grid, D, ub, L,
+                                    tile_major=self.front)
         beats_u = (D // L) * T
         token_mode = cfg.sasa_mode == SasaMode.TOKEN
         for b, blk in enumerate([] if self.body is not None else m.blocks):
@@ -296,7 +327,10 @@ class _Builder:
             u_tap = self.values_tap([f"{p}.u_mlp"], grid, D, ub, L)
 
         # ---- head
-        head_lif = self.lif("head.lif", m.head.lif, D, L, ub)
+        if self.front:  # U'' comes tile-major: collect the image's spikes token-major
+            head_lif = self.collector("head.lif", m.head.lif, D, L, ub, cfg.tokens)
+        else:
+            head_lif = self.lif("head.lif", m.head.lif, D, L, ub)
         g.connect(u, (head_lif.name, "i"), u_tap)
         fh = self.fold("head")
         head = self.node("head", "head", Head(
@@ -307,7 +341,63 @@ class _Builder:
         g.output = (head.name, "o")
         g.output_tap = TapSpec("result", ("logits", "pred"), (1, 1), cfg.num_classes,
                                width=m.head.acc_bits)
+        if self.front and self.body.addr_bits is None:  # the memory-port model, inside
+            b = self.body
+            g.memory = MemPortRAM(data_width=BEAT_BITS, depth=1 << self.mem_bits,
+                                  max_burst=b.max_burst, latency=b.latency,
+                                  refresh_period=b.refresh_period,
+                                  refresh_cycles=b.refresh_cycles, init=graph_memory_image(g))
         return g
+
+    def conv_engine(self, conv, h: int, w: int, pe: int, acc_bits: int | None = None):
+        """A spike conv on its own engine, its weights at the next free memory address."""
+        c = ConvEngine(conv.weight.tolist(), conv.bias.tolist(), height=h, width=w,
+                       time_steps=self.T, weight_bits=self.m.weight_bits,
+                       acc_bits=acc_bits or conv.acc_bits, pe=pe, simd=self.body.front_simd,
+                       beat_bits=BEAT_BITS, max_burst=self.body.max_burst, base_addr=self.mem_next,
+                       addr_bits=self.mem_bits)
+        self.mem_next += front_words(conv, self.m.weight_bits)
+        return c
+
+    def collector(self, name: str, lif, channels: int, lanes: int, in_width: int,
+                  tokens: int) -> Node:
+        """The LIF after an engine (tile-major values in), its spikes token-major out."""
+        comp = SpikeCollector(channels=channels, lanes=lanes, tokens=tokens,
+                              time_steps=self.T, in_width=in_width, vth=lif.vth.tolist(),
+                              input_shift=lif.input_shift, state_bits=lif.state_bits)
+        return self.node(name, "lif", comp, name)
+
+
+def front_convs(model: IntModel) -> list:
+    """The convs an external-weight accelerator with ``front`` runs on engines of their own,
+    in memory order after the body's weights: the stem's spike convs after the first
+    stage, then the RPE."""
+    return [st.conv for st in model.stem[1:]] + [model.rpe]
+
+
+def front_words(conv, weight_bits: int) -> int:
+    """Memory words of one engine conv's weights (its rows fill whole beats)."""
+    return conv.weight.numel() * weight_bits // BEAT_BITS
+
+
+def graph_memory_image(graph: Graph) -> list[int]:
+    """The words the memory behind a graph's memory ports holds from address 0: each
+    user's weights at its base address (the body's `sequence_image`, a conv engine's
+    `memory_image`)."""
+    from rtl_templates.engine_sequence import sequence_image
+    parts = []
+    for node in graph.memory_users():
+        c = node.component
+        if isinstance(c, ExternalBody):
+            parts.append((c.sequence.base_addr, node.name, sequence_image(c.sequence)))
+        else:
+            parts.append((c.base_addr, node.name, memory_image(c.engine)))
+    words: list[int] = []
+    for base, name, part in sorted(parts):
+        if len(words) > base:
+            raise ValueError(f"{name}'s weights overlap the ones before them")
+        words += [0] * (base - len(words)) + part
+    return words
 
 
 def _cat_rows(a, b) -> list:

@@ -24,10 +24,12 @@ from rtl_templates.engine_sequence import EngineSequence, sequence_image
 from rtl_templates.lif_array import lane_luts
 from rtl_templates.linear_engine import LinearEngine
 from rtl_templates.memport import MemPortRAM, WithMemory, pass_through
+from rtl_templates.memport_arbiter import share_memory_network
 from rtl_templates.sasa import SASA
 from rtl_templates.timing import Network, Sink, Source
 
 KINDS = 4  # layers per block: [Wq; Wk], o, fc1, fc2
+BEAT_BITS = 16  # the memory port's data width (the ULX3S's SDRAM: 16 bits)
 
 
 def _layer(x: LinearLayer) -> tuple[list, list, int]:
@@ -38,7 +40,7 @@ def _lif(x: LIFLayer) -> tuple[list, int, int]:
     return x.vth.tolist(), x.input_shift, x.state_bits
 
 
-def body_sequence(model: IntModel, *, pe: int, simd: int, beat_bits: int = 16,
+def body_sequence(model: IntModel, *, pe: int, simd: int, beat_bits: int = BEAT_BITS,
                   max_burst: int = 64, base_addr: int = 0, addr_bits: int = 24,
                   mode: str = "dense", token_major: bool = False) -> EngineSequence:
     """Every block of `model` on one engine of ``pe`` x ``simd`` (dense), weights from
@@ -95,12 +97,17 @@ class BodySpec:
     controller_lut: int = 0  # the board's controller, counted in the plan's resources
     controller_ff: int = 0
     addr_bits: int | None = None  # None: the memory-port model inside; else the port leaves
+    # The stem's spike convs and the RPE on engines of their own, their weights behind the
+    # same port (the weights of all of them do not fit on chip); U then runs tile-major.
+    front: bool = False
+    front_simd: int = 1  # SIMD of those conv engines (their PE: the body's)
 
     def __str__(self) -> str:
-        return f"PE={self.pe} SIMD={self.simd} dense"
+        front = f"; stem convs and RPE on engines, SIMD={self.front_simd}" if self.front else ""
+        return f"PE={self.pe} SIMD={self.simd} dense{front}"
 
 
-def body_words(model: IntModel, beat_bits: int = 16) -> int:
+def body_words(model: IntModel, beat_bits: int = BEAT_BITS) -> int:
     """Words of the body's memory image (`body_memory_image`'s length): every block's weights
     packed whole into beats (the engine's rows fill whole beats, `body_spec`)."""
     weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
@@ -127,9 +134,12 @@ class ExternalBody(wiring.Component):
     of ``addr_bits``, the weights from 0), for a board top with the SDRAM controller."""
 
     def __init__(self, model: IntModel, spec: BodySpec):
+        if spec.front and spec.addr_bits is None:
+            raise ValueError("a body next to conv engines serves no memory of its own: "
+                             "give spec.addr_bits (the shared port's)")
         addr_bits = spec.addr_bits or max(4, bits_for(body_words(model) - 1))
         seq = body_sequence(model, pe=spec.pe, simd=spec.simd, max_burst=spec.max_burst,
-                            addr_bits=addr_bits, token_major=True)
+                            addr_bits=addr_bits, token_major=not spec.front)
         self.model_ir, self.spec, self.sequence = model, spec, seq
         self.pe, self.simd = spec.pe, spec.simd
         if spec.addr_bits is None:
@@ -148,16 +158,30 @@ class ExternalBody(wiring.Component):
         pass_through(m, self, self.inner)
         return m
 
+    def requests(self) -> list[tuple[int, int]]:
+        return self.sequence.requests()
+
     def model_network(self, net: Network, inputs: dict, prefix: str = "dut") -> dict:
-        if not isinstance(self.inner, WithMemory):
-            raise ValueError("the body's cycle model needs its memory-port model inside")
-        return self.inner.model_network(net, inputs, prefix)
+        """The engine's model (``{prefix}.block``), with its memory's when it has one inside;
+        returns where this block's ports are (``req``, ``w``, ``r`` too without one)."""
+        if isinstance(self.inner, WithMemory):
+            return self.inner.model_network(net, inputs, prefix)
+        net.add(f"{prefix}.block", self.sequence.model())
+        return {name: (f"{prefix}.block", name) for name in ("i", "o", "req", "w", "r")}
 
     def cycles_per_image(self) -> int:
         """One image alone through the body, from its first U beat offered to its last U''
         beat out (exact: the engine's and the memory's cycle models)."""
         net = Network()
         at = self.model_network(net, {}, prefix="body")
+        if not isinstance(self.inner, WithMemory):  # the spec's memory-port model beside it
+            spec = self.spec
+            ram = mark_used(MemPortRAM(data_width=self.sequence.beat_bits,
+                                       depth=1 << self.sequence.addr_bits,
+                                       max_burst=spec.max_burst, latency=spec.latency,
+                                       refresh_period=spec.refresh_period,
+                                       refresh_cycles=spec.refresh_cycles))
+            share_memory_network(net, [(self.sequence, at)], ram.model())
         net.add("src", Source(self.sequence.input_beats))
         sink = net.add("sink", Sink())
         net.connect(("src", "o"), at["i"])

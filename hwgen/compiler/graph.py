@@ -44,6 +44,7 @@ class TapSpec:
     width: int = 1  # values: signed width of a lane
     lanes: int = 1
     steps: int = 1  # beats per token (spikes: T) or per group (values: T, or 1 for the pixel conv)
+    tile_major: bool = False  # values of an engine: for group: for token: for step
 
 
 @dataclass
@@ -79,6 +80,9 @@ class Graph:
     output: tuple[str, str] | None = None
     input_tap: TapSpec | None = None
     output_tap: TapSpec | None = None
+    # The memory behind the blocks' memory ports (a `MemPortRAM`, the memory-port model),
+    # or None: the port leaves the accelerator (a board top's controller serves it).
+    memory: wiring.Component | None = None
 
     def add(self, name: str, kind: str, component: wiring.Component,
             layer: str | None = None, tokens: int = 0) -> Node:
@@ -93,6 +97,10 @@ class Graph:
         edge = StreamEdge(f"{src[0]}.{src[1]}->{dst[0]}.{dst[1]}", src, dst, tap)
         self.edges.append(edge)
         return edge
+
+    def memory_users(self) -> list[Node]:
+        """The blocks with a memory port (``mem``), in graph order (arbiter priority)."""
+        return [n for n in self.nodes.values() if "mem" in n.component.signature.members]
 
     def tapped(self) -> list[StreamEdge]:
         return [e for e in self.edges if e.tap is not None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hwgen.compiler.graph import Graph
+from rtl_templates.memport_arbiter import share_memory_network
 from rtl_templates.timing import Network, Sink, Source
 
 
@@ -34,6 +35,10 @@ def build_network(graph: Graph, *, images: int, edge_words: dict[str, Sequence[i
                 record=record)
     net.connect(at.get(graph.output, graph.output), ("_sink", "i"), name="_output")
     words = edge_words or {}
+    if graph.memory is not None and graph.memory_users():  # the memory-port model, shared
+        share_memory_network(net, [(n.component, {p: at.get((n.name, p), (n.name, p))
+                                                  for p in ("req", "w", "r")})
+                                   for n in graph.memory_users()], graph.memory.model())
     for edge in graph.edges:
         net.connect(at.get(edge.src, edge.src), at.get(edge.dst, edge.dst),
                     words=words.get(edge.name), name=edge.name, record=record)

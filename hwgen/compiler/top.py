@@ -16,6 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler.graph import Graph
+from rtl_templates.memport_arbiter import share_memory
 from rtl_templates.spram_fifo import with_sim_models
 from rtl_templates.tap import COUNT_BITS, SIG_BITS, TapSignature
 
@@ -42,12 +43,13 @@ class Accelerator(wiring.Component):
         out_port = graph.port(graph.output)
         members = {"i": In(stream.Signature(_payload_shape(in_port))),
                    "o": Out(stream.Signature(_payload_shape(out_port)))}
-        # A block whose memory port is not served inside (the external-weight body on a
-        # board): its port is the accelerator's `mem`, for the board's memory controller.
-        self.mem_node = next((n for n in graph.nodes.values()
-                              if "mem" in n.component.signature.members), None)
-        if self.mem_node is not None:
-            members["mem"] = Out(self.mem_node.component.mem.signature)
+        # Blocks whose memory port is not served inside them (external-weight engines):
+        # through a `MemPortArbiter` when there are several, to the graph's memory (the
+        # memory-port model) or else out as the accelerator's `mem`, for the board's
+        # memory controller.
+        self.mem_users = graph.memory_users()
+        if self.mem_users and graph.memory is None:
+            members["mem"] = Out(self.mem_users[0].component.mem.signature)
         self.tap_edges = graph.tapped() if taps else []
         if taps:
             members["cycle"] = Out(CYCLE_BITS)
@@ -71,8 +73,13 @@ class Accelerator(wiring.Component):
             wiring.connect(m, g.port(edge.src), g.port(edge.dst))
         wiring.connect(m, wiring.flipped(self.i), g.port(g.input))
         wiring.connect(m, g.port(g.output), wiring.flipped(self.o))
-        if self.mem_node is not None:
-            wiring.connect(m, self.mem_node.component.mem, wiring.flipped(self.mem))
+        if self.mem_users:
+            port = share_memory(m, [n.component.mem for n in self.mem_users])
+            if g.memory is not None:
+                m.submodules.memory = g.memory
+                wiring.connect(m, port, g.memory)
+            else:
+                wiring.connect(m, port, wiring.flipped(self.mem))
         if self.taps:
             m.d.sync += self.cycle.eq(self.cycle + 1)
             for k, edge in enumerate(self.tap_edges):

@@ -50,7 +50,24 @@ def tap_words(spec: TapSpec, taps: dict[str, torch.Tensor], pixels: torch.Tensor
         return pack_spikes(arr)
     if spec.steps == 1:
         arr = arr[:, :1, :]  # computed once per token (direct encoding)
-    return pack_values(arr, spec.width, spec.lanes)
+    words = pack_values(arr, spec.width, spec.lanes)
+    if spec.tile_major:  # token-major (n, g, t) -> the engine's (g, n, t)
+        n, g, t = arr.shape[0], spec.channels // spec.lanes, arr.shape[1]
+        words = np.asarray(words, dtype=object).reshape(n, g, t).transpose(1, 0, 2)
+        words = words.reshape(-1).tolist()
+    return words
+
+
+def beat_position(spec: TapSpec, beat: int) -> tuple[int, int, int]:
+    """(token, channel group, time step) of beat `beat` of a values stream."""
+    groups = spec.channels // spec.lanes
+    if spec.tile_major:
+        grp, rest = divmod(beat, (spec.grid[0] * spec.grid[1]) * spec.steps)
+        tok, t = divmod(rest, spec.steps)
+        return tok, grp, t
+    tok, rest = divmod(beat, groups * spec.steps)
+    grp, t = divmod(rest, spec.steps)
+    return tok, grp, t
 
 
 def golden_taps(graph: Graph, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -97,9 +114,7 @@ def first_difference(name: str, spec: TapSpec, expected: list[int], got: list[in
             return (f"{name}: token {tok} (y={tok // w}, x={tok % w}), time step {t}, "
                     f"channel {ch}: expected spike {(want >> ch) & 1}, got {(have >> ch) & 1}")
         if spec.kind == "values":
-            per_token = (spec.channels // spec.lanes) * spec.steps
-            tok, rest = divmod(beat, per_token)
-            grp, t = divmod(rest, spec.steps)
+            tok, grp, t = beat_position(spec, beat)
             mask, sign = (1 << spec.width) - 1, 1 << (spec.width - 1)
             for j in range(spec.lanes):
                 a, b = (want >> (j * spec.width)) & mask, (have >> (j * spec.width)) & mask
