@@ -132,7 +132,7 @@ class ConvEngine(wiring.Component):
                                    max_burst=max_burst, base_addr=base_addr,
                                    addr_bits=addr_bits, mode=mode)
         e = self.engine
-        self.pe, self.acc_bits, self.base_addr = e.pe, e.acc_bits, e.base_addr
+        self.pe, self.simd, self.acc_bits, self.base_addr = e.pe, e.simd, e.acc_bits, e.base_addr
         self.positions = e.positions
         super().__init__({"i": In(spike_signature(in_ch)), "o": Out(e.o.signature),
                           "mem": Out(e.mem.signature)})

@@ -14,6 +14,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from hwgen.compiler.builder import graph_memory_image
 from hwgen.compiler.engine_body import body_memory_image
 from hwgen.compiler.style import plan_styled
 from hwgen.compiler.target import Target
@@ -134,8 +135,13 @@ def test_reply_mux_keeps_replies_whole(seed):
 
 # ------------------------------------------------------------------------------ system test
 
-def _model():
+def _model(weights: str = "external"):
+    """One block; for "external-all" a two-stage stem, its second conv and the RPE on conv
+    engines sharing the port with the body."""
     cfg = get_config("digits-tiny").replace(depth=1, dim=16, heads=2, mlp_ratio=1)
+    if weights == "external-all":  # (seed 6: its negated body keeps the accumulator widths)
+        cfg = cfg.replace(stem_channels=(4, 8), stem_pool=(True, True))
+        return random_int_model(cfg, seed=6)
     return random_int_model(cfg, seed=5)
 
 
@@ -150,11 +156,14 @@ def _negated(model):
     return dataclasses.replace(model, blocks=blocks)
 
 
-def _board(model, addr_bits: int | None = None):
+def _board(model, addr_bits: int | None = None, weights: str = "external"):
     """The board core of `model`'s external-weight plan, its body spec and memory image; the
     memory port has `addr_bits` (default: just enough, and one more)."""
-    plan = plan_styled(model, ULX3S, weights="external", calib=2).plan
-    words = body_memory_image(model, plan.body)
+    plan = plan_styled(model, ULX3S, weights=weights, calib=2).plan
+    assert plan.body.front == (weights == "external-all")
+    words = graph_memory_image(plan.graph(model).for_models_only())
+    if weights == "external":
+        assert words == body_memory_image(model, plan.body)
     spec = dataclasses.replace(plan.body, addr_bits=addr_bits or bits_for(len(words) - 1) + 1)
     graph = dataclasses.replace(plan, body=spec).graph(model)
     gap = 3 * 10 * DIVISOR
@@ -226,25 +235,28 @@ def _judge(res: dict, expected: list[bytes]) -> None:
     assert res["total_bytes"] == sum(map(len, expected)), "stray reply bytes"
 
 
-def _board_session(memory_of, addr_bits: int | None = None):
+def _board_session(memory_of, addr_bits: int | None = None, weights: str = "external"):
     """The session on the board core with the memory `memory_of(spec)` makes."""
-    model = _model()
+    model = _model(weights)
     other = _negated(model)
-    core, spec, words = _board(model, addr_bits)
-    steps, expected = _session(model, words, other, _board(other)[2])
+    core, spec, words = _board(model, addr_bits, weights)
+    steps, expected = _session(model, words, other, _board(other, None, weights)[2])
     stim = {"seed": 1, "divisor": DIVISOR, "timeout_cycles": 400_000,
             "quiet_cycles": 40 * 10 * DIVISOR, "steps": steps}
     return BoardOnMemory(core, memory_of(spec)), stim, expected
 
 
 @pytest.mark.sim
-def test_board_loads_weights_then_classifies_on_one_uart(verilator):
-    """On the memory-port model (the controller's latency, a beat a cycle)."""
+@pytest.mark.parametrize("weights", ["external", "external-all"])
+def test_board_loads_weights_then_classifies_on_one_uart(verilator, weights):
+    """On the memory-port model (the controller's latency, a beat a cycle); with
+    "external-all" the conv engines and the body share the port through the arbiter, and
+    the loaded image holds all their weights."""
     top, stim, expected = _board_session(lambda spec: MemPortRAM(
         data_width=16, depth=1 << spec.addr_bits, max_burst=spec.max_burst,
-        latency=spec.latency))
+        latency=spec.latency), weights=weights)
     res = run_cocotb(board_core_verilog(top), "sim.cocotb_tests.board", stim,
-                     simulator=verilator, tag="board-external").data
+                     simulator=verilator, tag=f"board-{weights}").data
     _judge(res, expected)
 
 

@@ -10,7 +10,7 @@ from hwgen.compiler.builder import build_graph, front_convs, front_words, graph_
 from hwgen.compiler.engine_body import BodySpec, body_words
 from hwgen.compiler.graph import Folding
 from hwgen.compiler.loader import resolve_model
-from hwgen.compiler.style import check_on_chip_weights, plan_styled
+from hwgen.compiler.style import check_activations, check_on_chip_weights, plan_styled
 from hwgen.compiler.target import ModelTooLarge, Target
 from hwgen.compiler.top import accelerator_verilog
 from hwgen.targets.boards import ULX3S_SDRAM, get_board
@@ -76,7 +76,7 @@ def test_external_verilog(tmp_path):
     assert "body" in text and "module" in text
 
 
-def _front_case():
+def _front_case(**timing):
     """A two-stage stem (8x8 -> 4x4 -> a 2x2 grid) and two blocks, the stem's second conv
     and the RPE on conv engines next to the body engine, all three at one memory through
     the arbiter (the style cifar-paper needs: its stem.1 and RPE weights do not fit on
@@ -84,7 +84,7 @@ def _front_case():
     cfg = get_config("digits-tiny").replace(stem_channels=(4, 8), stem_pool=(True, True),
                                             depth=2, dim=16, heads=2, mlp_ratio=2)
     model = random_int_model(cfg, seed=5)
-    spec = BodySpec(pe=8, simd=2, front=True, front_simd=4, max_burst=16)
+    spec = BodySpec(pe=8, simd=2, front=True, front_simd=4, max_burst=16, **timing)
     return cfg, model, build_graph(model, {"stem.1.conv": Folding(4, 1)}, 8, "ecp5", body=spec)
 
 
@@ -122,3 +122,38 @@ def test_front_engines_bit_exact_and_cycle_exact(verilator):
                                 backpressure=0.5, seed=4)
     assert slow.ok, slow.mismatch
     assert slow.predictions == report.predictions[:2]
+    # A memory of another latency (so other turns of the arbiter): other cycles, still the
+    # ones the models predict. (Refresh gaps are tied to absolute time, which the image's
+    # relative cycles do not see: covered by tests/test_board_external.py's LiteDRAM run.)
+    _, _, graph2 = _front_case(latency=5)
+    gaps = simulate_accelerator(graph2, pixels, simulator=verilator, tag="front-latency",
+                                stream=True)
+    assert gaps.ok, gaps.mismatch
+    assert gaps.cycles == gaps.predicted_cycles and gaps.cycles != report.cycles
+    assert gaps.stream_match is True, (gaps.stream_cycles, gaps.predicted_stream_cycles)
+
+
+def test_external_all_plans_the_conv_engines():
+    """`--weights external-all`: the planner puts the stem's second conv and the RPE on conv
+    engines beside the body engine, and says so."""
+    cfg, model, _ = _front_case()
+    styled = plan_styled(model, ULX3S, weights="external-all", calib=2)
+    plan = styled.plan
+    assert plan is not None and plan.body.front
+    kinds = {x.node: x.kind for x in plan.layers}
+    assert kinds["stem.1.conv"] == kinds["rpe"] == "conv_engine"
+    assert kinds["stem.1.lif"] == kinds["head.lif"] == "collector"
+    assert plan.interval_basis == "exact" and plan.latency_cycles > 0
+    assert any("fixed-priority arbiter" in n for n in plan.notes)
+    assert "the first stem conv and head on chip" in styled.table()
+    auto = plan_styled(model, ULX3S, weights="external", calib=2).plan
+    assert not auto.body.front  # its small convs stay on chip unless asked
+
+
+def test_cifar_paper_activations_are_refused_with_their_need():
+    """cifar-paper's one image of activations does not fit the 85F's block RAM whatever the
+    engines: refused before anything is built, need against capacity."""
+    model = resolve_model(None, "cifar-paper")
+    with pytest.raises(ModelTooLarge, match=r"U 1\.97.*need 4\.63 Mbit of block RAM, more "
+                                             r"than the LFE5U-85F's 3\.83 Mbit \(\+0\.80\)"):
+        check_activations(model, ULX3S, front=True)

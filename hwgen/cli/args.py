@@ -38,10 +38,14 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                         "event-driven: auto (default: each where its measured input spikes "
                         "make that faster at the same cost), all, none, or a comma-separated "
                         "list such as blocks.0.fc2,head")
-    g.add_argument("--weights", default="auto", choices=("auto", "onchip", "external"),
+    g.add_argument("--weights", default="auto",
+                   choices=("auto", "onchip", "external", "external-all"),
                    help="where the weights live: auto (default: on chip when the model fits, "
-                        "else in the board's external memory, read by one reused engine), "
-                        "onchip, or external (forced, e.g. to test a small model)")
+                        "else in the board's external memory, read by one reused engine for "
+                        "the blocks, and by conv engines for the stem's spike convs and the "
+                        "RPE when theirs are too big for the block RAM), onchip, external "
+                        "(forced, e.g. to test a small model), or external-all (external, "
+                        "the stem's spike convs and the RPE on engines too)")
     g.add_argument("--calib", type=positive_int, default=16, metavar="N",
                    help="calibration images for the spike statistics (default 16: digits "
                         "training images for digits-tiny, seeded random images otherwise)")

@@ -365,7 +365,7 @@ class _Builder:
         comp = SpikeCollector(channels=channels, lanes=lanes, tokens=tokens,
                               time_steps=self.T, in_width=in_width, vth=lif.vth.tolist(),
                               input_shift=lif.input_shift, state_bits=lif.state_bits)
-        return self.node(name, "lif", comp, name)
+        return self.node(name, "collector", comp, name)
 
 
 def front_convs(model: IntModel) -> list:
@@ -381,12 +381,14 @@ def front_words(conv, weight_bits: int) -> int:
 
 
 def graph_memory_image(graph: Graph) -> list[int]:
-    """The words the memory behind a graph's memory ports holds from address 0: each
-    user's weights at its base address (the body's `sequence_image`, a conv engine's
+    """The words the memory behind a graph's engines holds from address 0: each engine's
+    weights at its base address (the body's `sequence_image`, a conv engine's
     `memory_image`)."""
     from rtl_templates.engine_sequence import sequence_image
     parts = []
-    for node in graph.memory_users():
+    for node in graph.nodes.values():
+        if node.kind not in ("engine", "conv_engine"):  # (a body may hold its memory inside)
+            continue
         c = node.component
         if isinstance(c, ExternalBody):
             parts.append((c.sequence.base_addr, node.name, sequence_image(c.sequence)))

@@ -50,7 +50,7 @@ class TapSpec:
 @dataclass
 class Node:
     name: str
-    kind: str  # "pixel_conv", "spike_conv", "lif", "pool", "linear", "lif_linear", "sasa", "dwconv", "add", "head", "fork", "fifo"
+    kind: str  # "pixel_conv", "spike_conv", "lif", "pool", "linear", "lif_linear", "sasa", "dwconv", "add", "head", "fork", "fifo", "engine", "conv_engine", "collector"
     component: wiring.Component
     layer: str | None = None  # the integer-model layer it computes (None for plumbing)
     tokens: int = 0  # tokens per image on the block's input grid
@@ -113,6 +113,7 @@ class Graph:
         (the planner's), so Amaranth must not warn at exit that it was never elaborated."""
         for node in self.nodes.values():
             mark_used(node.component)
+        mark_used(self.memory)
         return self
 
 

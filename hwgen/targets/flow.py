@@ -145,12 +145,12 @@ WEIGHTS_FILE = "weights.hex"  # an external-weight build's memory image
 
 
 def write_weights(model, plan, path: Path) -> None:
-    """The memory image of `plan`'s external-weight body (`hwgen run --load-weights`): word
+    """The memory image of `plan`'s external-weight engines (`hwgen run --load-weights`): word
     addresses from 0, 16-bit words, `hwgen.host.protocol.format_memory_image`'s format."""
-    from hwgen.compiler.engine_body import body_memory_image
+    from hwgen.compiler.builder import graph_memory_image
     from hwgen.host.protocol import format_memory_image
 
-    words = body_memory_image(model, plan.body)
+    words = graph_memory_image(plan.graph(model).for_models_only())
     path.write_text(format_memory_image(words, 0, data_width=16))
 
 
