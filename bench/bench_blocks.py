@@ -178,6 +178,29 @@ def _external_body(config: str, *, pe: int, simd: int):
                         BodySpec(pe=pe, simd=simd, addr_bits=24))
 
 
+def _conv_engine(cin: int, cout: int, grid: int, *, pe: int, simd: int):
+    """A `ConvEngine` (a spike conv with its weights on the memory port, the external
+    style's stem.1 and RPE) of seeded weights."""
+    from rtl_templates.conv_engine import ConvEngine
+
+    def build(family):
+        rng = np.random.default_rng(cin * 1000 + cout)
+        w, b = _weights(rng, cout, cin, 3, 3), rng.integers(-300, 301, size=cout)
+        return ConvEngine(w.tolist(), b.tolist(), height=grid, width=grid, time_steps=T,
+                          weight_bits=WEIGHT_BITS, acc_bits=_acc_bits(w, b, 1), pe=pe,
+                          simd=simd, addr_bits=24)
+    return build
+
+
+def _collector(channels: int, lanes: int, tokens: int, in_width: int, state_bits: int):
+    from rtl_templates.spike_collector import SpikeCollector
+
+    vth = [(1 << (state_bits - 2)) + k for k in range(channels)]
+    return _fixed(lambda: SpikeCollector(channels=channels, lanes=lanes, tokens=tokens,
+                                         time_steps=T, in_width=in_width, vth=vth,
+                                         input_shift=1, state_bits=state_bits))
+
+
 def _spram_fifo(width: int, depth: int):
     # SPRAM exists on the iCE40 UP5K only; elsewhere the same FIFO sits in a plain memory.
     return lambda family: SPRAMFIFO(unsigned(width), depth, spram=family == "ice40")
@@ -262,6 +285,19 @@ CASES = (
          _fixed(lambda: _external_body("digits-tiny", pe=8, simd=8))),
     Case("external body", "cifar-mid", "2 blocks, D 128, pe 32, simd 8, port out",
          _fixed(lambda: _external_body("cifar-mid", pe=32, simd=8))),
+    # The head LIF of the generated external-weight digits-tiny, at the body's 16 lanes.
+    Case("lif_array wide", "digits-tiny", "32 ch, lanes 16, in 13, state 11",
+         lif(32, 16, 13, 11, "registers")),
+    Case("lif_array wide", "cifar-mid", "128 ch, lanes 32, in 17, state 15",
+         lif(128, 32, 17, 15, "registers")),
+    Case("conv engine", "digits-tiny", "4 -> 8, 4x4, pe 4, simd 4",
+         _conv_engine(4, 8, 4, pe=4, simd=4)),
+    Case("conv engine", "cifar-mid", "32 -> 128, 8x8, pe 32, simd 4",
+         _conv_engine(32, 128, 8, pe=32, simd=4)),
+    Case("spike collector", "digits-tiny", "16 ch, lanes 8, N 4, in 13, state 11",
+         _collector(16, 8, 4, 13, 11)),
+    Case("spike collector", "cifar-mid", "128 ch, lanes 32, N 64, in 17, state 15",
+         _collector(128, 32, 64, 17, 15)),
 )
 KINDS = tuple(dict.fromkeys(c.kind for c in CASES))
 

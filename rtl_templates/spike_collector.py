@@ -26,6 +26,13 @@ from rtl_templates.lif_array import check_vth, lane_luts, lif_lanes, membranes, 
 from rtl_templates.timing import BlockModel
 
 
+# The collector's LIF lanes take 0.9 of `lane_luts`' lane arithmetic (calibrated on
+# `LIFArray`, whose lanes also select their input and stored state), and its threshold table
+# next to nothing: Yosys 0.70 on ECP5, 8 lanes x 11 bits over 2 groups and 32 x 15 over 4
+# (bench/bench_blocks.py, kind "spike collector").
+COLLECTOR_LANE_SHARE = 0.9
+
+
 class SpikeCollector(wiring.Component):
     """Parameters: ``channels`` (C), ``lanes`` (the engine's pe: divides C), ``tokens`` (N),
     ``time_steps`` (T), ``in_width`` (signed width of the values), ``vth`` [C],
@@ -123,11 +130,12 @@ class SpikeCollector(wiring.Component):
         return self.positions * self.groups + self.positions
 
     def resources(self, family: str) -> Resources:
-        """Estimate: each segment's LIF lanes with their membranes and threshold table
-        (`lane_luts`), the position/group/step counters, the spike memory (``N*T`` x C,
-        block RAM) and its read-out counter."""
+        """Estimate: each segment's LIF lanes with their membranes (`lane_luts` without a
+        table, times `COLLECTOR_LANE_SHARE`), the position/group/step counters, the spike
+        memory (``N*T`` x C, block RAM) and its read-out counter."""
         P, G, L = self.positions, self.groups, self.lanes
-        lut = sum(lane_luts(L, n // L, sb, family) for n, _, _, sb in self.segments)
+        lut = COLLECTOR_LANE_SHARE * sum(lane_luts(L, 1, sb, family)
+                                         for _, _, _, sb in self.segments)
         ff = sum(L * sb for _, _, _, sb in self.segments)
         counters = 2 * bits_for(P) + bits_for(G) + bits_for(self.time_steps) + 2
         return Resources(lut=round(lut) + 2 * counters + L * max(0, len(self.segments) - 1),

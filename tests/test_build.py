@@ -201,6 +201,15 @@ def test_model_too_large(capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
+def test_bare_top_external_build_is_refused_before_writing(capsys, tmp_path):
+    out = tmp_path / "ext"
+    argv = ["build", "--board", "ulx3s-85f", "--weights", "external", "--calib", "2",
+            "--top", "bare", "--out", str(out)]
+    assert main(argv) == 1
+    assert "--top bare has no memory controller" in _one_line_error(capsys)
+    assert not out.exists()  # a refused build writes nothing
+
+
 def test_vendor_board_writes_script(capsys, tmp_path, tiny_file):
     out = tmp_path / "arty"
     argv = ["build", "--board", "arty-a7-35", "--model", str(tiny_file), "--out", str(out),

@@ -34,7 +34,7 @@ from hwgen.targets.cache import (
     tool_overrides,
 )
 from hwgen.targets.synth import SynthStats, ToolFailed, ToolMissing, synth_stats
-from hwgen.targets.tops import board_graph, make_top
+from hwgen.targets.tops import board_graph, check_top, make_top
 
 TOOL_TIMEOUT_S = 3600
 _STEP_NAMES = {"yosys": "synthesise", "nextpnr-ice40": "place & route",
@@ -176,6 +176,7 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
         digest = build_digest(model, board, plan, options)
     if not force and (hit := reuse(out_dir, digest, progress, start)) is not None:
         return hit
+    check_top(plan, board, top)  # a refused build writes nothing
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # a half-finished build is never a cache hit
     family = board.device.family

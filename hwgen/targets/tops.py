@@ -60,6 +60,19 @@ def board_graph(plan, model):
     return board_body(plan).graph(model)
 
 
+def check_top(plan, board: Board, top: str) -> None:
+    """Refuse (HwgenError) a top that cannot carry `plan` on `board`, before a build
+    writes anything: an external-weight plan needs the board's memory and its controller,
+    which the bare top does not have."""
+    if plan.body is None:
+        return
+    if top == "bare":
+        raise HwgenError("--top bare has no memory controller for the external-weight "
+                         "body; use the default top")
+    if board.memory is None:
+        raise HwgenError(f"{board.name} has no external memory for the weights")
+
+
 def make_top(graph, board: Board, top: str = "auto"):
     """The board's top: "uart" is hwgen.targets.board_top.BoardTop (UART link, self-test, LEDs);
     "bare" is `stand_in_top` (the accelerator alone, for its resources and Fmax); "auto"
