@@ -25,7 +25,6 @@ from rtl_templates.common import (
 from rtl_templates.lif_array import check_vth, lane_luts, lif_lanes, membranes, threshold_table
 from rtl_templates.timing import BlockModel
 
-
 # The collector's LIF lanes take 0.9 of `lane_luts`' lane arithmetic (calibrated on
 # `LIFArray`, whose lanes also select their input and stored state), and its threshold table
 # next to nothing: Yosys 0.70 on ECP5, 8 lanes x 11 bits over 2 groups and 32 x 15 over 4
