@@ -237,12 +237,14 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
 EXACT_INTERVAL_CYCLES = 600_000
 
 
-def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
+def predict_timing(plan: Plan, model: IntModel, edge_words=None,
+                   exact_limit: int = EXACT_INTERVAL_CYCLES) -> Plan:
     """Fill the plan's latency (from the cycle models: one image alone) and its initiation
     interval. Dense plans: exact from three images back to back. Plans with event-driven
     layers and spike statistics: the calibration images' own streams, the latency of the
     first alone and the interval the mean over them back to back. Either falls back to the
-    bottleneck block's cycles (an estimate) when the model run would be too long.
+    bottleneck block's cycles (an estimate) when the model run would be longer than
+    `exact_limit` cycles.
     `edge_words` (one image's words per edge) replaces the statistics, as before them."""
     graph = plan.graph(model).for_models_only()
     per_image = None
@@ -256,13 +258,13 @@ def predict_timing(plan: Plan, model: IntModel, edge_words=None) -> Plan:
     else:
         one = image_cycles(graph, images=1, edge_words=edge_words)[0]
     plan.latency_cycles = one
-    if per_image is not None and len(per_image) >= 2 and 2 * one <= EXACT_INTERVAL_CYCLES:
-        n = max(2, min(len(per_image), EXACT_INTERVAL_CYCLES // one))
+    if per_image is not None and len(per_image) >= 2 and 2 * one <= exact_limit:
+        n = max(2, min(len(per_image), exact_limit // one))
         words = {k: [w for image in per_image[:n] for w in image[k]] for k in per_image[0]}
         cycles = image_cycles(graph, images=n, edge_words=words)
         plan.interval_cycles = round((cycles[-1] - cycles[0]) / (n - 1))
         plan.interval_basis = "mean"
-    elif per_image is None and 3 * one <= EXACT_INTERVAL_CYCLES:
+    elif per_image is None and 3 * one <= exact_limit:
         words3 = {k: list(v) * 3 for k, v in edge_words.items()} if edge_words else None
         three = image_cycles(graph, images=3, edge_words=words3)
         plan.interval_cycles = three[2] - three[1]
