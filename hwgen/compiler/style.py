@@ -292,10 +292,13 @@ def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
                           stats: SpikeStats, *, timing: bool = True,
                           front: bool | None = None) -> Plan:
     """The external style's generated accelerator: the stem, the RPE conv (at the body's
-    lanes) and the head on chip, the blocks on the body engine. The on-chip blocks start
-    at their smallest folding and are widened (`planner.widen`) while the plan fits and
-    one of them is the bottleneck. Refused with ModelTooLarge when the on-chip part does
-    not fit the device (first by its weight bits alone, before anything is built)."""
+    lanes) and the head on chip, the blocks on the body engine; with `front` (None: when
+    `needs_front` says so) the stem's spike convs and the RPE on conv engines at the same
+    memory port. The on-chip blocks start at their smallest folding and are widened
+    (`planner.widen`) while the plan fits and one of them is the bottleneck; body engines
+    are tried fastest first (`body_specs`). Refused with ModelTooLarge when the on-chip
+    part does not fit the device (first by its kept weights and one image's activations
+    alone, before anything is built)."""
     why_front = "--weights external-all" if front else \
         "their {:.2f} Mbit of weights would take over half the block RAM"
     front = front if front is not None else needs_front(model, target)
