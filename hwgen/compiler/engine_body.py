@@ -98,7 +98,8 @@ class BodySpec:
     controller_ff: int = 0
     addr_bits: int | None = None  # None: the memory-port model inside; else the port leaves
     # The stem's spike convs and the RPE on engines of their own, their weights behind the
-    # same port (the weights of all of them do not fit on chip); U then runs tile-major.
+    # same port (when theirs would crowd the block RAM, or with --weights external-all);
+    # U then runs tile-major and the body serves no memory of its own.
     front: bool = False
     front_simd: int = 1  # SIMD of those conv engines (their PE: the body's)
 
@@ -109,7 +110,7 @@ class BodySpec:
 
 def body_words(model: IntModel, beat_bits: int = BEAT_BITS) -> int:
     """Words of the body's memory image (`body_memory_image`'s length): every block's weights
-    packed whole into beats (the engine's rows fill whole beats, `body_spec`)."""
+    packed whole into beats (the engine's rows fill whole beats, `style.body_specs`)."""
     weights = sum(b.q.weight.numel() + b.k.weight.numel() + b.o.weight.numel()
                   + b.fc1.weight.numel() + b.fc2.weight.numel() for b in model.blocks)
     return weights * model.weight_bits // beat_bits
@@ -131,7 +132,9 @@ class ExternalBody(wiring.Component):
     with ``spec.addr_bits`` None, a `MemPortRAM` inside holding them, timed as `spec` says
     (the memory-port model `hwgen sim` runs; cycle model: the engine's next to the
     memory's, `WithMemory.model_network`); else the port itself (``mem``, word addresses
-    of ``addr_bits``, the weights from 0), for a board top with the SDRAM controller."""
+    of ``addr_bits``, the weights from 0), for a board top with the SDRAM controller. With
+    ``spec.front`` U comes in and U'' goes out tile-major (the RPE's conv engine in front,
+    a spike collector behind) and the port always leaves, shared with the conv engines."""
 
     def __init__(self, model: IntModel, spec: BodySpec):
         if spec.front and spec.addr_bits is None:
