@@ -21,7 +21,7 @@ from rtl_templates.spike_conv import conv_weight_shape
 from rtl_templates.timing import Network
 from rtl_templates.window import TAPS, WindowModel
 from rtl_templates.window_block import int_array
-from rtl_templates.window_resources import _memory_logic, control_ff
+from rtl_templates.window_resources import control_ff, memory_logic
 
 
 class WindowGather(wiring.Component):
@@ -68,11 +68,10 @@ class WindowGather(wiring.Component):
         shift in their enables) and the tap mask (a LUT a bit). Yosys 0.70 on ECP5 (with
         the engine behind it, bench/bench_blocks.py kind "conv engine")."""
         geo, C = self.geometry, self.channels
-        depth = geo.slots * geo.time_steps
-        lut, ff = _memory_logic(depth, C, family)
+        lut, ff = memory_logic(geo.depth, C, family)
         ctl = control_ff(geo, 1)
         return Resources(lut=lut + ctl + C, ff=ff + ctl + TAPS * C,
-                         memories=((depth, C),), memory_kinds=("block",))
+                         memories=((geo.depth, C),), memory_kinds=("block",))
 
 
 def window_words(spikes, height: int, width: int) -> list[int]:

@@ -49,7 +49,7 @@ def rom_bit_luts(rows: int) -> int:
     return 2 * leaves - 1
 
 
-def _memory_logic(depth: int, width: int, family: str) -> tuple[int, int]:
+def memory_logic(depth: int, width: int, family: str) -> tuple[int, int]:
     """(LUTs, FFs) around a block-RAM memory: the read-data mux across RAMs stacked in
     depth (the aspect ratio that needs the fewest RAMs) and its registered select."""
     shapes = _BRAM_SHAPES[family]
@@ -141,10 +141,10 @@ def window_resources(block: WindowBlock, family: str, *, lane_lut: int, select_l
     ff = control_ff(geo, rows) + acc + pipeline_ff(block)
     ev_lut, ev_ff = event_resources(block)
     lut, ff = lut + ev_lut, ff + ev_ff
-    lines_lut, lines_ff = _memory_logic(geo.depth, block.word_width, family)
+    lines_lut, lines_ff = memory_logic(geo.depth, block.word_width, family)
     memories = [(geo.depth, block.word_width)]
     if block.weight_style == "block":
-        w_lut, w_ff = _memory_logic(rows, row_bits, family)
+        w_lut, w_ff = memory_logic(rows, row_bits, family)
         memories.append((rows, row_bits))
     else:
         w_lut, w_ff = row_bits * rom_bit_luts(rows), row_bits

@@ -17,6 +17,7 @@ from quant.ir import IntModel, LIFLayer
 from rtl_templates.common import bits_for
 from rtl_templates.conv_engine import ConvEngine
 from rtl_templates.dwconv import DWConv3x3
+from rtl_templates.engine_sequence import sequence_image
 from rtl_templates.head import Head
 from rtl_templates.lif_array import WORD, LIFArray
 from rtl_templates.lif_linear import LIFLinear
@@ -136,7 +137,7 @@ class _Builder:
         for i, stage in enumerate(m.stem):
             h, w = grids[i]
             self.tokens = h * w
-            conv = stage.conv
+            conv, cout = stage.conv, stage.conv.out_channels
             f = self.fold(f"stem.{i}.conv")
             name = f"stem.{i}.conv"
             if conv.pixel_input:
@@ -154,7 +155,6 @@ class _Builder:
                 comp = self.conv_engine(conv, h, w, f.pe)
                 node = self.node(name, "conv_engine", comp, name)
                 g.connect(src, (name, "i"), src_tap)
-                cout = conv.out_channels
                 lif = self.collector(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
                                      h * w)
                 g.connect((node.name, "o"), (lif.name, "i"),
@@ -173,7 +173,6 @@ class _Builder:
                     g.connect(src, (name, "i"), src_tap)
                 steps = T
             if node.kind != "conv_engine":
-                cout = conv.out_channels
                 lif = self.lif(f"stem.{i}.lif", stage.lif, cout, f.pe, conv.acc_bits,
                                repeat=conv.pixel_input)
                 g.connect((node.name, "o"), (lif.name, "i"),
@@ -384,7 +383,6 @@ def graph_memory_image(graph: Graph) -> list[int]:
     """The words the memory behind a graph's engines holds from address 0: each engine's
     weights at its base address (the body's `sequence_image`, a conv engine's
     `memory_image`)."""
-    from rtl_templates.engine_sequence import sequence_image
     parts = []
     for node in graph.nodes.values():
         if node.kind not in ("engine", "conv_engine"):  # (a body may hold its memory inside)

@@ -299,8 +299,7 @@ def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
     are tried fastest first (`body_specs`). Refused with ModelTooLarge when the on-chip
     part does not fit the device (first by its kept weights and one image's activations
     alone, before anything is built)."""
-    why_front = "--weights external-all" if front else \
-        "their {:.2f} Mbit of weights would take over half the block RAM"
+    forced = bool(front)
     front = front if front is not None else needs_front(model, target)
     check_on_chip_weights(model, target, front)
     # The accelerator runs at the memory's clock (the board top's PLL makes it).
@@ -325,9 +324,11 @@ def plan_body_accelerator(model: IntModel, target: Target, engine: EnginePlan,
                       f"cycle, no refresh gaps); its resources include the memory controller")
     if front:
         moved = (on_chip_weight_bits(model) - on_chip_weight_bits(model, True)) / 1e6
+        why = "--weights external-all" if forced else \
+            f"their {moved:.2f} Mbit of weights would take over half the block RAM"
         plan.notes.append(f"the stem's spike convs and the RPE run on conv engines of their "
-                          f"own ({why_front.format(moved)}), sharing the memory port with "
-                          f"the body through a fixed-priority arbiter")
+                          f"own ({why}), sharing the memory port with the body through a "
+                          f"fixed-priority arbiter")
     plan = predict_timing(plan, model, exact_limit=EXTERNAL_EXACT_CYCLES) if timing else plan
     beat_bytes = target.memory.beat_bits // 8
     read = body_words(model, target.memory.beat_bits) * beat_bytes

@@ -144,13 +144,14 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
 WEIGHTS_FILE = "weights.hex"  # an external-weight build's memory image
 
 
-def write_weights(model, plan, path: Path) -> None:
-    """The memory image of `plan`'s external-weight engines (`hwgen run --load-weights`): word
-    addresses from 0, 16-bit words, `hwgen.host.protocol.format_memory_image`'s format."""
+def write_weights(graph, path: Path) -> None:
+    """The memory image of `graph`'s external-weight engines (`hwgen run --load-weights`):
+    word addresses from 0, 16-bit words, `hwgen.host.protocol.format_memory_image`'s
+    format."""
     from hwgen.compiler.builder import graph_memory_image
     from hwgen.host.protocol import format_memory_image
 
-    words = graph_memory_image(plan.graph(model).for_models_only())
+    words = graph_memory_image(graph)
     path.write_text(format_memory_image(words, 0, data_width=16))
 
 
@@ -176,7 +177,7 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
         digest = build_digest(model, board, plan, options)
     if not force and (hit := reuse(out_dir, digest, progress, start)) is not None:
         return hit
-    check_top(plan, board, top)  # a refused build writes nothing
+    check_top(plan.body is not None, board, top)  # a refused build writes nothing
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # a half-finished build is never a cache hit
     family = board.device.family
@@ -196,7 +197,7 @@ def build(model, board: Board | str, plan, out_dir: Path | str, *, progress=None
         platform.add_file(name, text)
     if plan.body is not None:
         result.weights = out_dir / WEIGHTS_FILE
-        write_weights(model, plan, result.weights)
+        write_weights(graph, result.weights)
     bplan = platform.build(design, name=NAME, do_build=False, **tool_overrides(family))
     bplan.extract(out_dir)
     result.script = out_dir / f"build_{NAME}.sh"

@@ -60,11 +60,11 @@ def board_graph(plan, model):
     return board_body(plan).graph(model)
 
 
-def check_top(plan, board: Board, top: str) -> None:
-    """Refuse (HwgenError) a top that cannot carry `plan` on `board`, before a build
-    writes anything: an external-weight plan needs the board's memory and its controller,
-    which the bare top does not have."""
-    if plan.body is None:
+def check_top(external: bool, board: Board, top: str) -> None:
+    """Refuse (HwgenError) a top that cannot carry an `external`-weight accelerator on
+    `board` (the build calls it before it writes anything): it needs the board's memory and
+    its controller, which the bare top does not have."""
+    if not external:
         return
     if top == "bare":
         raise HwgenError("--top bare has no memory controller for the external-weight "
@@ -80,12 +80,8 @@ def make_top(graph, board: Board, top: str = "auto"):
     plan) gets the external-weight top with the board's SDRAM controller."""
     if top not in TOPS:
         raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
-    if any("mem" in n.component.signature.members for n in graph.nodes.values()):
-        if top == "bare":
-            raise HwgenError("--top bare has no memory controller for the external-weight "
-                             "body; use the default top")
-        if board.memory is None:
-            raise HwgenError(f"{board.name} has no external memory for the weights")
+    if graph.memory_users():
+        check_top(True, board, top)
         from hwgen.targets.dram.accelerator_top import ULX3SExternalTop
         from hwgen.targets.dram.litedram_core import generate
 
