@@ -236,8 +236,8 @@ class BoardCore(wiring.Component):
 
     def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal,
                       armed: Signal) -> None:
-        """The external-weight link: the receive FIFO, the frame demux, the weight loader,
-        the reply mux and the memory share; the accelerator held in reset unless `armed`
+        """The external-weight link: the receive FIFO, the frame demux, the weight loader (its
+        replies through a two-beat FIFO), the reply mux and the memory share; the accelerator held in reset unless `armed`
         (a block held in reset may still offer a request: the share keeps the port from it
         meanwhile)."""
         m.submodules.accelerator = ResetInserter(~armed)(self.accelerator)
@@ -254,7 +254,13 @@ class BoardCore(wiring.Component):
         wiring.connect(m, demux.a, parser.i)
         wiring.connect(m, demux.b, loader.i)
         wiring.connect(m, builder.o, rmux.a)
-        wiring.connect(m, loader.o, rmux.b)
+        # The loader's read-back bytes pass a two-beat FIFO: the reply mux's readiness
+        # depends on its inputs' valid, and without this register the loop from the
+        # memory controller's read buffer through the loader and the mux and back to the
+        # buffer spans the chip (the critical path of a large external build).
+        m.submodules.loader_out = lout = StreamFIFO(unsigned(8), 2, style="logic")
+        wiring.connect(m, loader.o, lout.i)
+        wiring.connect(m, lout.o, rmux.b)
         wiring.connect(m, rmux.o, utx.i)
         wiring.connect(m, self.accelerator.mem, share.a)
         wiring.connect(m, loader.mem, share.b)
