@@ -103,7 +103,8 @@ def lif(channels: int, lanes: int, in_width: int, state_bits: int, storage: str)
     def build(family):
         vth = _rng().integers(1, 1 << (state_bits - 2), size=channels).tolist()
         return LIFArray(channels=channels, lanes=lanes, time_steps=T, in_width=in_width,
-                        vth=vth, state_bits=state_bits, storage=storage)
+                        vth=vth, state_bits=state_bits, storage=storage,
+                        pipelined=family == "ecp5")  # as the planner builds them
     return build
 
 
@@ -290,6 +291,11 @@ CASES = (
          lif(32, 16, 13, 11, "registers")),
     Case("lif_array wide", "cifar-mid", "128 ch, lanes 32, in 17, state 15",
          lif(128, 32, 17, 15, "registers")),
+    # The hidden-layer LIFs (fc1_lif, qk_lif) at one lane: 256 channels, 256 groups.
+    Case("lif_array narrow", "digits-tiny", "64 ch, lanes 1, in 13, state 11",
+         lif(64, 1, 13, 11, "registers")),
+    Case("lif_array narrow", "cifar-mid", "256 ch, lanes 1, in 17, state 15",
+         lif(256, 1, 17, 15, "registers")),
     Case("conv engine", "digits-tiny", "4 -> 8, 4x4, pe 4, simd 4",
          _conv_engine(4, 8, 4, pe=4, simd=4)),
     Case("conv engine", "cifar-mid", "32 -> 128, 8x8, pe 32, simd 4",

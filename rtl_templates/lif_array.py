@@ -22,6 +22,7 @@ from rtl_templates.common import (
     spike_signature,
     values_signature,
 )
+from rtl_templates.gated_sum import rom_resources
 from rtl_templates.timing import BlockModel
 
 STORAGES = ("registers", "block")
@@ -41,7 +42,10 @@ class LIFArray(wiring.Component):
     width that holds ``x << input_shift``, ``H`` and ``V``: docs/arithmetic.md
     "Widths"), ``repeat`` (the input carries one beat per group instead of one
     per group and step, and that value drives all ``time_steps`` steps: the
-    pixel conv's direct encoding).
+    pixel conv's direct encoding), ``pipelined`` (with ``time_steps >= 2`` and more than
+    four groups, the thresholds come from registers loaded a cycle ahead instead of from
+    the table over the group counter: the planner's choice on ECP5, for timing; same
+    cycles).
 
     Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
     ``channels``-bit beat per step).
@@ -66,7 +70,7 @@ class LIFArray(wiring.Component):
 
     def __init__(self, *, channels: int, lanes: int, time_steps: int, in_width: int, vth,
                  input_shift: int = 0, state_bits: int, repeat: bool = False,
-                 storage: str = "registers"):
+                 storage: str = "registers", pipelined: bool = False):
         self.channels = check_int("channels", channels)
         self.lanes = check_int("lanes", lanes)
         check_divides("lanes", lanes, channels)
@@ -80,12 +84,19 @@ class LIFArray(wiring.Component):
         if storage == "block" and (lanes > WORD or WORD % lanes):
             raise ValueError(f"lanes must divide {WORD} with block storage, not {lanes!r}")
         self.storage = storage
+        if not isinstance(pipelined, bool):
+            raise TypeError(f"pipelined must be a bool, not {pipelined!r}")
+        self.pipelined = pipelined
         super().__init__({"i": In(values_signature(in_width, lanes)),
                           "o": Out(spike_signature(channels))})
 
     @property
     def groups(self) -> int:
         return self.channels // self.lanes
+
+    @property
+    def _registered_vth(self) -> bool:
+        return self.pipelined and self.time_steps >= 2 and self.groups > 4
 
     @property
     def rows(self) -> int:
@@ -121,7 +132,26 @@ class LIFArray(wiring.Component):
             step.eq((phase == Phase.COLLECT) & (internal_step | self.i.valid)),
         ]
 
-        vth = threshold_table(m, g, self.vth, L, self.state_bits)
+        if self._registered_vth:
+            # Thresholds from registers (a table over many groups is a deep mux, which sat
+            # in front of the comparator): the next group's are read from a ROM a cycle
+            # ahead (block RAM or soft logic, as Yosys finds cheaper) and taken when the
+            # group advances (never in consecutive cycles, as T >= 2).
+            sb = self.state_bits
+            g_next = Signal(range(G), init=1, name="g_next")  # (g + 1) mod G
+            m.submodules.vth_rom = rom = Memory(
+                shape=unsigned(L * sb), depth=G, init=[
+                    sum((self.vth[gi * L + j] & ((1 << sb) - 1)) << (j * sb) for j in range(L))
+                    for gi in range(G)])
+            ahead = rom.read_port(domain="sync")
+            m.d.comb += ahead.addr.eq(g_next)
+            vth = [Signal(signed(sb), init=self.vth[j], name=f"vth_r{j}") for j in range(L)]
+            with m.If(step & (t == T - 1)):
+                m.d.sync += [r.eq(ahead.data[j * sb:(j + 1) * sb].as_signed())
+                             for j, r in enumerate(vth)]
+                m.d.sync += g_next.eq(Mux(g_next == G - 1, 0, g_next + 1))
+        else:
+            vth = threshold_table(m, g, self.vth, L, self.state_bits)
         xs = [Mux(internal_step, held[j], self.i.payload[j]) if self.repeat else self.i.payload[j]
               for j in range(L)]
         fired_bits = lif_lanes(m, xs, v, vth, first=t == 0, step=step,
@@ -216,7 +246,11 @@ class LIFArray(wiring.Component):
         ff = spikes + L * self.state_bits + bits_for(G) + 2 * bits_for(T) + 1
         if self.repeat:
             ff += L * self.in_width
-        lanes = lane_luts(L, G, self.state_bits, family)
+        rom = Resources(lut=0, ff=0)
+        if self._registered_vth:  # the thresholds in use, the next group, the ROM
+            ff += L * self.state_bits + bits_for(G)
+            rom = rom_resources(G, L * self.state_bits, family)
+        lanes = lane_luts(L, 1 if self._registered_vth else G, self.state_bits, family)
         lut = round(lanes + L * (self.in_width if self.repeat else 0) + 3 * bits_for(G)
                     + 4 * bits_for(T))
         if block:  # write-enable decoder, row address, the read counter
@@ -227,8 +261,8 @@ class LIFArray(wiring.Component):
             # bit enables over four block RAMs: listed as four memories of 4 bits.
             memories = ((depth, WORD),) if family == "ice40" else ((depth, WORD // 4),) * 4
             return Resources(lut=lut, ff=ff, memories=memories,
-                             memory_kinds=("block",) * len(memories))
-        return Resources(lut=lut, ff=ff)
+                             memory_kinds=("block",) * len(memories)) + rom
+        return Resources(lut=lut, ff=ff) + rom
 
 
 def lane_luts(lanes: int, groups: int, state_bits: int, family: str) -> float:

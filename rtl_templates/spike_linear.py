@@ -143,7 +143,10 @@ class SpikeLinear(FoldedLinear, wiring.Component):
         base = Signal(range(depth), name="base")  # g * K: the group's first row
         first, last = Signal(), Signal()
         gates = Signal(self.simd)
-        m.d.comb += [go.eq(slot_full.bit_select(t, 1) & advance), rd.en.eq(advance)]
+        if self.mode == "dense":
+            m.d.comb += [go.eq(slot_full.bit_select(t, 1) & advance), rd.en.eq(advance)]
+        else:
+            m.d.comb += rd.en.eq(advance)
         if self.mode == "dense":
             k = _counter(K, "k")
             c = _counter(T * K, "chunk")  # t*K + k: the group's chunks in issue order
@@ -154,14 +157,44 @@ class SpikeLinear(FoldedLinear, wiring.Component):
                 _wrap_inc(m, c, T * K)
             issue = {"valid": go, "first": first, "last": last, "g": g, "gates": gates}
         else:
-            fresh = Signal(init=1)  # the beat's first operation: read the slot, not `pending`
-            pending = Signal(IN)  # the beat's spikes not yet visited
+            # `cur` is a register holding the beat's spikes not yet visited, loaded at the
+            # end of the previous beat (from the next beat's slot, or from the input beat
+            # arriving for it) or when a waited-for slot loads, so the loop through the
+            # lowest-set-bit logic starts at a register, not at the slot multiplexer; and
+            # whether an operation is the beat's last comes from registers too (each slot
+            # notes when it loads whether it holds at most one spike; each operation whether
+            # `cur` holds at most two, so the rest at most one).
+            fresh = Signal(init=1)  # the beat's first operation
             cur = Signal(IN)
-            m.d.comb += cur.eq(Mux(fresh, buf.word_select(t, IN), pending))
-            rest, idx, at_most_one = _lowest_set_bit(m, cur)
-            m.d.comb += [first.eq(fresh), last.eq(at_most_one), gates.eq(cur.any())]
-            with m.If(go):
-                m.d.sync += [fresh.eq(last), pending.eq(rest)]
+            cur_ok = Signal()  # cur holds beat (g, t)'s spikes
+            cur_le1 = Signal()  # cur has at most one set bit
+            slot_le1 = Signal(T)
+            t_next = Signal(range(max(T, 2)), init=1 % T, name="t_next")  # (t + 1) mod T
+            rest, idx, _ = _lowest_set_bit(m, cur)
+            load = self.i.valid & self.i.ready
+            in_le1 = Signal()
+            m.d.comb += [in_le1.eq(~at_least(self.i.payload, 2)), go.eq(cur_ok & advance),
+                         first.eq(fresh), gates.eq(cur.any()), last.eq(cur_le1)]
+            with m.If(load):
+                with m.Switch(t_in):
+                    for k in range(T):
+                        with m.Case(k):
+                            m.d.sync += slot_le1[k].eq(in_le1)
+            bypass = load & (t_in == t_next)  # the next beat's slot loads now
+            # With T = 1 the last group's beat end empties the slot the next beat reads.
+            kept = slot_full.bit_select(t_next, 1)
+            if T == 1:
+                kept = kept & (g != G - 1)
+            with m.If(go & last):
+                m.d.sync += [fresh.eq(1),
+                             cur.eq(Mux(bypass, self.i.payload, buf.word_select(t_next, IN))),
+                             cur_ok.eq(bypass | kept),
+                             cur_le1.eq(Mux(bypass, in_le1, slot_le1.bit_select(t_next, 1)))]
+                _wrap_inc(m, t_next, T)
+            with m.Elif(go):
+                m.d.sync += [fresh.eq(0), cur.eq(rest), cur_le1.eq(~at_least(cur, 3))]
+            with m.Elif(~cur_ok & load & (t_in == t)):  # the waited-for slot loads now
+                m.d.sync += [cur.eq(self.i.payload), cur_ok.eq(1), cur_le1.eq(in_le1)]
             # The encoder's index gets a register before the address adder and the memory.
             issue = {name: Signal(len(v), name=f"{name}_a") for name, v in
                      (("valid", go), ("first", first), ("last", last), ("g", g), ("gates", gates),
@@ -241,11 +274,11 @@ class SpikeLinear(FoldedLinear, wiring.Component):
         """LUT4/FF/memory estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70.
 
         FF: token buffer ``T*in`` plus slot flags, counters, pipeline tags, tree registers,
-        output register ``pe*acc_bits``; event mode adds the ``in``-bit pending register and
-        the address stage.
-        LUT: dense: chunk multiplexer ``simd * mux(T*in/simd)``; event: slot multiplexer
-        ``in * mux(T + 1)``, the clear-lowest-bit chains, the encoders and the at-most-one
-        tree; both: gated
+        output register ``pe*acc_bits``; event mode adds the ``in``-bit ``cur`` register, the
+        slots' at-most-one flags and the address stage.
+        LUT: dense: chunk multiplexer ``simd * mux(T*in/simd)``; event: the next-``cur``
+        multiplexer, the clear-lowest-bit chains, the encoders and the two bit-count trees
+        (a slot's at most one, ``cur``'s at most two); both: gated
         adder trees (`tree_luts`), per output bit an adder and the bias-or-accumulator
         multiplexer (with the bias table when ``out/pe > 4``), counters. The weight memory
         is a block RAM or soft logic as Yosys would choose (`gated_sum.rom_resources`).
@@ -266,8 +299,10 @@ class SpikeLinear(FoldedLinear, wiring.Component):
             ff += bits_for(K) + bits_for(T * K)
             lut += self.simd * mux_luts(T * K) + 2 * (bits_for(K) + bits_for(T * K))
         else:
-            ff += IN + 1 + tags + 1 + bits_for(depth) + bits_for(IN)  # pending, address stage
-            lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN * 5 // 6
+            ff += IN + 1 + tags + 1 + bits_for(depth) + bits_for(IN)  # cur, address stage
+            # the next-`cur` multiplexer (rest, the next slot, the input), the clear-lowest-
+            # bit chains and encoders, and the at-most-one / at-most-two trees
+            lut += IN * (mux_luts(T + 1) + 2) + bits_for(IN) * IN // 6 + IN * 13 // 3
         return Resources(lut=lut, ff=ff) + rom
 
 
@@ -301,6 +336,21 @@ def _lowest_set_bit(m: Module, cur: Signal, chunk: int = 16):
     at_most_one = Signal(name="at_most_one")
     m.d.comb += at_most_one.eq(~any_many(list(cur))[1])
     return Cat(*rest), idx, at_most_one
+
+
+def at_least(value, n: int):
+    """Whether `value` has at least `n` (2 or 3) set bits: a carry-free tree of
+    saturating counts (no adder chain)."""
+    if n not in (2, 3):
+        raise ValueError(f"n must be 2 or 3, not {n!r}")
+
+    def counts(bits):  # (>= 1, >= 2, >= 3) set
+        if len(bits) == 1:
+            return bits[0], Const(0), Const(0)
+        (a1, a2, a3), (b1, b2, b3) = counts(bits[:len(bits) // 2]), counts(bits[len(bits) // 2:])
+        return a1 | b1, a2 | b2 | (a1 & b1), a3 | b3 | (a2 & b1) | (a1 & b2)
+
+    return counts([value[i] for i in range(len(value))])[n - 1]
 
 
 def _encode(one_hot):

@@ -14,7 +14,7 @@ from sim.block_sim import verify_block
 
 
 def _case(channels, lanes, T, in_width, shift, tokens, seed, repeat=False, kind="random",
-          storage="registers"):
+          storage="registers", pipelined=False):
     g = torch.Generator().manual_seed(seed)
     lo, hi = -(1 << (in_width - 1)), (1 << (in_width - 1)) - 1
     steps = 1 if repeat else T
@@ -32,7 +32,7 @@ def _case(channels, lanes, T, in_width, shift, tokens, seed, repeat=False, kind=
     spikes = lif(xt.transpose(0, 1), vth, shift).transpose(0, 1)  # golden over t: [T, N, C]
     block = LIFArray(channels=channels, lanes=lanes, time_steps=T, in_width=in_width,
                      vth=vth.tolist(), input_shift=shift, state_bits=state_bits, repeat=repeat,
-                     storage=storage)
+                     storage=storage, pipelined=pipelined)
     return block, pack_values(x, in_width, lanes), pack_spikes(spikes)
 
 
@@ -60,6 +60,24 @@ def test_lif_array_block_storage(simulator, channels, lanes, T, repeat):
                        seed=channels, gap=0.3, backpressure=0.3, tag="lifb")
     free = verify_block(block, {"i": words}, {"o": spikes}, simulator=simulator, tag="lifb")
     assert free.cycles == 12 * block.cycles_per_token() < run.cycles
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("channels,lanes,T,repeat,storage", [
+    (24, 2, 2, False, "registers"),  # 12 groups, T = 2: group advances two cycles apart
+    (40, 1, 3, False, "block"),
+    (18, 3, 4, True, "registers"),
+])
+def test_lif_array_pipelined_thresholds(verilator, channels, lanes, T, repeat, storage):
+    """The ECP5 build (thresholds from a ROM read a cycle ahead): bit-exact and its cycle
+    model exact under gaps and backpressure, the same free-flow cycles as without."""
+    block, words, spikes = _case(channels, lanes, T, 9, 0, 10, seed=channels, repeat=repeat,
+                                 storage=storage, pipelined=True)
+    assert block._registered_vth
+    verify_block(block, {"i": words}, {"o": spikes}, simulator=verilator,
+                 seed=channels, gap=0.3, backpressure=0.3, tag="lifp")
+    free = verify_block(block, {"i": words}, {"o": spikes}, simulator=verilator, tag="lifp")
+    assert free.cycles == 10 * block.cycles_per_token()
 
 
 @pytest.mark.sim

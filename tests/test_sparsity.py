@@ -54,7 +54,7 @@ def _with_rates(stats: SpikeStats, rates: dict[str, float]) -> SpikeStats:
 
 
 def test_planner_goes_event_driven_where_spikes_are_sparse_and_dense_near_half(tiny):
-    stats = _with_rates(calibrate(tiny, 4), {"blocks.0.fc2": 0.05, "blocks.0.fc1": 0.5})
+    stats = _with_rates(calibrate(tiny, 4), {"blocks.0.fc2": 0.02, "blocks.0.fc1": 0.5})
     target = Target.for_board(get_board("ulx3s-85f"))
     plan = make_plan(tiny, target, stats=stats, auto_event=("blocks.0.fc1", "blocks.0.fc2"))
     assert plan.foldings["blocks.0.fc2"].mode == "event"

@@ -68,6 +68,9 @@ CASES = {
     "event-fold": dict(mode="event", **{"in": 12}, out=6, T=3, pe=3, simd=1, weights="random", seed=4),
     "event-unroll-extreme": dict(mode="event", **{"in": 40}, out=6, T=1, pe=6, simd=1,
                                  weights="extreme", seed=5),
+    # T=1 with three groups: the next beat's word is the same slot until the last group.
+    "event-T1-groups": dict(mode="event", **{"in": 20}, out=6, T=1, pe=2, simd=1,
+                            weights="random", seed=8),
     # Pipelined (ECP5 timing): the read registered, the tree registered every 2 levels.
     "dense-unroll-extreme-pipelined": dict(mode="dense", **{"in": 12}, out=6, T=2, pe=6,
                                            simd=12, weights="extreme", seed=6, pipelined=True),

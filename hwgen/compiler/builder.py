@@ -109,7 +109,8 @@ class _Builder:
         storage = "block" if name in self.lif_block and 16 % lanes == 0 else "registers"
         comp = LIFArray(channels=channels, lanes=lanes, time_steps=self.T, in_width=in_width,
                         vth=lif.vth.tolist(), input_shift=lif.input_shift,
-                        state_bits=lif.state_bits, repeat=repeat, storage=storage)
+                        state_bits=lif.state_bits, repeat=repeat, storage=storage,
+                        pipelined=self.family == "ecp5")
         return self.node(name, "lif", comp, name)
 
     def fusable(self, layer: str, f: Folding, lanes: int) -> bool:
