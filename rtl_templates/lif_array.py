@@ -43,9 +43,9 @@ class LIFArray(wiring.Component):
     "Widths"), ``repeat`` (the input carries one beat per group instead of one
     per group and step, and that value drives all ``time_steps`` steps: the
     pixel conv's direct encoding), ``pipelined`` (with ``time_steps >= 2`` and more than
-    four groups, the thresholds come from registers loaded a cycle ahead instead of from
-    the table over the group counter: the planner's choice on ECP5, for timing; same
-    cycles).
+    four groups, the thresholds come from registers loaded from a ROM read a cycle ahead
+    instead of from a table multiplexer over the group counter: the planner's choice on
+    ECP5, for timing; same cycles).
 
     Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
     ``channels``-bit beat per step).
@@ -237,7 +237,9 @@ class LIFArray(wiring.Component):
 
     def resources(self, family: str) -> Resources:
         """Calibrated with Yosys 0.70 (within about 10%): per lane an adder, a
-        comparator and the reset mux; the threshold table (a ROM over the groups); counters.
+        comparator and the reset mux; the threshold table (a ROM over the groups: with
+        ``pipelined``, a registered ROM placed as Yosys would, `gated_sum.rom_resources`);
+        counters.
         The spike shift register costs flip-flops only (on an iCE40, a logic cell each).
         Block storage: one block RAM on iCE40, four on ECP5 (bit write enables, below)."""
         L, T, G, C = self.lanes, self.time_steps, self.groups, self.channels
