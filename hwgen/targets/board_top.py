@@ -237,9 +237,9 @@ class BoardCore(wiring.Component):
     def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal,
                       armed: Signal) -> None:
         """The external-weight link: the receive FIFO, the frame demux, the weight loader (its
-        replies through a two-beat FIFO), the reply mux and the memory share; the accelerator held in reset unless `armed`
-        (a block held in reset may still offer a request: the share keeps the port from it
-        meanwhile)."""
+        replies through a two-beat FIFO), the reply mux and the memory share; the accelerator
+        held in reset unless `armed` (a block held in reset may still offer a request: the
+        share keeps the port from it meanwhile)."""
         m.submodules.accelerator = ResetInserter(~armed)(self.accelerator)
         m.submodules.rx_fifo = fifo = StreamFIFO(unsigned(8), self.rx_fifo)
         m.submodules.demux = demux = self.demux = FrameDemux(
