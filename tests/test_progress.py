@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from hwgen.targets import flow
+from hwgen.errors import HwgenError
+from hwgen.targets import flow, synth
 from hwgen.targets.synth import ToolFailed
 
 FAKE_TOOL = """
@@ -72,3 +73,30 @@ def test_first_run_of_a_wasm_tool_is_announced(tmp_path, monkeypatch):
     flow._run_step([sys.executable, str(script)], tmp_path, tmp_path / "t.log", {},
                    lines.append)
     assert "compiling its WebAssembly once" in lines[0]
+
+
+def test_a_tool_past_its_time_limit_is_stopped_with_a_hint(tmp_path, monkeypatch):
+    monkeypatch.setattr(flow, "TICK_S", 0.1)
+    monkeypatch.setattr(flow, "wasm_cache_cold", lambda exe: False)
+    monkeypatch.setenv("HWGEN_TOOL_TIMEOUT", "0.3")
+    script = tmp_path / "tool.py"
+    script.write_text("import time\ntime.sleep(30)\n")
+    with pytest.raises(ToolFailed, match=r"timed out after 0.3 s .*HWGEN_TOOL_TIMEOUT"):
+        flow._run_step([sys.executable, str(script)], tmp_path, tmp_path / "t.log", {})
+    # the per-block synthesis runs Yosys through another path with the same limit
+    with pytest.raises(ToolFailed, match=r"timed out after 0.3 s .*HWGEN_TOOL_TIMEOUT"):
+        synth._run([sys.executable, str(script)], tmp_path, tmp_path / "s.log")
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5", "inf", "nan"])
+def test_a_bad_time_limit_is_refused_in_one_line(monkeypatch, raw):
+    monkeypatch.setenv("HWGEN_TOOL_TIMEOUT", raw)
+    with pytest.raises(HwgenError, match="HWGEN_TOOL_TIMEOUT must be a positive number"):
+        synth.tool_timeout_s()
+
+
+def test_the_time_limit_defaults_to_an_hour(monkeypatch):
+    monkeypatch.delenv("HWGEN_TOOL_TIMEOUT", raising=False)
+    assert synth.tool_timeout_s() == synth.TOOL_TIMEOUT_S == 3600
+    monkeypatch.setenv("HWGEN_TOOL_TIMEOUT", "7200")
+    assert synth.tool_timeout_s() == 7200

@@ -33,10 +33,9 @@ from hwgen.targets.cache import (
     reuse,
     tool_overrides,
 )
-from hwgen.targets.synth import SynthStats, ToolFailed, ToolMissing, synth_stats
+from hwgen.targets.synth import SynthStats, ToolFailed, ToolMissing, synth_stats, tool_timeout_s
 from hwgen.targets.tops import board_graph, check_top, make_top
 
-TOOL_TIMEOUT_S = 3600
 _STEP_NAMES = {"yosys": "synthesise", "nextpnr-ice40": "place & route",
                "nextpnr-ecp5": "place & route", "icepack": "pack", "ecppack": "pack"}
 
@@ -106,7 +105,7 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
               label: str = "") -> None:
     """Run one tool to completion, its output in `log`; while it runs, a progress line every
     TICK_S seconds with the elapsed time and the phase its log names."""
-    start = time.monotonic()
+    start, limit = time.monotonic(), tool_timeout_s()
     if progress is not None and wasm_cache_cold(argv[0]):
         progress(f"  {Path(argv[0]).name}: first run here, compiling its WebAssembly once "
                  "(a few minutes; cached for later runs)")
@@ -120,11 +119,11 @@ def _run_step(argv: list[str], cwd: Path, log: Path, env: dict, progress=None,
                 break
             except subprocess.TimeoutExpired:
                 elapsed = time.monotonic() - start
-                if elapsed > TOOL_TIMEOUT_S:
+                if elapsed > limit:
                     proc.kill()
                     proc.wait()
-                    raise ToolFailed(f"{Path(argv[0]).name} timed out after {TOOL_TIMEOUT_S} s "
-                                     f"(log {log})") from None
+                    raise ToolFailed(f"{Path(argv[0]).name} timed out after {limit:g} s (log "
+                                     f"{log}; HWGEN_TOOL_TIMEOUT raises the limit)") from None
                 new, seen = _phase(detail, seen)
                 phase = new or phase
                 if progress is not None:

@@ -31,7 +31,22 @@ from amaranth.lib.wiring import In, Out
 from hwgen.errors import HwgenError
 
 CACHE_DIR = Path(os.environ.get("HWGEN_SYNTH_CACHE", Path.cwd() / "build" / "synth-cache"))
-TOOL_TIMEOUT_S = 3600
+TOOL_TIMEOUT_S = 3600  # default limit on one tool run; HWGEN_TOOL_TIMEOUT (seconds) overrides
+
+
+def tool_timeout_s() -> float:
+    """The limit on one Yosys or nextpnr run: ``HWGEN_TOOL_TIMEOUT`` seconds when set (a large
+    design on a busy machine can route for over an hour), else `TOOL_TIMEOUT_S`."""
+    raw = os.environ.get("HWGEN_TOOL_TIMEOUT", "").strip()
+    if not raw:
+        return TOOL_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise HwgenError(f"HWGEN_TOOL_TIMEOUT must be a positive number of seconds, not {raw!r}")
+    return value
 
 # family -> (yosys synth command, nextpnr tool, nextpnr device options)
 _FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -153,9 +168,14 @@ def _tool_version(name: str) -> str:
 
 
 def _run(argv: list[str], cwd: Path, log: Path) -> None:
+    limit = tool_timeout_s()
     with open(log, "w") as out:
-        proc = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=TOOL_TIMEOUT_S, check=False)
+        try:
+            proc = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(f"{Path(argv[0]).name} timed out after {limit:g} s (log {log}; "
+                             "HWGEN_TOOL_TIMEOUT raises the limit)") from None
     if proc.returncode:
         lines = log.read_text(errors="replace").strip().splitlines()
         tail = next((ln for ln in reversed(lines) if "ERROR" in ln), lines[-1] if lines else "")
