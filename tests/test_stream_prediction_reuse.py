@@ -2,6 +2,8 @@
 back) instead of running them again: they must be exactly the runs the simulation check
 would make on the graph."""
 
+import pytest
+
 from hwgen.compiler.planner import plan_model
 from hwgen.compiler.predict import image_cycles, image_timing
 from hwgen.compiler.target import Target
@@ -29,3 +31,15 @@ def test_plan_keeps_the_models_runs_of_one_and_three_images():
     assert plan.alone_spans.keys() == {e.name for e in graph.tapped()}
     seeded = predict_images(graph, 4, {}, (plan.latency_cycles, plan.alone_spans))
     assert seeded == predict_images(graph, 4, {})
+
+
+@pytest.mark.slow
+def test_cifar_mid_on_chip_interval_is_exact():
+    """cifar-mid's three images (652 k modelled cycles) are under the exact limit: its
+    interval is the cycle models' 191,680, not its slowest block's 147,456."""
+    from hwgen.compiler.loader import resolve_model
+
+    plan = plan_model(resolve_model(None, "cifar-mid"), Target.for_board(get_board("ulx3s-85f")))
+    assert plan.interval_basis == "exact"
+    assert (plan.latency_cycles, plan.interval_cycles) == (268_846, 191_680)
+    assert plan.bottleneck.cycles == 147_456

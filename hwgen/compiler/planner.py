@@ -233,8 +233,11 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
 
 
 # Above this many modelled cycles the interval comes from the bottleneck block instead of a
-# three-image run of the cycle models (which steps every cycle in Python).
-EXACT_INTERVAL_CYCLES = 600_000
+# three-image run of the cycle models (which steps every cycle in Python: about 90 s a
+# million cycles of cifar-mid on a busy 2-core machine). cifar-mid's three images are
+# 652 k cycles: its interval is 191,680, where its slowest block alone (the RPE conv)
+# would say 147,456.
+EXACT_INTERVAL_CYCLES = 1_000_000
 
 
 def predict_timing(plan: Plan, model: IntModel, edge_words=None,
