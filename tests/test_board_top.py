@@ -100,6 +100,7 @@ def test_board_top_requests_uart_leds_and_button(board):
     leds = 7 if board == "icebreaker" else 8  # iCEBreaker: 2 + the break-off PMOD's 5
     assert top.core.n_leds == leds and f"led_{leds - 1}__io" in pins
     assert top.core.divisor == {"icebreaker": 104, "ulx3s-85f": 217}[board]
+    assert top.core.input_fifo == (board != "icebreaker")  # logic cells are the UP5K's limit
 
 
 def test_board_parameters_are_checked():
@@ -174,12 +175,13 @@ def _expected(model, pixels, selftest_image):
     }, int(st["pred"][0]), [int(p) for p in gold["pred"]]
 
 
-def _run_session(simulator: str):
+def _run_session(simulator: str, input_fifo: bool = True):
     model = board_model()
     graph = build_graph(model, {}, 1)
     selftest_image = default_selftest_image(model)
     gap = 3 * 10 * DIVISOR
-    core = BoardCore(graph, divisor=DIVISOR, gap=gap, leds=LEDS, selftest_image=selftest_image)
+    core = BoardCore(graph, divisor=DIVISOR, gap=gap, leds=LEDS, selftest_image=selftest_image,
+                     input_fifo=input_fifo)
     pixels = random_pixels(model.config, 3, seed=11)
     steps = _session(model, pixels, selftest_image)
     stim = {"seed": 11, "divisor": DIVISOR, "timeout_cycles": 200_000, "quiet_cycles": 40 * 10 * DIVISOR,
@@ -190,8 +192,9 @@ def _run_session(simulator: str):
 
 
 @pytest.mark.sim
-def test_system_session_verilator(verilator):
-    _check_session(*_run_session(verilator))
+@pytest.mark.parametrize("input_fifo", [True, False], ids=["input-fifo", "no-input-fifo"])
+def test_system_session_verilator(verilator, input_fifo):
+    _check_session(*_run_session(verilator, input_fifo))
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from amaranth.hdl import unsigned
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+from amaranth.vendor import SiliconBluePlatform
 
 from hwgen.compiler.graph import Graph
 from hwgen.compiler.top import Accelerator
@@ -92,7 +93,9 @@ class BoardCore(wiring.Component):
     Parameters: ``graph`` (the accelerator), ``divisor`` (clock cycles per UART bit, >= 4),
     ``gap`` (cycles of quiet line that time out a frame and end a resynchronisation;
     at least 3 byte times), ``leds`` (LED count), ``selftest_image`` ([C, H, W] pixels;
-    None: `default_selftest_image`).
+    None: `default_selftest_image`), ``input_fifo`` (a two-beat FIFO between the
+    request parser and the accelerator, which cuts a long path on an ECP5; `BoardTop`
+    leaves it out on an iCE40).
 
     Ports: ``rx`` (UART in, idles high), ``tx`` (UART out), ``leds`` (bit k drives LED
     k, 1 = lit), ``button`` (active high, asynchronous; a rising edge starts a self-test),
@@ -122,8 +125,10 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, graph: Graph, *, divisor: int, gap: int, leds: int,
-                 selftest_image=None, frame_words: int = 1024, rx_fifo: int = 64):
+                 selftest_image=None, frame_words: int = 1024, rx_fifo: int = 64,
+                 input_fifo: bool = True):
         self.graph = graph
+        self.input_fifo = bool(input_fifo)
         model = graph.model
         self.cfg = cfg = model.config
         self.divisor = check_int("divisor", divisor, 4)
@@ -216,14 +221,17 @@ class BoardCore(wiring.Component):
             m.d.comb += parser.replay.eq(1)
 
         # The accelerator's input: the parser's verified image, or its built-in one,
-        # through a two-beat FIFO: the first layer's readiness depends on its line
-        # buffer's state, and without this register the path from there through the
-        # parser's counter to its image memory's enable spans the chip (the critical
-        # path of the cifar-mid on-chip build at 79.8 MHz).
-        m.submodules.image_fifo = ififo = StreamFIFO(parser.o.payload.shape(), 2,
-                                                     style="logic")
-        wiring.connect(m, parser.o, ififo.i)
-        wiring.connect(m, ififo.o, acc.i)
+        # through a two-beat FIFO with `input_fifo`: the first layer's readiness depends
+        # on its line buffer's state, and without this register the path from there
+        # through the parser's counter to its image memory's enable spans the chip (the
+        # critical path of a cifar-mid on-chip build at 79.8 MHz).
+        if self.input_fifo:
+            m.submodules.image_fifo = ififo = StreamFIFO(parser.o.payload.shape(), 2,
+                                                         style="logic")
+            wiring.connect(m, parser.o, ififo.i)
+            wiring.connect(m, ififo.o, acc.i)
+        else:
+            wiring.connect(m, parser.o, acc.i)
 
         # Results: to the host unless a local self-test asked; self-tests light the LEDs.
         res = acc.o
@@ -324,8 +332,11 @@ class BoardTop(Elaboratable):
 
         m = Module()
         leds = request_leds(platform)
+        # No input FIFO on an iCE40: its logic cells are the limit there, and its board
+        # clock (12 MHz) has margin without it.
         self.core = core = BoardCore(self.graph, divisor=divisor, gap=gap, leds=len(leds),
-                                     selftest_image=self.selftest_image)
+                                     selftest_image=self.selftest_image,
+                                     input_fifo=not isinstance(platform, SiliconBluePlatform))
         m.submodules.core = core
         connect_link_pins(m, platform, core, leds)
         return m
