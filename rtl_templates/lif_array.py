@@ -44,8 +44,10 @@ class LIFArray(wiring.Component):
     per group and step, and that value drives all ``time_steps`` steps: the
     pixel conv's direct encoding), ``pipelined`` (with ``time_steps >= 2`` and more than
     four groups, the thresholds come from registers loaded from a ROM read a cycle ahead
-    instead of from a table multiplexer over the group counter: the planner's choice on
-    ECP5, for timing; same cycles).
+    instead of from a table multiplexer over the group counter; and the membranes are
+    cleared after each token's last step instead of read as 0 at its first, which keeps
+    the step counter out of the adders: the planner's choice on ECP5, for timing; same
+    cycles and results).
 
     Ports: sink ``i`` (values, ``lanes`` lanes), source ``o`` (spikes, one
     ``channels``-bit beat per step).
@@ -154,8 +156,10 @@ class LIFArray(wiring.Component):
             vth = threshold_table(m, g, self.vth, L, self.state_bits)
         xs = [Mux(internal_step, held[j], self.i.payload[j]) if self.repeat else self.i.payload[j]
               for j in range(L)]
-        fired_bits = lif_lanes(m, xs, v, vth, first=t == 0, step=step,
-                               input_shift=self.input_shift)
+        # Pipelined (ECP5): the membranes are cleared after a token's last step instead of
+        # read as 0 at its first, which keeps the step counter out of the adders.
+        when = {"last": t == T - 1} if self.pipelined else {"first": t == 0}
+        fired_bits = lif_lanes(m, xs, v, vth, step=step, input_shift=self.input_shift, **when)
         if self.repeat:
             with m.If(step & ~internal_step):
                 m.d.sync += [held[j].eq(self.i.payload[j]) for j in range(L)]
@@ -252,7 +256,8 @@ class LIFArray(wiring.Component):
         if self._registered_vth:  # the thresholds in use, the next group, the ROM
             ff += L * self.state_bits + bits_for(G)
             rom = rom_resources(G, L * self.state_bits, family)
-        lanes = lane_luts(L, 1 if self._registered_vth else G, self.state_bits, family)
+        lanes = lane_luts(L, 1 if self._registered_vth else G, self.state_bits, family,
+                          cleared=self.pipelined)
         lut = round(lanes + L * (self.in_width if self.repeat else 0) + 3 * bits_for(G)
                     + 4 * bits_for(T))
         if block:  # write-enable decoder, row address, the read counter
@@ -267,14 +272,19 @@ class LIFArray(wiring.Component):
         return Resources(lut=lut, ff=ff) + rom
 
 
-def lane_luts(lanes: int, groups: int, state_bits: int, family: str) -> float:
+def lane_luts(lanes: int, groups: int, state_bits: int, family: str, *,
+              cleared: bool = False) -> float:
     """LUT4s of `lif_lanes` over ``lanes`` neurons with their `threshold_table` over
     ``groups`` channel groups (calibrated as `LIFArray.resources`): per lane an adder, a
     comparator and the reset mux, and the table's ROM. Their membranes are ``lanes *
-    state_bits`` flip-flops."""
+    state_bits`` flip-flops. ``cleared``: the membranes are cleared after a token's last
+    step (`lif_lanes`'s ``last``), so no multiplexer zeroes them in front of the adder."""
     # ECP5 without wide LUTs spends about 1.4x the LUT4s of an iCE40 on the lane
-    # arithmetic (measured), and a little more on the multiplexers.
-    lane_factor, mux_factor = (3.0, 1.0) if family == "ice40" else (4.2, 1.15)
+    # arithmetic (measured), and a little more on the multiplexers. Cleared after the last
+    # step, 0.8 LUT4 a state bit less on ECP5 (Yosys 0.70: 0.6 - 0.85 over bench_blocks'
+    # LIF arrays, e.g. 32 ch in 16 lanes 718 -> 583); on iCE40 that multiplexer folds into
+    # the adder's LUT.
+    lane_factor, mux_factor = (3.0, 1.0) if family == "ice40" else (4.2 - 0.8 * cleared, 1.15)
     return lanes * lane_factor * state_bits + mux_factor * lanes * state_bits * _rom_luts(groups)
 
 
@@ -305,24 +315,33 @@ def threshold_table(m: Module, group: Value, vth: list[int], lanes: int,
     return out
 
 
-def lif_lanes(m: Module, xs: list[Value], v: list[Signal], vth: list[Value], *, first: Value,
-              step: Value, input_shift: int) -> list[Signal]:
+def lif_lanes(m: Module, xs: list[Value], v: list[Signal], vth: list[Value], *,
+              first: Value | None = None, last: Value | None = None, step: Value,
+              input_shift: int) -> list[Signal]:
     """One step of the integer LIF (docs/arithmetic.md) for each lane: with ``V = 0`` when
     `first`, ``H = ((x << input_shift) + V) >> 1``, ``S = H >= vth``; on `step`, ``V`` (the
     registers `v`, see `membranes`) becomes ``0 if S else H``. Returns the spikes S.
 
+    Give exactly one of `first` (the token's first step: V is read as 0) and `last` (its
+    last step: V becomes 0 after it, so it is 0 when the next token starts, as the
+    registers start at 0). `last` keeps the time step out of the adder's input, so the
+    path from the step counter to the membranes is one gate shorter (ECP5 timing); the
+    results are the same.
+
     ``x << input_shift`` plus V is formed one bit wider than the state, whose width holds
     the shifted input, H and V (docs/arithmetic.md, "Widths"), so nothing wraps."""
+    if (first is None) == (last is None):
+        raise ValueError("give exactly one of first and last")
     state_bits = len(v[0])
     spikes = []
     for j, (x, vj) in enumerate(zip(xs, v, strict=True)):
         total = Signal(signed(max(len(x) + input_shift, state_bits) + 1), name=f"sum{j}")
         h = Signal(signed(state_bits), name=f"h{j}")
         s = Signal(name=f"s{j}")
-        m.d.comb += [total.eq((x << input_shift) + Mux(first, 0, vj)), h.eq(total >> 1),
-                     s.eq(h >= vth[j])]
+        m.d.comb += [total.eq((x << input_shift) + (vj if first is None else Mux(first, 0, vj))),
+                     h.eq(total >> 1), s.eq(h >= vth[j])]
         with m.If(step):
-            m.d.sync += vj.eq(Mux(s, 0, h))
+            m.d.sync += vj.eq(Mux(s if last is None else s | last, 0, h))
         spikes.append(s)
     return spikes
 

@@ -19,11 +19,12 @@ HASHES = {
     "digits-tiny@icebreaker": "2f02b65b1515b5440310a1cb157acf9b3d231402dbbf10e6ea3cd78e54f3eaa3",
     # issue 14: qk, o and fc2 event-driven (measured input rates 11.8 %, 1.1 %, 12.3 %);
     # window blocks, spike linears and head pipelined on ECP5 (merge of i14)
-    "digits-tiny@ulx3s-85f": "3df9d1fdf229b9eb6b7c76fb5f142377b0d4940c4a99ffb0182b3b5d0efeae7f",
+    "digits-tiny@ulx3s-85f": "442621adeead2e3f3e07e210fb4f85349f45db714b602b1fa02480eb21714921",
     # the event spike linear's `cur` register and registered last-operation flags (82.8 ->
     # 107.6 MHz alone on ECP5) change every design with an event-driven spike linear; on
     # ECP5 the LIF arrays' thresholds come from a ROM read a cycle ahead (fc1_lif-sized
-    # 97.4 -> 134.7 MHz)
+    # 97.4 -> 134.7 MHz); pipelined LIF arrays clear their membranes after a token's last
+    # step instead of reading them as 0 at its first (the step counter out of the adders)
     "fuzz1": "2fbe6c8d3c90886302c002ec731db095453f658c2202caafbcb79ae49cf0f67c",
     "fuzz2": "263af1164ce1556f6cd03c27a5bb4cf535b6b345d228ee57515c0bb326a434a2",
     "fuzz3": "bb39e6b58c677fb9d6bb56c10360093960248f916ace7584375e4f4ea367a8bd",
