@@ -26,7 +26,7 @@ class EngineSequenceModel(BlockModel):
         # (a word a cycle while o is ready) after the last layer
         self.n_u = e.ins[0] // e.pe * e.positions
         self.lif_at = None
-        self.out_go, self.ov, self.out_r = False, False, 0
+        self.out_go, self.ov_a, self.ov, self.out_r = False, False, False, 0
         self.P, self.L, self.Ks, self.Gs, self.BR = e.positions, len(e.layers), e.chunks, e.groups, e.row_beats
         self.P_in = e.input_beats
         self.n_req = [len(e.tile_requests(x)) for x in range(self.L)]
@@ -101,13 +101,16 @@ class EngineSequenceModel(BlockModel):
     def tick(self, fired):
         final_layer = self.l_o == self.L - 1
         sink_ready = fired["o"] if final_layer and not self.token_major else True
-        if self.token_major:  # the output pass, on the cycle's starting state
+        if self.token_major:  # the output pass (read, register), on the cycle's starting state
             adv = not self.ov or fired["o"]
-            issue = adv and self.out_go and self.out_r != self.n_u
-            if self.out_go and self.out_r == self.n_u and adv:
+            adv_a = not self.ov_a or adv
+            issue = adv_a and self.out_go and self.out_r != self.n_u
+            if self.out_go and self.out_r == self.n_u and not self.ov_a and adv:
                 self.out_go, self.out_r = False, 0
             if adv:
-                self.ov = issue
+                self.ov = self.ov_a
+            if adv_a:
+                self.ov_a = issue
             if issue:
                 self.out_r += 1
         last = self.pipe[-1]

@@ -637,23 +637,32 @@ class EngineSequence(wiring.Component):
     def _out_pass(self, m: Module, go, ur, P: int) -> None:
         """While ``go`` (set when the last layer's last output is in U): send U token-major
         on ``o`` (for n: for g: for t), a word a cycle while ``o`` is ready; clears ``go``
-        after the last word has left."""
+        after the last word has left.
+
+        Two stages: the U read (valid ``out_read``), then a register (``out_valid``) that
+        drives ``o``, so the block RAM's clock-to-out does not reach into the block behind
+        (the 49.6 MHz external-all build's critical path ran from this read through the
+        head LIF's adder)."""
         pe, rb = self.pe, self.residual_bits
         N = self.ins[0] // pe * P
-        ov, r, adv, issue = Signal(name="out_valid"), Signal(range(N + 1), name="out_r"), \
-            Signal(), Signal()
-        m.d.comb += [adv.eq(~ov | self.o.ready), issue.eq(adv & go & (r != N))]
+        ov_a, ov = Signal(name="out_read"), Signal(name="out_valid")
+        r, adv, adv_a, issue = Signal(range(N + 1), name="out_r"), Signal(), Signal(), Signal()
+        word = Signal(len(ur.data), name="out_word")
+        m.d.comb += [adv.eq(~ov | self.o.ready), adv_a.eq(~ov_a | adv),
+                     issue.eq(adv_a & go & (r != N))]
         addr = self._token_walk(m, issue, "out")
         with m.If(go):  # a read port's enable is 1 unless driven: 0 holds a stalled word
             m.d.comb += [ur.addr.eq(addr), ur.en.eq(issue)]
         with m.If(issue):
             m.d.sync += r.eq(r + 1)
+        with m.If(adv_a):
+            m.d.sync += ov_a.eq(issue)
         with m.If(adv):
-            m.d.sync += ov.eq(issue)
-        with m.If(go & (r == N) & adv):
+            m.d.sync += [ov.eq(ov_a), word.eq(ur.data)]
+        with m.If(go & (r == N) & ~ov_a & adv):
             m.d.sync += [go.eq(0), r.eq(0)]
         m.d.comb += [self.o.valid.eq(ov)]
-        m.d.comb += [self.o.payload[j].eq(ur.data.word_select(j, rb).as_signed())
+        m.d.comb += [self.o.payload[j].eq(word.word_select(j, rb).as_signed())
                      for j in range(pe)]
 
     def model(self) -> EngineSequenceModel:

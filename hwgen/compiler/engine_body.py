@@ -211,7 +211,7 @@ def body_resources(model: IntModel, seq: EngineSequence, family: str) -> Resourc
     memories (one per layer kind, and Q|K), U in block RAM, every LIF site of the sequence
     (each boundary segment and the input pass: its own lanes, membranes and threshold
     table, `lane_luts`), the sequencer's counters (`SEQUENCER_FF`), and each block's SASA
-    and DWC. The weights are not on chip."""
+    and DWC, and the output pass's word register (token-major). The weights are not on chip."""
     cfg, T = model.config, model.config.time_steps
     P, D = seq.positions, cfg.dim
     wide = max(seq.ins)
@@ -234,9 +234,11 @@ def body_resources(model: IntModel, seq: EngineSequence, family: str) -> Resourc
     lif_ff = sum(seq.pe * sb for _, sb in sites)
     tiles = sum(seq.groups)
     staged = seq.pe * seq.simd * seq.weight_bits + seq.simd + 3 + bits_for(tiles)
+    # token-major, the output pass registers each U'' word before `o`
+    out_reg = seq.pe * model.u_bits + 1 if seq.token_major else 0
     out = eng + Resources(
         round(lif_lut) + 2 * seq.pe * model.u_bits,
-        lif_ff + staged + seq.pe * model.u_bits + SEQUENCER_FF,
+        lif_ff + staged + seq.pe * model.u_bits + SEQUENCER_FF + out_reg,
         memories=(*spikes, ((D // seq.pe) * P, seq.pe * model.u_bits)),
         memory_kinds=("block",) * (len(spikes) + 1))
     for block in [*seq.sasa.values(), *seq.dwc.values()]:
