@@ -57,8 +57,8 @@ class StreamFIFO(wiring.Component):
         depth = self.depth
         # no_rw_check: the read and write addresses meet only when the FIFO is empty (no
         # read) or full (no write), so a read never collides with a write and Yosys needs
-        # no read-during-write bypass (on ECP5 that bypass was in front of the output
-        # register, a 13 ns path in the cifar-mid build).
+        # no read-during-write bypass (synthesised alone, Yosys added one; in the
+        # flattened board builds it had not: cifar-mid's came out the same).
         attrs = {"no_rw_check": 1} | ({"ram_style": self.style} if self.style else {})
         m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=depth, init=[],
                                         attrs=attrs)
