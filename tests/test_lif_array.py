@@ -120,3 +120,15 @@ def test_seeded_inputs_differ():
     # Guards the test generator itself: different seeds give different stimulus.
     assert _case(8, 2, 4, 10, 0, 5, seed=1)[1] != _case(8, 2, 4, 10, 0, 5, seed=2)[1]
     random.Random(0)
+
+
+def test_lif_lanes_takes_exactly_one_of_first_and_last():
+    from amaranth import Module, Signal
+
+    from rtl_templates.lif_array import lif_lanes, membranes
+
+    v = membranes(1, 8)
+    for when in ({}, {"first": Signal(), "last": Signal()}):
+        with pytest.raises(ValueError, match="exactly one of first and last"):
+            lif_lanes(Module(), [Signal(4)], v, [Signal(8)], step=Signal(), input_shift=0,
+                      **when)
