@@ -31,18 +31,23 @@ class StreamFIFO(wiring.Component):
     FIFO holds ``depth + 1`` beats counting its output register), ``style`` (Yosys'
     ``ram_style`` for the memory: None lets Yosys choose by cost, "logic" forces
     flip-flops, which suits a small FIFO on an iCE40 where any RAM would take a whole
-    block RAM, "block" forces block RAM).
+    block RAM, "block" forces block RAM), ``out_reg`` (a register between the memory's
+    read and ``o``), ``bank_depth`` (with ``out_reg``: the memory split by address into
+    block RAMs of that many words, a power of two below ``depth``, each read into its own
+    register before the multiplexer that picks the word's bank; so a deep FIFO's stacked
+    block RAMs' clock-to-out and the multiplexer are not one path).
 
     Ports: sink ``i``, source ``o``.
 
     Latency: a beat written into an empty FIFO is offered on ``o`` two cycles
-    later. Throughput: one beat per cycle in and out. Backpressure: ``i.ready``
-    is high while the memory has room (it depends only on the FIFO's state);
-    ``o.valid`` is a register. The memory has one write and one synchronous
-    read port, so it maps to block RAM or LUT RAM.
+    later, three with ``out_reg``, four with ``bank_depth``. Throughput: one beat per
+    cycle in and out. Backpressure: ``i.ready`` is high while the memory has room (it
+    depends only on the FIFO's state); ``o.valid`` is a register. The memory has one
+    write and one synchronous read port, so it maps to block RAM or LUT RAM.
     """
 
-    def __init__(self, shape, depth: int, style: str | None = None, out_reg: bool = False):
+    def __init__(self, shape, depth: int, style: str | None = None, out_reg: bool = False,
+                 bank_depth: int | None = None):
         self.shape = shape
         self.out_reg = bool(out_reg)
         self.width = Shape.cast(shape).width
@@ -50,49 +55,95 @@ class StreamFIFO(wiring.Component):
         if style is not None:
             check_choice("style", style, ("logic", "block"))
         self.style = style
+        if bank_depth is not None:
+            check_int("bank_depth", bank_depth, 2)
+            if not _power_of_two(bank_depth) or bank_depth >= depth or not self.out_reg \
+                    or style == "logic":
+                raise ValueError(f"bank_depth must be a power of two below depth {depth}, "
+                                 f"with out_reg and a RAM style; got {bank_depth}")
+        self.bank_depth = bank_depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    @property
+    def banks(self) -> int:
+        return 1 if self.bank_depth is None else -(-self.depth // self.bank_depth)
+
+    @property
+    def stages(self) -> int:
+        """Registers from the memory's read (its own data register) to ``o``."""
+        return 1 + self.out_reg + (self.banks > 1)
 
     def elaborate(self, platform):
         m = Module()
-        depth = self.depth
+        depth, width = self.depth, self.width
         # no_rw_check: the read and write addresses meet only when the FIFO is empty (no
         # read) or full (no write), so a read never collides with a write and Yosys needs
         # no read-during-write bypass (synthesised alone, Yosys added one; in the
         # flattened board builds it had not: cifar-mid's came out the same).
         attrs = {"no_rw_check": 1} | ({"ram_style": self.style} if self.style else {})
-        m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=depth, init=[],
-                                        attrs=attrs)
-        wr = mem.write_port()
-        rd = mem.read_port(domain="sync")
         level = Signal(range(depth + 1))
         wp = Signal(range(depth))
         rp = Signal(range(depth))
         push = Signal()
         pop = Signal()
-        advance = Signal()
+        m.d.comb += [self.i.ready.eq(level != depth), push.eq(self.i.valid & self.i.ready)]
 
-        # The read port's data register is the output register (or, with out_reg, the stage
-        # before it): it may take the next word when it is empty or its word moves on.
-        if self.out_reg:
-            held, out = Signal(), Signal(self.width)
-            advance_out = Signal()
-            m.d.comb += [advance_out.eq(~self.o.valid | self.o.ready),
-                         advance.eq(~held | advance_out), self.o.payload.eq(out)]
-            with m.If(advance_out):
-                m.d.sync += [self.o.valid.eq(held), out.eq(rd.data)]
-            with m.If(advance):
-                m.d.sync += held.eq(level != 0)
+        # The memory (or each bank), written at wp and read at rp; `read` is the data of its
+        # read register (stage 0 of the pipeline to o).
+        if self.banks == 1:
+            m.submodules.mem = mem = Memory(shape=unsigned(width), depth=depth, init=[],
+                                            attrs=attrs)
+            wr, rd = mem.write_port(), mem.read_port(domain="sync")
+            m.d.comb += [wr.addr.eq(wp), wr.data.eq(self.i.payload), wr.en.eq(push),
+                         rd.addr.eq(rp), rd.en.eq(pop)]
+            read = [rd.data]
         else:
-            m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.o.payload.eq(rd.data)]
-            with m.If(advance):
-                m.d.sync += self.o.valid.eq(level != 0)
-        m.d.comb += [
-            self.i.ready.eq(level != depth),
-            push.eq(self.i.valid & self.i.ready),
-            wr.addr.eq(wp), wr.data.eq(self.i.payload), wr.en.eq(push),
-            pop.eq(advance & (level != 0)),
-            rd.addr.eq(rp), rd.en.eq(pop),
-        ]
+            low = bits_for(self.bank_depth)
+            read = []
+            for k in range(self.banks):
+                words = min(self.bank_depth, depth - k * self.bank_depth)
+                mem = Memory(shape=unsigned(width), depth=words, init=[], attrs=attrs)
+                m.submodules[f"bank{k}"] = mem
+                wr, rd = mem.write_port(), mem.read_port(domain="sync")
+                m.d.comb += [wr.addr.eq(wp[:low]), wr.data.eq(self.i.payload),
+                             wr.en.eq(push & (wp[low:] == k)),
+                             rd.addr.eq(rp[:low]), rd.en.eq(pop)]
+                read.append(rd.data)
+
+        # A chain of `stages` registers, each with a valid flag, ending in o; stage j takes
+        # stage j-1's word when it is empty or its own word moves on.
+        n = self.stages
+        full = [Signal(name=f"full{j}") for j in range(n - 1)] + [self.o.valid]
+        adv = [Signal(name=f"adv{j}") for j in range(n)]
+        m.d.comb += adv[n - 1].eq(~full[n - 1] | self.o.ready)
+        for j in range(n - 1):
+            m.d.comb += adv[j].eq(~full[j] | adv[j + 1])
+        m.d.comb += pop.eq(adv[0] & (level != 0))
+        with m.If(adv[0]):
+            m.d.sync += full[0].eq(level != 0)
+        for j in range(1, n):
+            with m.If(adv[j]):
+                m.d.sync += full[j].eq(full[j - 1])
+        word = read[0]
+        if self.banks > 1:
+            # Stage 1: every bank's word in its own register, and which bank holds the FIFO's.
+            sel = [Signal(range(self.banks), name=f"sel{j}") for j in range(2)]
+            regs = [Signal(width, name=f"bank{k}_word") for k in range(self.banks)]
+            with m.If(pop):
+                m.d.sync += sel[0].eq(rp[low:])
+            with m.If(adv[1]):
+                m.d.sync += [sel[1].eq(sel[0])] + [r.eq(d) for r, d in zip(regs, read, strict=True)]
+            word = Signal(width)
+            with m.Switch(sel[1]):
+                for k in range(self.banks):
+                    with m.Case(k):
+                        m.d.comb += word.eq(regs[k])
+        if self.out_reg:
+            out = Signal(width)
+            with m.If(adv[n - 1]):
+                m.d.sync += out.eq(word)
+            word = out
+        m.d.comb += self.o.payload.eq(word)
         with m.If(push):
             m.d.sync += wp.eq(_wrap_inc(wp, depth))
         with m.If(pop):
@@ -101,7 +152,7 @@ class StreamFIFO(wiring.Component):
         return m
 
     def model(self) -> FIFOModel:
-        return FIFOModel(self.depth, self.out_reg)
+        return FIFOModel(self.depth, self.stages)
 
     def resources(self, family: str) -> Resources:
         """LUT4/FF estimate for 'ice40' or 'ecp5', calibrated with Yosys 0.70 on both
@@ -118,6 +169,8 @@ class StreamFIFO(wiring.Component):
           102 LUTs, now 67 and 57). RAMs stacked in depth (`bram_stack`) add a read
           multiplexer of about 0.75 LUT4 a bit per extra RAM (2560 x 34, five deep: 0.77
           on iCE40, 0.64 on ECP5) and its registered select.
+        - banked (``bank_depth``): a block RAM per bank, a register per bank and the
+          multiplexer, now between flip-flops.
         - in LUT RAM or flip-flops (Yosys' choice): a "ram" memory, whose mapping
           (hwgen.compiler.memmap) adds the read register and the read multiplexer.
         - ``style="logic"``: every entry a register loaded under a decoded write enable (a
@@ -131,6 +184,15 @@ class StreamFIFO(wiring.Component):
         if self.style == "logic":
             mux = math.ceil(0.9 * width * (depth - 1))
             return Resources(lut=lut + mux + depth, ff=ff + depth * width + width)
+        if self.banks > 1:
+            # Every bank's word register, stage 1's flag and the bank select of stages 0
+            # and 1; the multiplexer as for stacked RAMs.
+            sizes = [min(self.bank_depth, depth - k * self.bank_depth)
+                     for k in range(self.banks)]
+            return Resources(lut=lut + round(0.75 * width * (self.banks - 1)),
+                             ff=ff + self.banks * width + 1 + 2 * bits_for(self.banks),
+                             memories=tuple((d, width) for d in sizes),
+                             memory_kinds=("block",) * self.banks)
         if self.style == "block" or ram_in_block_ram(depth, width, family):
             stack = bram_stack(depth, width, family)
             select = bits_for(stack) if stack > 1 else 0
@@ -158,14 +220,18 @@ def ram_in_block_ram(depth: int, width: int, family: str) -> bool:
 
 
 def bram_stack(depth: int, width: int, family: str) -> int:
-    """Block RAMs stacked in depth (read through a multiplexer) for a depth x width memory:
-    the aspect ratio needing the fewest RAMs, the deepest among equals (as Yosys picks)."""
+    """Block RAMs stacked in depth (read through a multiplexer) for a depth x width memory."""
+    return math.ceil(depth / bram_depth(depth, width, family))
+
+
+def bram_depth(depth: int, width: int, family: str) -> int:
+    """Words per block RAM for a depth x width memory: the aspect ratio needing the fewest
+    RAMs, the deepest among equals (as Yosys picks)."""
     def count(shape):
         return math.ceil(depth / shape[0]) * math.ceil(width / shape[1])
 
     fewest = min(count(s) for s in _BRAM_SHAPES[family])
-    deepest = max(d for d, w in _BRAM_SHAPES[family] if count((d, w)) == fewest)
-    return math.ceil(depth / deepest)
+    return max(d for d, w in _BRAM_SHAPES[family] if count((d, w)) == fewest)
 
 
 def _power_of_two(n: int) -> bool:
@@ -180,40 +246,40 @@ def _wrap_inc(counter: Signal, modulus: int):
 
 
 class FIFOModel(BlockModel):
-    def __init__(self, depth: int, out_reg: bool = False):
+    """StreamFIFO's cycles: `depth` words of memory, then a chain of `stages` registers
+    (the memory's read register first, ``o`` last), each taking the word before it when it
+    is empty or its own word moves on."""
+
+    def __init__(self, depth: int, stages: int = 1):
         self.depth = depth
-        self.out_reg = out_reg
         self.level = 0
-        self.held = False  # out_reg: a word in the read register, behind the output one
-        self.out_valid = False
+        self.full = [False] * stages  # full[-1] is o.valid
 
     def valid(self, port):
-        return self.out_valid
+        return self.full[-1]
 
     def ready(self, port):
         return self.level != self.depth
 
     def tick(self, fired):
-        advance_out = not self.out_valid or fired["o"]
-        if self.out_reg:
-            advance = not self.held or advance_out
-            if advance_out:
-                self.out_valid = self.held
-        else:
-            advance = advance_out
-        pop = advance and self.level != 0
-        if advance:
-            if self.out_reg:
-                self.held = self.level != 0
-            else:
-                self.out_valid = self.level != 0
+        full = self.full
+        adv = [False] * len(full)
+        adv[-1] = not full[-1] or fired["o"]
+        for j in range(len(full) - 2, -1, -1):
+            adv[j] = not full[j] or adv[j + 1]
+        for j in range(len(full) - 1, 0, -1):
+            if adv[j]:
+                full[j] = full[j - 1]
+        pop = adv[0] and self.level != 0
+        if adv[0]:
+            full[0] = self.level != 0
         self.level += int(fired["i"]) - int(pop)
 
     def quiet(self):
-        # Without a fire nothing moves, unless a stored word is about to move towards the
-        # empty output register.
-        if (self.level and not (self.held if self.out_reg else self.out_valid)) \
-                or (self.held and not self.out_valid):
+        # Without a fire nothing moves, unless a word is about to move towards an empty
+        # register ahead of it.
+        full = self.full
+        if (self.level and not full[0]) or any(a and not b for a, b in zip(full[:-1], full[1:], strict=True)):
             return 1
         return 1 << 30
 

@@ -19,7 +19,7 @@ HASHES = {
     "digits-tiny@icebreaker": "2f02b65b1515b5440310a1cb157acf9b3d231402dbbf10e6ea3cd78e54f3eaa3",
     # issue 14: qk, o and fc2 event-driven (measured input rates 11.8 %, 1.1 %, 12.3 %);
     # window blocks, spike linears and head pipelined on ECP5 (merge of i14)
-    "digits-tiny@ulx3s-85f": "42e3d66e9fa6e1de332832ca018d4014c1ce000cd7150592c159942c049f68c7",
+    "digits-tiny@ulx3s-85f": "27f534a9217ef5acaf1f31e778aebe2dd4579ea9b3fd8e9256f406af4b6135eb",
     # the event spike linear's `cur` register and registered last-operation flags (82.8 ->
     # 107.6 MHz alone on ECP5) change every design with an event-driven spike linear; on
     # ECP5 the LIF arrays' thresholds come from a ROM read a cycle ahead (fc1_lif-sized
@@ -27,12 +27,12 @@ HASHES = {
     # step instead of reading them as 0 at its first (the step counter out of the adders)
     # StreamFIFO memories carry no_rw_check (a read never meets a write): no
     # read-during-write bypass in any design with a FIFO in a memory
-    "fuzz1": "f4e586bf7a7fd37a86aa178a19afaac149724d0fa981929d921252788b7c0881",
-    "fuzz2": "a12d21b125112e62cee25fe70973696cd64ffabeeebb8e64aa06b2d04a4a6122",
-    "fuzz3": "2621b9292c305ae82aa7e3c0d69fbe1b733e84ff47ab27edf64b5faddbc7ee76",
-    "fuzz4": "17b845876399edc6bb78f3dd4a76c64ab65741073b101f76498270f1345846df",
-    "fuzz5": "efafab6f3c8012725c4b3e61cc2c20b1bb64cc3d3b28ced1f7f707cfb0eff4ce",
-    "fuzz6": "3062545c583ba3cfe01fa7d7e0b522d33e7ef718c60baaea8082c39f5b209b74",
+    "fuzz1": "e44310db4d974990aae83fd2d150214cf4adc47e057ed3a9bf50f47408fc0fca",
+    "fuzz2": "0223bff1f1ebc167c1af71fc819b7bf3f36fc49b10310429259ec5c1ab363ba6",
+    "fuzz3": "5671a2bbe72f7ead144c29676df124e2689ac65b746231cac895e1765b74d972",
+    "fuzz4": "2077173f8030af8c877006520fba5611195cef803eed3c0631b824a70f04a529",
+    "fuzz5": "29d53c09139e2aded9009e281bbdc6d908c796e85a2720fc08209e48dfb549a9",
+    "fuzz6": "9e4ed2b670f2ab7d952c8dd435855910c694f82caab30b4f7c7c7d5c14045091",
 }
 
 

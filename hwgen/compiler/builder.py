@@ -25,7 +25,7 @@ from rtl_templates.linear_engine import memory_image
 from rtl_templates.maxpool import SpikeMaxPool2x2
 from rtl_templates.memport import MemPortRAM
 from rtl_templates.pixel_conv import PixelConv3x3
-from rtl_templates.plumbing import Fork, StreamFIFO, ram_in_block_ram
+from rtl_templates.plumbing import Fork, StreamFIFO, bram_depth, bram_stack, ram_in_block_ram
 from rtl_templates.residual_add import ResidualAdd
 from rtl_templates.sasa import SASA
 from rtl_templates.spike_collector import SpikeCollector
@@ -88,7 +88,10 @@ class _Builder:
         iCE40 any RAM takes a whole 4 kbit block RAM: small FIFOs go in flip-flops, big
         ones in SPRAM while the device has some left (rtl_templates/spram_fifo.py). On an
         ECP5 a FIFO in block RAM gets an output register (`StreamFIFO` ``out_reg``): the
-        RAM's clock-to-out is then not in front of the next block's logic."""
+        RAM's clock-to-out is then not in front of the next block's logic; one deeper than a
+        block RAM is banked by hand (``bank_depth``), so the RAMs' clock-to-out is not in
+        front of the multiplexer between them either (Yosys' ECP5 mapping leaves the
+        block RAM's own output register unused)."""
         width = Shape.cast(shape).width
         bits = depth * width
         if self.family == "ice40" and bits > SMALL_FIFO_BITS \
@@ -98,7 +101,9 @@ class _Builder:
         else:
             style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
             out_reg = self.family == "ecp5" and ram_in_block_ram(depth, width, self.family)
-            comp = StreamFIFO(shape, depth, style, out_reg=out_reg)
+            banks = out_reg and bram_stack(depth, width, self.family) > 1
+            comp = StreamFIFO(shape, depth, style, out_reg=out_reg,
+                              bank_depth=bram_depth(depth, width, self.family) if banks else None)
         node = self.node(name, "fifo", comp)
         node.beats = beats
         self.g.connect(src, (node.name, "i"))
