@@ -89,12 +89,12 @@ def _parser_chunks(rng: random.Random) -> list[dict]:
     return chunks
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_request_parser_against_the_protocol(seed):
+@pytest.mark.parametrize("seed,registered_start", [(0, False), (1, False), (2, True)])
+def test_request_parser_against_the_protocol(seed, registered_start):
     rng = random.Random(seed)
     gap = 12
     dut = RequestParser(pixels=GEO.pixels, channels=GEO.channels, pixel_bits=GEO.pixel_bits,
-                          gap=gap)
+                        gap=gap, registered_start=registered_start)
     chunks = _parser_chunks(rng)
     want_reqs, want_words = _parser_reference(chunks)
     got_reqs, got_words = [], []
@@ -230,11 +230,13 @@ def test_response_builder_against_the_protocol(acc_bits):
         (c, k, lg) for c, k, lg in results]
 
 
-def test_request_parser_replays_its_builtin_image():
+@pytest.mark.parametrize("registered_start", [False, True])
+def test_request_parser_replays_its_builtin_image(registered_start):
     """The built-in image leaves on `replay`; a replay while releasing is ignored; a
     CLASSIFY frame that completes meanwhile waits, then releases its own words."""
     builtin = [5, 0, 127, 64, 3, 99]
-    dut = RequestParser(pixels=GEO.pixels, channels=1, pixel_bits=7, gap=8, builtin=builtin)
+    dut = RequestParser(pixels=GEO.pixels, channels=1, pixel_bits=7, gap=8, builtin=builtin,
+                        registered_start=registered_start)
     image = bytes([7, 1, 2, 3, 4, 126])
     frame = P.encode_request(P.CLASSIFY, image)
     got, reqs = [], []

@@ -94,8 +94,9 @@ class BoardCore(wiring.Component):
     ``gap`` (cycles of quiet line that time out a frame and end a resynchronisation;
     at least 3 byte times), ``leds`` (LED count), ``selftest_image`` ([C, H, W] pixels;
     None: `default_selftest_image`), ``input_fifo`` (a two-beat FIFO between the
-    request parser and the accelerator, which cuts a long path on an ECP5; `BoardTop`
-    leaves it out on an iCE40).
+    request parser and the accelerator, and the parser's release started from a
+    register, `RequestParser` ``registered_start``: both cut long paths on an ECP5;
+    `BoardTop` leaves them out on an iCE40).
 
     Ports: ``rx`` (UART in, idles high), ``tx`` (UART out), ``leds`` (bit k drives LED
     k, 1 = lit), ``button`` (active high, asynchronous; a rising edge starts a self-test),
@@ -158,7 +159,7 @@ class BoardCore(wiring.Component):
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.parser = parser = RequestParser(
             pixels=geo.pixels, channels=geo.channels, pixel_bits=geo.pixel_bits, gap=self.gap,
-            builtin=self.selftest_words)
+            builtin=self.selftest_words, registered_start=self.input_fifo)
         m.submodules.builder = builder = ResponseBuilder(
             classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
         acc = self.accelerator
