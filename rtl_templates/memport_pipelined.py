@@ -145,7 +145,7 @@ class PipelinedMemPortRAMModel(MemPortRAMModel):
         self.fifo = FIFOModel(ram.buffer)
 
     def valid(self, port):
-        return self.fifo.out_valid
+        return self.fifo.valid("o")
 
     def _issue(self) -> bool:
         return (not self.writing and self.remaining != 0 and self.delay == 0
