@@ -69,6 +69,13 @@ class StreamFIFO(wiring.Component):
         return 1 if self.bank_depth is None else -(-self.depth // self.bank_depth)
 
     @property
+    def bank_sizes(self) -> list[int]:
+        """Words in each bank (the last may be short); [depth] unbanked."""
+        if self.bank_depth is None:
+            return [self.depth]
+        return [min(self.bank_depth, self.depth - k * self.bank_depth) for k in range(self.banks)]
+
+    @property
     def stages(self) -> int:
         """Registers from the memory's read (its own data register) to ``o``."""
         return 1 + self.out_reg + (self.banks > 1)
@@ -100,8 +107,7 @@ class StreamFIFO(wiring.Component):
         else:
             low = bits_for(self.bank_depth)
             read = []
-            for k in range(self.banks):
-                words = min(self.bank_depth, depth - k * self.bank_depth)
+            for k, words in enumerate(self.bank_sizes):
                 mem = Memory(shape=unsigned(width), depth=words, init=[], attrs=attrs)
                 m.submodules[f"bank{k}"] = mem
                 wr, rd = mem.write_port(), mem.read_port(domain="sync")
@@ -187,11 +193,9 @@ class StreamFIFO(wiring.Component):
         if self.banks > 1:
             # Every bank's word register, stage 1's flag and the bank select of stages 0
             # and 1; the multiplexer as for stacked RAMs.
-            sizes = [min(self.bank_depth, depth - k * self.bank_depth)
-                     for k in range(self.banks)]
             return Resources(lut=lut + round(0.75 * width * (self.banks - 1)),
                              ff=ff + self.banks * width + 1 + 2 * bits_for(self.banks),
-                             memories=tuple((d, width) for d in sizes),
+                             memories=tuple((d, width) for d in self.bank_sizes),
                              memory_kinds=("block",) * self.banks)
         if self.style == "block" or ram_in_block_ram(depth, width, family):
             stack = bram_stack(depth, width, family)

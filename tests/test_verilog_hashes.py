@@ -26,7 +26,8 @@ HASHES = {
     # 97.4 -> 134.7 MHz); pipelined LIF arrays clear their membranes after a token's last
     # step instead of reading them as 0 at its first (the step counter out of the adders)
     # StreamFIFO memories carry no_rw_check (a read never meets a write): no
-    # read-during-write bypass in any design with a FIFO in a memory
+    # read-during-write bypass in any design with a FIFO in a memory; StreamFIFO's register
+    # chain rewritten for bank_depth (same logic unbanked, new signal names)
     "fuzz1": "e44310db4d974990aae83fd2d150214cf4adc47e057ed3a9bf50f47408fc0fca",
     "fuzz2": "0223bff1f1ebc167c1af71fc819b7bf3f36fc49b10310429259ec5c1ab363ba6",
     "fuzz3": "5671a2bbe72f7ead144c29676df124e2689ac65b746231cac895e1765b74d972",

@@ -25,7 +25,7 @@ from rtl_templates.linear_engine import memory_image
 from rtl_templates.maxpool import SpikeMaxPool2x2
 from rtl_templates.memport import MemPortRAM
 from rtl_templates.pixel_conv import PixelConv3x3
-from rtl_templates.plumbing import Fork, StreamFIFO, bram_depth, bram_stack, ram_in_block_ram
+from rtl_templates.plumbing import Fork, StreamFIFO, bram_depth, ram_in_block_ram
 from rtl_templates.residual_add import ResidualAdd
 from rtl_templates.sasa import SASA
 from rtl_templates.spike_collector import SpikeCollector
@@ -101,9 +101,9 @@ class _Builder:
         else:
             style = "logic" if self.family == "ice40" and bits <= SMALL_FIFO_BITS else None
             out_reg = self.family == "ecp5" and ram_in_block_ram(depth, width, self.family)
-            banks = out_reg and bram_stack(depth, width, self.family) > 1
+            per_bram = bram_depth(depth, width, self.family) if out_reg else depth
             comp = StreamFIFO(shape, depth, style, out_reg=out_reg,
-                              bank_depth=bram_depth(depth, width, self.family) if banks else None)
+                              bank_depth=per_bram if per_bram < depth else None)
         node = self.node(name, "fifo", comp)
         node.beats = beats
         self.g.connect(src, (node.name, "i"))
