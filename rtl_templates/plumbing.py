@@ -32,7 +32,7 @@ class StreamFIFO(wiring.Component):
     ``ram_style`` for the memory: None lets Yosys choose by cost, "logic" forces
     flip-flops, which suits a small FIFO on an iCE40 where any RAM would take a whole
     block RAM, "block" forces block RAM), ``out_reg`` (a register between the memory's
-    read and ``o``), ``bank_depth`` (with ``out_reg``: the memory split by address into
+    read and ``o``, and ``i.ready`` from a register), ``bank_depth`` (with ``out_reg``: the memory split by address into
     block RAMs of that many words, a power of two below ``depth``, each read into its own
     register before the multiplexer that picks the word's bank; so a deep FIFO's stacked
     block RAMs' clock-to-out and the multiplexer are not one path).
@@ -93,7 +93,19 @@ class StreamFIFO(wiring.Component):
         rp = Signal(range(depth))
         push = Signal()
         pop = Signal()
-        m.d.comb += [self.i.ready.eq(level != depth), push.eq(self.i.valid & self.i.ready)]
+        if self.out_reg:
+            # i.ready from a register, set when the next level has room (so a chain of
+            # readies through the blocks before it starts at a flip-flop, not at the level
+            # compare); the same cycles as `level != depth`.
+            room = Signal(init=1)
+            with m.If(push & ~pop):
+                m.d.sync += room.eq(level != depth - 1)
+            with m.Elif(pop & ~push):
+                m.d.sync += room.eq(1)
+            m.d.comb += self.i.ready.eq(room)
+        else:
+            m.d.comb += self.i.ready.eq(level != depth)
+        m.d.comb += push.eq(self.i.valid & self.i.ready)
 
         # The memory (or each bank), written at wp and read at rp; `read` is the data of its
         # read register (stage 0 of the pipeline to o).
@@ -185,8 +197,8 @@ class StreamFIFO(wiring.Component):
         check_choice("family", family, FAMILIES)
         depth, width = self.depth, self.width
         level, addr = bits_for(depth + 1), bits_for(depth)
-        ff = level + 2 * addr + 1 + (self.width + 1 if self.out_reg else 0)
-        lut = 6 * level + (0 if _power_of_two(depth) else 2 * addr) + (2 if self.out_reg else 0)
+        ff = level + 2 * addr + 1 + (self.width + 2 if self.out_reg else 0)
+        lut = 6 * level + (0 if _power_of_two(depth) else 2 * addr) + (3 if self.out_reg else 0)
         if self.style == "logic":
             mux = math.ceil(0.9 * width * (depth - 1))
             return Resources(lut=lut + mux + depth, ff=ff + depth * width + width)
