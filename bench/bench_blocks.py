@@ -223,6 +223,8 @@ CASES = (
          _fixed(lambda: ResidualAdd((13, 11, 11), 13, 1))),
     Case("residual_add", "cifar-mid", "17+14+11 -> 17, lanes 2",
          _fixed(lambda: ResidualAdd((17, 14, 11), 17, 2))),
+    Case("residual_add skid", "cifar-mid", "17+14+11 -> 17, lanes 2, skid",
+         _fixed(lambda: ResidualAdd((17, 14, 11), 17, 2, skid=True))),
     Case("stream_fifo", "digits-tiny", "256 x 13",
          _fixed(lambda: StreamFIFO(values_layout(13, 1), 256))),
     Case("stream_fifo", "cifar-mid", "2560 x 34",

@@ -1,5 +1,6 @@
-"""ResidualAdd (the membrane residual join) against plain integer addition, under gaps and
-backpressure on every input and the output, with its cycle model checked beat by beat."""
+"""ResidualAdd (the membrane residual join, with and without its skid register) against plain
+integer addition, under gaps and backpressure on every input and the output, with its cycle
+model checked beat by beat."""
 
 import pytest
 import torch
@@ -15,13 +16,14 @@ def _values(g, width, shape):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("skid", [False, True], ids=["plain", "skid"])
 @pytest.mark.parametrize("widths,lanes", [((10, 8, 9), 4), ((12, 12), 3)])
-def test_residual_add(simulator, widths, lanes):
+def test_residual_add(simulator, widths, lanes, skid):
     g = torch.Generator().manual_seed(len(widths))
     shape = (30, 4, 12)  # tokens, T, channels
     xs = [_values(g, w, shape) for w in widths]
     out_width = max(widths) + 2
-    block = ResidualAdd(widths, out_width, lanes)
+    block = ResidualAdd(widths, out_width, lanes, skid=skid)
     inputs = {f"i{k}": pack_values(x, w, lanes) for k, (x, w) in enumerate(zip(xs, widths, strict=True))}
     expected = {"o": pack_values(sum(xs), out_width, lanes)}
     verify_block(block, inputs, expected, simulator=simulator, seed=4, gap=0.3,
@@ -29,11 +31,12 @@ def test_residual_add(simulator, widths, lanes):
 
 
 @pytest.mark.sim
-def test_residual_add_extremes(verilator):
+@pytest.mark.parametrize("skid", [False, True], ids=["plain", "skid"])
+def test_residual_add_extremes(verilator, skid):
     shape = (4, 2, 4)
     lo = torch.full(shape, -(1 << 7))
     hi = torch.full(shape, (1 << 7) - 1)
-    block = ResidualAdd((8, 8, 8), 10, 2)
+    block = ResidualAdd((8, 8, 8), 10, 2, skid=skid)
     for a, b, c in ((lo, lo, lo), (hi, hi, hi), (hi, lo, hi)):
         run = verify_block(block, {"i0": pack_values(a, 8, 2), "i1": pack_values(b, 8, 2),
                                    "i2": pack_values(c, 8, 2)},

@@ -280,7 +280,8 @@ class _Builder:
                 pipelined=self.family == "ecp5", mode=self.fold(f"{p}.dwc").mode), f"{p}.dwc")
             g.connect(s_dwc, (dwc.name, "i"))
             add = self.node(f"{p}.add_attn", "add",
-                        ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L), f"{p}.u_attn")
+                        ResidualAdd((ub, blk.o.acc_bits, blk.dwc.acc_bits), ub, L,
+                                    skid=self.family == "ecp5"), f"{p}.u_attn")
             g.connect(u_delayed, (add.name, "i0"))
             g.connect((o.name, "o"), (add.name, "i1"),
                       self.values_tap([f"{p}.o"], grid, D, blk.o.acc_bits, L))
@@ -324,7 +325,8 @@ class _Builder:
                 g.connect((fc1_lif.name, "o"), (fc2.name, "i"),
                           self.spikes_tap([f"{p}.fc1_lif"], grid, hid))
             add2 = self.node(f"{p}.add_mlp", "add",
-                         ResidualAdd((ub, blk.fc2.acc_bits), ub, L), f"{p}.u_mlp")
+                         ResidualAdd((ub, blk.fc2.acc_bits), ub, L,
+                                     skid=self.family == "ecp5"), f"{p}.u_mlp")
             g.connect(u_delayed, (add2.name, "i0"))
             g.connect((fc2.name, "o"), (add2.name, "i1"),
                       self.values_tap([f"{p}.fc2"], grid, D, blk.fc2.acc_bits, L))
