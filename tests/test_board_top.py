@@ -49,9 +49,10 @@ def test_led_pattern():
     assert led_pattern(5, 10, 2) == 0b01  # low bits only when LEDs are short
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["plain", "registered"])
 @pytest.mark.parametrize("classes,leds", [(5, 8), (10, 7), (10, 2)])
-def test_class_leds_hardware_matches_the_pattern(classes, leds):
-    dut = ClassLeds(classes=classes, leds=leds)
+def test_class_leds_hardware_matches_the_pattern(classes, leds, registered):
+    dut = ClassLeds(classes=classes, leds=leds, registered=registered)
     seen = []
 
     async def bench(ctx):

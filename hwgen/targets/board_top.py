@@ -52,24 +52,32 @@ def led_pattern(cls: int | None, classes: int, leds: int) -> int:
 class ClassLeds(wiring.Component):
     """Shows the latest self-test class on LEDs (encoding: `led_pattern`).
 
-    Parameters: ``classes``, ``leds`` (how many LEDs the board has).
+    Parameters: ``classes``, ``leds`` (how many LEDs the board has), ``registered``
+    (``cls`` and ``show`` registered first: the LED pins' flip-flops sit in the I/O
+    cells, far from the logic that decides ``show``).
     Ports: ``cls`` and ``show`` (a strobe: latch ``cls``); ``leds`` (bit k drives LED k).
-    Latency: the LEDs change the cycle after ``show``; all are off until the first one.
+    Latency: the LEDs change the cycle after ``show`` (two cycles after with
+    ``registered``); all are off until the first one.
     """
 
-    def __init__(self, *, classes: int, leds: int):
+    def __init__(self, *, classes: int, leds: int, registered: bool = False):
         self.classes = check_int("classes", classes)
         self.n = check_int("leds", leds)
+        self.registered = bool(registered)
         super().__init__({"cls": In(bits_for(classes)), "show": In(1), "leds": Out(leds)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        with m.If(self.show):
+        show, cls = self.show, self.cls
+        if self.registered:
+            show, cls = Signal(), Signal.like(self.cls)
+            m.d.sync += [show.eq(self.show), cls.eq(self.cls)]
+        with m.If(show):
             if self.n >= self.classes:
-                m.d.sync += self.leds.eq((Const(1, self.n) << self.cls)[:self.n])
+                m.d.sync += self.leds.eq((Const(1, self.n) << cls)[:self.n])
             else:
                 bits = bits_for(self.classes)
-                m.d.sync += self.leds.eq((self.cls | (1 << bits))[:self.n])
+                m.d.sync += self.leds.eq((cls | (1 << bits))[:self.n])
         return m
 
 
@@ -94,9 +102,10 @@ class BoardCore(wiring.Component):
     ``gap`` (cycles of quiet line that time out a frame and end a resynchronisation;
     at least 3 byte times), ``leds`` (LED count), ``selftest_image`` ([C, H, W] pixels;
     None: `default_selftest_image`), ``input_fifo`` (a two-beat FIFO between the
-    request parser and the accelerator, and the parser's release started from a
-    register, `RequestParser` ``registered_start``: both cut long paths on an ECP5;
-    `BoardTop` leaves them out on an iCE40).
+    request parser and the accelerator, another in front of the UART transmitter, the
+    parser's release started from a register, `RequestParser` ``registered_start``, and
+    the LEDs' inputs registered, `ClassLeds` ``registered``: all cut long paths on an
+    ECP5; `BoardTop` leaves them out on an iCE40).
 
     Ports: ``rx`` (UART in, idles high), ``tx`` (UART out), ``leds`` (bit k drives LED
     k, 1 = lit), ``button`` (active high, asynchronous; a rising edge starts a self-test),
@@ -163,18 +172,27 @@ class BoardCore(wiring.Component):
         m.submodules.builder = builder = ResponseBuilder(
             classes=geo.classes, acc_bits=acc_bits, ping_payload=geo.ping_payload())
         acc = self.accelerator
-        m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds)
+        m.submodules.class_leds = class_leds = ClassLeds(classes=geo.classes, leds=self.n_leds,
+                                                         registered=self.input_fifo)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.leds.eq(class_leds.leds)]
+        tx_in = utx.i
+        if self.input_fifo:
+            # The transmitter's readiness is its baud counter's compare; without this
+            # register the path from there through the response builder and the result's
+            # handshake into the LEDs spans the chip (a cifar-mid on-chip build at 69.0 MHz).
+            m.submodules.tx_fifo = tx_fifo = StreamFIFO(unsigned(8), 2, style="logic")
+            wiring.connect(m, tx_fifo.o, utx.i)
+            tx_in = tx_fifo.i
         loading = Signal()  # external weights: the loader has the memory (and the UART)
         armed = Signal()  # external weights: the accelerator is out of reset
         if self.external:
-            self._weights_path(m, urx, utx, parser, builder, loading, armed)
+            self._weights_path(m, urx, tx_in, parser, builder, loading, armed)
         else:
             m.submodules.accelerator = acc
             m.d.comb += [parser.frame_error.eq(urx.frame_error),
                          parser.overrun.eq(urx.overrun)]
             wiring.connect(m, urx.o, parser.i)
-            wiring.connect(m, builder.o, utx.i)
+            wiring.connect(m, builder.o, tx_in)
 
         # Button: synchronised, rising edge. Bounces can only queue one more self-test.
         button = Signal()
@@ -250,7 +268,7 @@ class BoardCore(wiring.Component):
             m.d.comb += class_leds.show.eq(tag != CLASSIFY)
         return m
 
-    def _weights_path(self, m: Module, urx, utx, parser, builder, loading: Signal,
+    def _weights_path(self, m: Module, urx, tx_in, parser, builder, loading: Signal,
                       armed: Signal) -> None:
         """The external-weight link: the receive FIFO, the frame demux, the weight loader (its
         replies through a two-beat FIFO), the reply mux and the memory share; the accelerator
@@ -277,7 +295,7 @@ class BoardCore(wiring.Component):
         m.submodules.loader_out = lout = StreamFIFO(unsigned(8), 2, style="logic")
         wiring.connect(m, loader.o, lout.i)
         wiring.connect(m, lout.o, rmux.b)
-        wiring.connect(m, rmux.o, utx.i)
+        wiring.connect(m, rmux.o, tx_in)
         wiring.connect(m, self.accelerator.mem, share.a)
         wiring.connect(m, loader.mem, share.b)
         wiring.connect(m, share.mem, wiring.flipped(self.mem))
