@@ -235,7 +235,7 @@ def _lifs_to_block_ram(model: IntModel, target: Target, plan: Plan) -> Plan:
 # Above this many modelled cycles the interval comes from the bottleneck block instead of a
 # three-image run of the cycle models (which steps every cycle in Python: about 90 s a
 # million cycles of cifar-mid on a busy 2-core machine). cifar-mid's three images are
-# 652 k cycles: its interval is 191,680, where its slowest block alone (the RPE conv)
+# 652 k cycles: its interval is 191,232, where its slowest block alone (the RPE conv)
 # would say 147,456.
 EXACT_INTERVAL_CYCLES = 1_000_000
 
