@@ -78,13 +78,15 @@ def pipeline_ff(block: WindowBlock) -> int:
     """Flip-flops a pipelined block adds (WindowBlock, ``pipelined``), as elaborated: the
     LineBuffer's valid/first/last of every further stage, the registered reads with their
     tap flag, slice and group, the registered terms, the tree's registers with their group
-    tags, and the final stage's bias (constant when there is one group)."""
+    tags, the final stage's bias (constant when there is one group), and the LineBuffer's
+    registered window bounds (`behind`, `ahead`)."""
     if not block.pipelined:
         return 0
     geo, lanes = block.geometry, block.lanes
     row_bits = lanes * block.elems * block.weight_bits
     g = _nbits(geo.groups)
     ff = 3 * (geo.stages - 1) + block.word_width + row_bits + 1 + _nbits(geo.slices) + g
+    ff += 2 * _nbits(geo.width + 2)
     terms, width = block.elems, block.term_width
     ff += lanes * terms * width
     for _ in range(block.tree_stages):

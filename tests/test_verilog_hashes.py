@@ -19,7 +19,7 @@ HASHES = {
     "digits-tiny@icebreaker": "2f02b65b1515b5440310a1cb157acf9b3d231402dbbf10e6ea3cd78e54f3eaa3",
     # issue 14: qk, o and fc2 event-driven (measured input rates 11.8 %, 1.1 %, 12.3 %);
     # window blocks, spike linears and head pipelined on ECP5 (merge of i14)
-    "digits-tiny@ulx3s-85f": "874286f35d2cb9709660d0ef4e16af0eed12f076c0371c7bb496edded4c00a11",
+    "digits-tiny@ulx3s-85f": "c719bc8dc0cead63c094f6275ab281958f4aa9655297514912e50c83fe6620e8",
     # the event spike linear's `cur` register and registered last-operation flags (82.8 ->
     # 107.6 MHz alone on ECP5) change every design with an event-driven spike linear; on
     # ECP5 the LIF arrays' thresholds come from a ROM read a cycle ahead (fc1_lif-sized
@@ -29,7 +29,7 @@ HASHES = {
     # read-during-write bypass in any design with a FIFO in a memory; StreamFIFO's register
     # chain rewritten for bank_depth (same logic unbanked, new signal names)
     # the residual adds take a skid register on ECP5 (their inputs' ready no longer
-    # depends on o.ready)
+    # depends on o.ready); pipelined line buffers keep their window bounds in registers
     "fuzz1": "e44310db4d974990aae83fd2d150214cf4adc47e057ed3a9bf50f47408fc0fca",
     "fuzz2": "0223bff1f1ebc167c1af71fc819b7bf3f36fc49b10310429259ec5c1ab363ba6",
     "fuzz3": "5671a2bbe72f7ead144c29676df124e2689ac65b746231cac895e1765b74d972",
