@@ -183,8 +183,8 @@ class LineBuffer(wiring.Component):
                 if registered:
                     nx = Mux(ox == W - 1, 0, ox + 1)
                     ny = Mux(ox == W - 1, Mux(oy == H - 1, 0, oy + 1), oy)
-                    m.d.sync += [sig.eq(value)
-                                 for sig, value in zip((behind, ahead), bounds(ny, nx), strict=True)]
+                    m.d.sync += [sig.eq(value) for sig, value
+                                 in zip((behind, ahead), bounds(ny, nx), strict=True)]
 
         # -- stage B: the read word and this step's controls.
         m.d.comb += self.word.eq(rd.data)

@@ -32,10 +32,11 @@ class StreamFIFO(wiring.Component):
     ``ram_style`` for the memory: None lets Yosys choose by cost, "logic" forces
     flip-flops, which suits a small FIFO on an iCE40 where any RAM would take a whole
     block RAM, "block" forces block RAM), ``out_reg`` (a register between the memory's
-    read and ``o``, and ``i.ready`` from a register), ``bank_depth`` (with ``out_reg``: the memory split by address into
-    block RAMs of that many words, a power of two below ``depth``, each read into its own
-    register before the multiplexer that picks the word's bank; so a deep FIFO's stacked
-    block RAMs' clock-to-out and the multiplexer are not one path).
+    read and ``o``, and ``i.ready`` from a register), ``bank_depth`` (with ``out_reg``:
+    the memory split by address into block RAMs of that many words, a power of two below
+    ``depth``, each read into its own register before the multiplexer that picks the
+    word's bank; so a deep FIFO's stacked block RAMs' clock-to-out and the multiplexer are
+    not one path).
 
     Ports: sink ``i``, source ``o``.
 
